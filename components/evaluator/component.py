@@ -1,0 +1,39 @@
+"""Evaluator: weighted MSE and gender accuracy against training-split baselines; a blessing."""
+from __future__ import annotations
+
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from deepattraction.components.evaluator import executor
+from deepattraction.components.evaluator.evaluation import GateConfig
+
+
+class EvaluatorSpec(ComponentSpec):
+    PARAMETERS = {executor.GATE_CONFIG: ExecutionParameter(type=str),
+                  "code_version": ExecutionParameter(type=str, optional=True)}
+    INPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "model": ChannelParameter(type=standard_artifacts.Model),
+    }
+    OUTPUTS = {
+        "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+    }
+
+
+class Evaluator(base_component.BaseComponent):
+    """Writes metrics.json and predictions.csv; blesses only a model that beats its baselines."""
+
+    SPEC_CLASS = EvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, gate: Optional[GateConfig] = None,
+                 code_version: Optional[str] = None):
+        super().__init__(EvaluatorSpec(
+            examples=examples, model=model, gate_config=(gate or GateConfig()).to_json(), code_version=code_version,
+            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

@@ -1,0 +1,99 @@
+"""Evaluator executor: scores the exported model through its serving_examples signature (the
+same graph TF Serving runs) against baselines from the training split, then blesses or not."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate
+from deepattraction.trainer import features
+from deepattraction.trainer.train import EXAMPLES_INPUT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
+
+GATE_CONFIG = "gate_config"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+BATCH = 64
+
+
+def split_files(examples, split: str) -> list[str]:
+    files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
+    if not files:
+        raise FileNotFoundError(f"split {split!r} of {examples.uri} has no files")
+    return files
+
+
+def _records(files: list[str], keys: dict):
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(BATCH)
+    for serialized in ds:
+        yield serialized, tf.io.parse_example(serialized, keys)
+
+
+def read_labels(files: list[str]) -> tuple[Labels, list[str]]:
+    spec = {**features.label_feature_spec(), features.USER_ID_KEY: features.raw_feature_spec()[features.USER_ID_KEY]}
+    cols = {k: [] for k in spec}
+    for _, parsed in _records(files, spec):
+        for k in spec:
+            cols[k].append(parsed[k].numpy())
+    cols = {k: np.concatenate(v) if v else np.array([]) for k, v in cols.items()}
+    labels = Labels(cols[features.LIKE_RATIO_KEY].astype(np.float64), cols[features.SWIPE_COUNT_KEY].astype(np.float64),
+                    (cols[features.GENDER_KEY] == features.GENDERS[1].encode()).astype(np.int64))
+    return labels, [u.decode() for u in cols[features.USER_ID_KEY]]
+
+
+def predict(model_dir: str, files: list[str]) -> dict[str, np.ndarray]:
+    fn = tf.saved_model.load(model_dir).signatures[SERVING_EXAMPLES]
+    outs: dict[str, list] = {}
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(BATCH)
+    for serialized in ds:
+        for k, v in fn(**{EXAMPLES_INPUT: serialized}).items():
+            outs.setdefault(k, []).append(v.numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def write_predictions(path: str, user_ids: list[str], labels: Labels, preds: dict) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+        w = csv.writer(f)
+        cols = sorted(preds)
+        w.writerow(["user_id", "like_ratio", "swipe_count", "male"] + [f"pred_{c}" for c in cols])
+        for i, uid in enumerate(user_ids):
+            w.writerow([uid, f"{labels.like_ratio[i]:.6f}", int(labels.swipe_count[i]), int(labels.male[i])]
+                       + [f"{float(preds[c][i]):.6f}" for c in cols])
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        self._log_startup(input_dict, output_dict, exec_properties)
+        gate = GateConfig.from_json(exec_properties.get(GATE_CONFIG))
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        model = artifact_utils.get_single_instance(input_dict["model"])
+        model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+        train_labels, _ = read_labels(split_files(examples, gate.baseline_split))
+        eval_files = split_files(examples, gate.eval_split)
+        labels, user_ids = read_labels(eval_files)
+        preds = predict(model_dir, eval_files)
+        base = baselines(train_labels)
+        result = evaluate(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE))
+        blessed, reasons = bless(result, gate)
+        result.update(blessed=blessed, not_blessed_because=reasons, gate=json.loads(gate.to_json()),
+                      baselines=base, train_count=int(len(train_labels.like_ratio)))
+
+        evaluation = artifact_utils.get_single_uri(output_dict["evaluation"])
+        with tf.io.gfile.GFile(os.path.join(evaluation, METRICS_FILE), "w") as f:
+            json.dump(result, f, indent=2, sort_keys=True)
+        write_predictions(os.path.join(evaluation, PREDICTIONS_FILE), user_ids, labels, preds)
+
+        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
+        blessing.set_int_custom_property("blessed", int(blessed))
+        blessing.set_string_custom_property("current_model", model.uri)
+        blessing.set_int_custom_property("current_model_id", model.id)
+        with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as f:
+            f.write("\n".join(reasons))
+        logging.info("Evaluator: %s; %s", "BLESSED" if blessed else "NOT BLESSED", json.dumps(result, sort_keys=True))

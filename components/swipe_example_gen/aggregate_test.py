@@ -1,0 +1,141 @@
+"""The swipe aggregation on hand-made rows, run with Beam's TestPipeline and assert_that."""
+import csv
+import os
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from conftest import encode
+from deepattraction.components.swipe_example_gen import aggregate
+from deepattraction.trainer import features
+
+import numpy as np
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def tables(tmp_path):
+    photo = encode(np.full((20, 20, 3), 128), "PNG")
+    (tmp_path / "photos").mkdir()
+    for uid in ("alice", "bob", "carol", "nosw"):
+        (tmp_path / "photos" / f"{uid}.png").write_bytes(photo)
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"not an image")
+    users = _write_csv(tmp_path / "users.csv", aggregate.USER_COLUMNS, [
+        ("alice", "female", "photos/alice.png", "2026-01-10T00:00:00Z"),
+        ("bob", "male", "photos/bob.png", "2026-01-05T00:00:00Z"),
+        ("carol", "female", "photos/carol.png", "1767225600"),  # 2026-01-01, as epoch seconds
+        ("nosw", "female", "photos/nosw.png", "2026-01-01T00:00:00Z"),
+        ("lost", "male", "photos/missing.png", "2026-01-01T00:00:00Z"),
+        ("broken", "male", "photos/broken.jpg", "2026-01-01T00:00:00Z"),
+        ("weird", "other", "photos/alice.png", "2026-01-01T00:00:00Z"),
+        ("dup", "male", "photos/bob.png", "2026-01-01T00:00:00Z"),
+        ("dup", "male", "photos/bob.png", "2026-01-02T00:00:00Z"),
+    ])
+    swipes = _write_csv(tmp_path / "swipes.csv", aggregate.SWIPE_COLUMNS, [
+        # alice: updated Jan 10. Two before (must not count), three after: 2 likes of 3.
+        ("bob", "alice", "1", "2026-01-09T00:00:00Z"),
+        ("carol", "alice", "1", "2026-01-10T00:00:00Z"),  # at the update instant: not after it
+        ("bob", "alice", "1", "2026-01-11T00:00:00Z"),
+        ("carol", "alice", "true", "2026-01-12T00:00:00Z"),
+        ("nosw", "alice", "0", "2026-01-13T00:00:00Z"),
+        # bob: one like from a woman after his update.
+        ("alice", "bob", "yes", "2026-01-06T00:00:00Z"),
+        # carol: only swipes before... none after -> her only swipe is from bob before? No: after.
+        ("bob", "carol", "0", "2026-01-02T00:00:00Z"),
+        ("bob", "carol", "0", "2026-01-03T00:00:00Z"),
+        # nosw: only a swipe before the update -> rejected as "no swipes after the photo update".
+        ("bob", "nosw", "1", "2025-12-01T00:00:00Z"),
+        ("bob", "lost", "1", "2026-01-03T00:00:00Z"),
+        ("bob", "broken", "1", "2026-01-03T00:00:00Z"),
+        ("ghost", "alice", "1", "2026-01-20T00:00:00Z"),  # unknown swiper
+        ("alice", "phantom", "1", "2026-01-20T00:00:00Z"),  # unknown target
+        ("alice", "bob", "maybe", "2026-01-20T00:00:00Z"),  # not a boolean
+        ("alice", "bob", "1", "yesterday"),  # bad time
+    ])
+    return str(users), str(swipes)
+
+
+def _example_tuple(ex: tf.train.Example):
+    f = ex.features.feature
+    return (f[features.USER_ID_KEY].bytes_list.value[0].decode(), round(f[features.LIKE_RATIO_KEY].float_list.value[0], 4),
+            f[features.SWIPE_COUNT_KEY].int64_list.value[0], f[features.GENDER_KEY].bytes_list.value[0].decode())
+
+
+def test_post_update_counts_and_rejects(tables):
+    users, swipes = tables
+    with TestPipeline() as p:
+        agg = aggregate.aggregate(p, users, swipes)
+        assert_that(agg.examples | beam.Map(_example_tuple), equal_to([
+            ("alice", round(2 / 3, 4), 3, "female"),
+            ("bob", 1.0, 1, "male"),
+            ("carol", 0.0, 2, "female"),
+        ]), label="examples")
+        assert_that(agg.rejects | beam.Map(lambda r: (r.kind, r.id.split("@")[0], r.reason.split(" (")[0].split(":")[0])), equal_to([
+            ("user", "nosw", "no swipes after the photo update"),
+            ("user", "lost", "photo not readable"),
+            ("user", "broken", "photo " + os.path.join(os.path.dirname(users), "photos/broken.jpg")),
+            ("user", "weird", "gender 'other' not in"),
+            ("user", "dup", "duplicate user_id"),
+            ("user", "dup", "duplicate user_id"),
+            ("swipe", "ghost->alice", "unknown swiper_id"),
+            ("swipe", "alice->phantom", "unknown target_id"),
+            ("swipe", "alice->bob", "liked 'maybe' is not a boolean"),
+            ("swipe", "alice->bob", "bad swiped_at 'yesterday'"),
+        ]), label="rejects")
+        # Post-update swipes only: alice got 1 like of 1 from a man (bob), 1 of 2 from women.
+        assert_that(agg.gender_table, equal_to([
+            (("male", "female"), (1, 3)),  # bob->alice like, bob->carol 2 dislikes
+            (("female", "female"), (1, 2)),  # carol->alice like, nosw->alice dislike
+            (("female", "male"), (1, 1)),  # alice->bob like
+        ]), label="gender_table")
+        assert_that(agg.counts["users_in"], equal_to([9]), label="users_in")
+        assert_that(agg.counts["examples"], equal_to([3]), label="examples_count")
+        assert_that(agg.counts["users_rejected"], equal_to([6]), label="users_rejected")
+        assert_that(agg.counts["swipes_before_update"], equal_to([3]), label="pre_update")
+        assert_that(agg.counts["swipes_rejected"], equal_to([4]), label="swipes_rejected")
+
+
+def test_broken_photo_reason_names_the_file(tables):
+    users, swipes = tables
+    with TestPipeline() as p:
+        agg = aggregate.aggregate(p, users, swipes)
+        broken = agg.rejects | beam.Filter(lambda r: r.id == "broken") | beam.Map(lambda r: ("broken.jpg" in r.reason, "undecodable" in r.reason))
+        assert_that(broken, equal_to([(True, True)]))
+
+
+def test_missing_column_fails_naming_the_file(tmp_path):
+    bad = _write_csv(tmp_path / "users.csv", ("user_id", "gender"), [("a", "male")])
+    with pytest.raises(ValueError, match=r"users.csv: missing column\(s\) \['photo_uri', 'photo_updated_at'\]"):
+        aggregate.check_columns(str(bad), aggregate.USER_COLUMNS)
+
+
+def test_parquet_tables_read_like_csv(tables, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    users, swipes = tables
+    for src in (users, swipes):
+        with open(src, newline="") as f:
+            rows = list(csv.DictReader(f))
+        pq.write_table(pa.Table.from_pylist(rows), src.replace(".csv", ".parquet"))
+    with TestPipeline() as p:
+        agg = aggregate.aggregate(p, users.replace(".csv", ".parquet"), swipes.replace(".csv", ".parquet"))
+        assert_that(agg.counts["examples"], equal_to([3]))
+
+
+def test_parse_time_accepts_iso_and_epoch():
+    assert aggregate.parse_time("2026-01-01T00:00:00Z") == 1767225600.0
+    assert aggregate.parse_time("2026-01-01T00:00:00") == 1767225600.0  # naive means UTC
+    assert aggregate.parse_time("1767225600") == 1767225600.0
+    with pytest.raises(ValueError):
+        aggregate.parse_time("yesterday")

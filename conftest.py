@@ -1,0 +1,41 @@
+"""Shared pytest fixtures: tiny datasets made by the project's own generator."""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import io  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SCUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data", "scut-fbp5500-train")
+
+
+def encode(img: np.ndarray, fmt: str = "JPEG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def jpeg_bytes() -> bytes:
+    rng = np.random.default_rng(0)
+    return encode(rng.integers(0, 255, (40, 60, 3)), "JPEG")
+
+
+@pytest.fixture
+def png_bytes() -> bytes:
+    rng = np.random.default_rng(1)
+    return encode(rng.integers(0, 255, (50, 30, 3)), "PNG")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A small synthetic dataset with pre-update swipes and one of each bad row."""
+    from deepattraction.demo_data import DemoDataConfig, make_demo_data
+
+    out = str(tmp_path_factory.mktemp("tiny_data"))
+    summary = make_demo_data(DemoDataConfig(out_dir=out, num_users=40, image_size=64, seed=3))
+    return out, summary

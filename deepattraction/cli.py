@@ -1,0 +1,175 @@
+"""The `deepattraction` command: demo-data, run, compile, predict, demo, schema."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from deepattraction import __version__  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+
+DEMO_HPARAMS = {"epochs": 12, "batch_size": 16, "learning_rate": 1e-3}
+DEMO_IMAGE_SIZE = 75
+
+
+def _parse_hparams(pairs: list[str]) -> dict:
+    """k=v pairs; values are parsed as JSON when they can be (numbers), else kept as strings."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--hparam {pair!r}: expected name=value")
+        k, v = pair.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/pipeline") -> None:
+    p.add_argument("--users", help="users table (.csv or .parquet), local path or gs://")
+    p.add_argument("--swipes", help="swipes table (.csv or .parquet), local path or gs://")
+    p.add_argument("--data", help="a demo-data folder: sets --users and --swipes")
+    p.add_argument("--pipeline-root", default=defaults_root)
+    p.add_argument("--serving-base", help="TF Serving model base path (default: <pipeline-root>/serving)")
+    p.add_argument("--backbone", default="inception_v3")
+    p.add_argument("--image-size", type=int, default=0, help="0: the backbone's native size")
+    p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
+                   help="trainer hyperparameter, e.g. epochs=5 head_layers=2 weights=gs://b/w.h5 task=ratio")
+    p.add_argument("--max-mse-ratio", type=float, default=1.0, help="bless only if weighted MSE < this x constant's")
+    p.add_argument("--min-accuracy-gain", type=float, default=0.0, help="bless only if accuracy > majority + this")
+    p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline argument")
+
+
+def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None):
+    from deepattraction.components.evaluator.evaluation import GateConfig
+    from deepattraction.demo_data import data_tables
+    from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
+
+    users, swipes = a.users, a.swipes
+    if a.data:
+        users, swipes = data_tables(a.data)
+    if not users or not swipes:
+        raise SystemExit("give --data DIR, or both --users and --swipes")
+    users, swipes = (u if "://" in u else os.path.abspath(u) for u in (users, swipes))
+    root = os.path.abspath(a.pipeline_root) if "://" not in a.pipeline_root else a.pipeline_root
+    return PipelineConfig(
+        pipeline_root=root, users_uri=users, swipes_uri=swipes,
+        serving_base=a.serving_base or os.path.join(root, "serving"),
+        backbone=a.backbone, image_size=a.image_size,
+        hparams={**(hparams_defaults or {}), **_parse_hparams(a.hparam)},
+        gate=GateConfig(max_mse_ratio=a.max_mse_ratio, min_accuracy_gain=a.min_accuracy_gain),
+        beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg))
+
+
+def cmd_demo_data(a) -> None:
+    from deepattraction.demo_data import DemoDataConfig, make_demo_data
+
+    s = make_demo_data(DemoDataConfig(out_dir=a.out, source=a.source, num_users=a.num_users,
+                                      bad_rows=not a.no_bad_rows, seed=a.seed))
+    print(f"demo-data: {s.users} users, {s.swipes} swipes ({s.pre_update_swipes} before a photo update, "
+          f"{s.bad_users} bad users, {s.bad_swipes} bad swipes) in {a.out}")
+
+
+def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
+    from deepattraction.pipeline import local_runner, results
+
+    cfg = pipeline_config(a, hparams_defaults)
+    t0 = time.time()
+    print(f"run: pipeline root {cfg.pipeline_root}", flush=True)
+    local_runner.run(cfg)
+    r = results.latest(cfg)
+    print(f"run: finished in {time.time() - t0:.0f} s; {r.summary_line()}", flush=True)
+    return r
+
+
+def cmd_predict(a) -> int:
+    from deepattraction.serving.predict import LocalModel
+
+    model = LocalModel(a.model)
+    failed = 0
+    for path in a.photos:
+        try:
+            pred = model.predict_files([path])[0]
+        except Exception as e:  # one bad photo must not hide the others' predictions
+            failed += 1
+            msg = getattr(e, "message", str(e)).splitlines()[0]
+            print(json.dumps({"photo": path, "error": msg}) if a.json else f"{path}: error: {msg}", file=sys.stdout)
+            continue
+        print(json.dumps({"photo": path, **pred.__dict__}) if a.json else f"{path}: {pred.line()}")
+    return 1 if failed else 0
+
+
+def cmd_demo(a) -> None:
+    """Makes the demo data, runs the whole pipeline locally and prints the headline figures."""
+    work = os.path.abspath(a.workdir)
+    data = os.path.join(work, "data")
+    if not os.path.exists(os.path.join(data, "users.csv")):
+        cmd_demo_data(argparse.Namespace(out=data, source=a.source, num_users=a.num_users, no_bad_rows=False, seed=0))
+    args = argparse.Namespace(users=None, swipes=None, data=data, pipeline_root=os.path.join(work, "pipeline"),
+                              serving_base=None, backbone="inception_v3", image_size=a.image_size, hparam=a.hparam,
+                              max_mse_ratio=1.0, min_accuracy_gain=0.0, beam_arg=[])
+    r = cmd_run(args, DEMO_HPARAMS)
+    print(r.report_lines())
+    print(r.demo_line())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="deepattraction", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo-data", help="write a dataset in the input format")
+    d.add_argument("out")
+    d.add_argument("--source", default="synthetic", help='"synthetic" or a SCUT-FBP5500 folder')
+    d.add_argument("--num-users", type=int, default=240, help="photos to write (SCUT: a random subset; 0 = all)")
+    d.add_argument("--no-bad-rows", action="store_true", help="leave out the rows that must be rejected")
+    d.add_argument("--seed", type=int, default=0)
+
+    r = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner, sqlite MLMD)")
+    _add_pipeline_args(r)
+
+    c = sub.add_parser("compile", help="compile the Kubeflow Pipelines v2 spec")
+    c.add_argument("--output", default="build/deepattraction_pipeline.json")
+    c.add_argument("--image", default=None, help="container image for every step")
+    c.add_argument("--pipeline-root", default="gs://YOUR_BUCKET/deepattraction/root")
+    c.add_argument("--backbone", default="inception_v3")
+    c.add_argument("--image-size", type=int, default=0)
+    c.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
+
+    pr = sub.add_parser("predict", help="predict photos with a pushed model")
+    pr.add_argument("photos", nargs="+")
+    pr.add_argument("--model", required=True, help="SavedModel folder or TF Serving model base path")
+    pr.add_argument("--json", action="store_true")
+
+    dm = sub.add_parser("demo", help="demo data + local run + results")
+    dm.add_argument("--workdir", default="build/demo")
+    dm.add_argument("--source", default="synthetic")
+    dm.add_argument("--num-users", type=int, default=240)
+    dm.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE)
+    dm.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
+
+    sub.add_parser("schema", help="print the raw-data schema generated from the features module")
+
+    a = p.parse_args(argv)
+    if a.command == "demo-data":
+        cmd_demo_data(a)
+    elif a.command == "run":
+        cmd_run(a)
+    elif a.command == "compile":
+        from deepattraction.pipeline import kubeflow_v2_runner
+
+        print(f"compile: wrote {kubeflow_v2_runner.compile_from_args(a)}")
+    elif a.command == "predict":
+        return cmd_predict(a)
+    elif a.command == "demo":
+        cmd_demo(a)
+    elif a.command == "schema":
+        from deepattraction.pipeline.schema import schema_text
+
+        sys.stdout.write(schema_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Writes a dataset in the input contract: users table, swipes table and photos.
+
+Two sources: fully synthetic procedural faces (no external data) or SCUT-FBP5500 faces whose
+60 ratings per photo stand in for swipes. Both add swipes made before each photo's update,
+which must not count, and optionally a few bad rows that the pipeline must reject.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+USERS_FILE = "users.csv"
+SWIPES_FILE = "swipes.csv"
+USER_COLUMNS = ("user_id", "gender", "photo_uri", "photo_updated_at")
+SWIPE_COLUMNS = ("swiper_id", "target_id", "liked", "swiped_at")
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+LIKE_SCORE = 4  # a SCUT rating of 4 or 5 counts as a like
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoDataConfig:
+    """What demo-data writes. `source` is "synthetic" or a folder of SCUT-FBP5500 faces."""
+
+    out_dir: str
+    source: str = "synthetic"
+    num_users: int = 240
+    image_size: int = 128
+    min_swipes: int = 3
+    max_swipes: int = 60
+    bad_rows: bool = True
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class DemoDataSummary:
+    users: int
+    swipes: int
+    pre_update_swipes: int
+    bad_users: int
+    bad_swipes: int
+
+
+def _ts(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def _synthetic_face(rng: np.random.Generator, appeal: float, male: bool, size: int) -> Image.Image:
+    """A face-like drawing whose appeal shows as smile, skin brightness and a warm background;
+    gender shows as hair shape. Both are visible, so a CNN can learn them."""
+    s = size
+    bg = np.array([90 + 130 * appeal, 110 + 40 * rng.random(), 200 - 120 * appeal])
+    bg += rng.normal(0, 12, 3)
+    img = Image.new("RGB", (s, s), tuple(int(v) for v in np.clip(bg, 0, 255)))
+    d = ImageDraw.Draw(img)
+    cx, cy = s / 2 + rng.normal(0, s * 0.03), s / 2 + rng.normal(0, s * 0.03)
+    fw, fh = s * (0.26 + 0.04 * rng.random()), s * (0.33 + 0.04 * rng.random())
+    hair = tuple(int(v) for v in rng.integers(20, 90, 3))
+    if male:
+        d.rectangle([cx - fw, cy - fh * 1.08, cx + fw, cy - fh * 0.55], fill=hair)
+    else:
+        d.ellipse([cx - fw * 1.35, cy - fh * 1.15, cx + fw * 1.35, cy + fh * 1.25], fill=hair)
+    skin = np.array([150, 110, 90]) + 90 * appeal + rng.normal(0, 8, 3)
+    d.ellipse([cx - fw, cy - fh, cx + fw, cy + fh], fill=tuple(int(v) for v in np.clip(skin, 0, 255)))
+    eye = s * 0.035
+    for ex in (cx - fw * 0.4, cx + fw * 0.4):
+        d.ellipse([ex - eye, cy - fh * 0.25 - eye, ex + eye, cy - fh * 0.25 + eye], fill=(30, 30, 40))
+    smile = (appeal - 0.5) * fh * 0.5
+    mw, my = fw * 0.45, cy + fh * 0.45
+    box = [cx - mw, my - abs(smile) - 1, cx + mw, my + abs(smile) + 1]
+    d.arc(box, 0 if smile >= 0 else 180, 180 if smile >= 0 else 360, fill=(120, 20, 30), width=max(1, s // 40))
+    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 6, (s, s, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, quality=90) if fmt == "JPEG" else img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+class _Writer:
+    """Collects users and swipes and writes them with their photos."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        os.makedirs(os.path.join(out_dir, "photos"), exist_ok=True)
+        self.users: list[tuple] = []
+        self.swipes: list[tuple] = []
+
+    def add_user(self, user_id: str, gender: str, photo: bytes | None, ext: str, updated: datetime) -> None:
+        uri = ""
+        if photo is not None:
+            uri = f"photos/{user_id}.{ext}"
+            with open(os.path.join(self.out_dir, uri), "wb") as f:
+                f.write(photo)
+        self.users.append((user_id, gender, uri, _ts(updated)))
+
+    def add_swipe(self, swiper: str, target: str, liked: bool, at: datetime) -> None:
+        self.swipes.append((swiper, target, int(liked), _ts(at)))
+
+    def write(self) -> None:
+        for name, cols, rows in ((USERS_FILE, USER_COLUMNS, self.users), (SWIPES_FILE, SWIPE_COLUMNS, self.swipes)):
+            with open(os.path.join(self.out_dir, name), "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(cols)
+                w.writerows(rows)
+
+
+def _add_bad_rows(w: _Writer, rng: np.random.Generator, swiper_ids: list[str]) -> tuple[int, int]:
+    """One of each failure the pipeline must reject with a reason, and keep going."""
+    t = EPOCH + timedelta(days=10)
+    w.users.append(("bad-missing-photo", "female", "photos/does-not-exist.jpg", _ts(t)))
+    w.add_user("bad-corrupt-photo", "male", b"\xff\xd8\xff\xe0 this is not a jpeg", "jpg", t)
+    w.add_user("bad-no-swipes", "female", _encode(_synthetic_face(rng, 0.5, False, 64), "PNG"), "png", t)
+    for bad in ("bad-missing-photo", "bad-corrupt-photo"):
+        for s in swiper_ids[:3]:
+            w.add_swipe(s, bad, True, t + timedelta(days=1))
+    w.add_swipe(swiper_ids[0], "ghost-user", True, t + timedelta(days=1))
+    w.add_swipe("ghost-swiper", swiper_ids[1], False, t + timedelta(days=1))
+    return 3, 2
+
+
+def make_synthetic(cfg: DemoDataConfig) -> DemoDataSummary:
+    rng = np.random.default_rng(cfg.seed)
+    w = _Writer(cfg.out_dir)
+    ids = [f"u{i:05d}" for i in range(cfg.num_users)]
+    male = rng.random(cfg.num_users) < 0.58  # the study's majority share
+    appeal = rng.beta(2, 2, cfg.num_users)
+    updated = [EPOCH + timedelta(days=float(rng.uniform(5, 30))) for _ in ids]
+    for i, uid in enumerate(ids):
+        img = _synthetic_face(rng, float(appeal[i]), bool(male[i]), cfg.image_size)
+        fmt, ext = ("PNG", "png") if i % 4 == 0 else ("JPEG", "jpg")
+        w.add_user(uid, "male" if male[i] else "female", _encode(img, fmt), ext, updated[i])
+    pre = 0
+    for t in range(cfg.num_users):
+        n = int(rng.integers(cfg.min_swipes, cfg.max_swipes + 1))
+        swipers = rng.choice([j for j in range(cfg.num_users) if j != t], size=min(n, cfg.num_users - 1), replace=False)
+        for j in swipers:
+            # Men like more often than women, as in the study; appeal drives both.
+            p = np.clip(0.08 + 0.8 * appeal[t] + (0.12 if male[j] else -0.05), 0.01, 0.99)
+            at = updated[t] + timedelta(hours=float(rng.uniform(1, 500)))
+            w.add_swipe(ids[j], ids[t], bool(rng.random() < p), at)
+        for j in rng.choice(cfg.num_users, size=int(rng.integers(0, 4)), replace=False):
+            if j != t:  # swipes on the old photo: all likes, so counting them would show
+                w.add_swipe(ids[j], ids[t], True, updated[t] - timedelta(hours=float(rng.uniform(1, 90))))
+                pre += 1
+    bad_u, bad_s = _add_bad_rows(w, rng, ids) if cfg.bad_rows else (0, 0)
+    w.write()
+    return DemoDataSummary(len(w.users), len(w.swipes), pre, bad_u, bad_s)
+
+
+def _read_scut_ratings(folder: str) -> list[dict]:
+    with open(os.path.join(folder, "ratings.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def make_scut(cfg: DemoDataConfig) -> DemoDataSummary:
+    """SCUT-FBP5500 photos; 60 raters (given genders) become swipers, ratings >= 4 likes."""
+    rng = np.random.default_rng(cfg.seed)
+    rows = _read_scut_ratings(cfg.source)
+    if cfg.num_users and cfg.num_users < len(rows):
+        rows = [rows[i] for i in sorted(rng.choice(len(rows), cfg.num_users, replace=False))]
+    w = _Writer(cfg.out_dir)
+    raters = [f"rater{r:02d}" for r in range(60)]
+    for r, rid in enumerate(raters):  # swipers only: no photo, so the pipeline rejects them as targets
+        w.add_user(rid, "female" if r % 2 else "male", None, "", EPOCH)
+    pre = 0
+    for row in rows:
+        uid = os.path.splitext(row["filename"])[0]
+        with open(os.path.join(cfg.source, "images", row["filename"]), "rb") as f:
+            photo = f.read()
+        updated = EPOCH + timedelta(days=float(rng.uniform(5, 30)))
+        w.add_user(uid, "female" if row["group"].endswith("F") else "male", photo, "jpg", updated)
+        scores = np.repeat(np.arange(1, 6), [int(row[f"n_score_{k}"]) for k in range(1, 6)])
+        rng.shuffle(scores)
+        n = int(rng.integers(cfg.min_swipes, min(cfg.max_swipes, len(scores)) + 1))
+        for rater, score in zip(raters[:n], scores[:n]):
+            w.add_swipe(rater, uid, score >= LIKE_SCORE, updated + timedelta(hours=float(rng.uniform(1, 500))))
+        for rater in raters[n:n + int(rng.integers(0, 3))]:
+            w.add_swipe(rater, uid, True, updated - timedelta(hours=float(rng.uniform(1, 90))))
+            pre += 1
+    bad_u, bad_s = _add_bad_rows(w, rng, raters) if cfg.bad_rows else (0, 0)
+    w.write()
+    return DemoDataSummary(len(w.users), len(w.swipes), pre, bad_u, bad_s)
+
+
+def make_demo_data(cfg: DemoDataConfig) -> DemoDataSummary:
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    return make_synthetic(cfg) if cfg.source == "synthetic" else make_scut(cfg)
+
+
+def data_tables(folder: str) -> tuple[str, str]:
+    """The users and swipes tables of a demo-data folder."""
+    return os.path.join(folder, USERS_FILE), os.path.join(folder, SWIPES_FILE)

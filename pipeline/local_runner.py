@@ -1,0 +1,24 @@
+"""Runs the pipeline on this machine: LocalDagRunner, sqlite MLMD, Beam's DirectRunner."""
+from __future__ import annotations
+
+import os
+
+from tfx import v1 as tfx
+
+from deepattraction.pipeline import pipeline, progress
+from deepattraction.pipeline.configs import PipelineConfig, code_fingerprint, input_fingerprint
+
+
+def metadata_path(cfg: PipelineConfig) -> str:
+    return cfg.metadata_path or os.path.join(cfg.pipeline_root, "metadata.sqlite")
+
+
+def run(cfg: PipelineConfig, show_progress: bool = True) -> None:
+    if show_progress:
+        progress.enable()
+    os.makedirs(cfg.pipeline_root, exist_ok=True) if "://" not in cfg.pipeline_root else None
+    components = pipeline.create_components(
+        cfg, fingerprint=input_fingerprint(cfg.users_uri, cfg.swipes_uri), code=code_fingerprint())
+    p = pipeline.create_pipeline(
+        cfg, components, tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path(cfg)))
+    tfx.orchestration.LocalDagRunner().run(p)

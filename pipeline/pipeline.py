@@ -1,0 +1,48 @@
+"""create_pipeline(): the one DAG that every orchestrator runs."""
+from __future__ import annotations
+
+from tfx import v1 as tfx
+
+from deepattraction.components.evaluator.component import Evaluator
+from deepattraction.components.hparams_gen.component import HParamsGen
+from deepattraction.components.swipe_example_gen.component import SwipeExampleGen
+from deepattraction.pipeline.configs import PipelineConfig
+
+PREPROCESSING_FN = "deepattraction.trainer.preprocessing.preprocessing_fn"
+RUN_FN = "deepattraction.trainer.task.run_fn"
+
+
+def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fingerprint: str | None = None,
+                      hparams: dict | None = None, code: str = "") -> list:
+    """The components in order. Runners may pass RuntimeParameters for URIs and hyperparameters.
+
+    `fingerprint` identifies the input data and `code` the package's code (see
+    configs.code_fingerprint): both go into the steps whose cache keys would otherwise miss them.
+    On Kubeflow the image digest plays the part of `code`."""
+    example_gen = SwipeExampleGen(users_uri=users_uri or cfg.users_uri, swipes_uri=swipes_uri or cfg.swipes_uri,
+                                  input_fingerprint=f"{fingerprint or ''}+code:{code}" if fingerprint or code else None)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.schema_file)
+    hparams_gen = HParamsGen(**(hparams if hparams is not None else cfg.trainer_hparams))
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN, custom_config={**cfg.transform_config, **({"code": code} if code else {})},
+        materialize=False, disable_statistics=True)
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN, examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config={"code": code} if code else None)
+    evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
+                          code_version=code or None)
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.push_dir)))
+    return [example_gen, schema_gen, hparams_gen, transform, trainer, evaluator, pusher]
+
+
+def create_pipeline(cfg: PipelineConfig, components: list | None = None, metadata_connection_config=None) -> tfx.dsl.Pipeline:
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.name, pipeline_root=cfg.pipeline_root,
+        components=components if components is not None else create_components(cfg),
+        enable_cache=cfg.enable_cache, metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(cfg.beam_pipeline_args))

@@ -1,0 +1,68 @@
+"""Reads a finished run's outputs from the pipeline root: metrics, data report, pushed versions."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+
+from deepattraction.components.evaluator.executor import METRICS_FILE
+from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FILE, REJECTS_FILE, SUMMARY_FILE
+from deepattraction.pipeline.configs import PipelineConfig
+from deepattraction.serving import model_dir
+
+
+def latest_output(root: str, component: str, output: str) -> str:
+    """<root>/<component>/<output>/<execution id>/ with the highest id: the latest execution."""
+    base = os.path.join(root, component, output)
+    ids = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(base) if n.rstrip("/").isdigit()] if tf.io.gfile.isdir(base) else []
+    if not ids:
+        raise FileNotFoundError(f"no outputs under {base}")
+    return os.path.join(base, str(max(ids)))
+
+
+def _read(path: str) -> str:
+    with tf.io.gfile.GFile(path) as f:
+        return f.read()
+
+
+@dataclasses.dataclass
+class RunResults:
+    metrics: dict
+    data_summary: dict
+    gender_table: str
+    rejects_path: str
+    pushed_versions: list[int]
+    push_dir: str
+
+    def summary_line(self) -> str:
+        state = "blessed" if self.metrics.get("blessed") else "NOT blessed"
+        pushed = f"pushed version {self.pushed_versions[-1]} to {self.push_dir}" if self.pushed_versions and self.metrics.get("blessed") else "nothing pushed"
+        return f"model {state}, {pushed}"
+
+    def report_lines(self) -> str:
+        s = self.data_summary
+        return "\n".join([
+            f"data: {s['users_in']} users in, {sum(s['users_in_splits'].values())} in splits {s['users_in_splits']}, "
+            f"{s['users_rejected']} rejected; {s['swipes_in']} swipes in, {s['swipes_before_update']} before a photo update "
+            f"(not counted), {s['swipes_rejected']} rejected; rejects: {self.rejects_path}",
+            "mean like ratio by source x target gender:",
+            self.gender_table.rstrip(),
+        ])
+
+    def demo_line(self) -> str:
+        m = self.metrics
+        return (f"demo: like-ratio weighted MSE {m['ratio_weighted_mse']:.4f} vs constant {m['constant_weighted_mse']:.4f} "
+                f"(ratio {m['mse_ratio']:.3f}), gender accuracy {m['gender_accuracy']:.3f} vs majority {m['majority_accuracy']:.3f}")
+
+
+def latest(cfg: PipelineConfig) -> RunResults:
+    report = latest_output(cfg.pipeline_root, "SwipeExampleGen", "report")
+    evaluation = latest_output(cfg.pipeline_root, "Evaluator", "evaluation")
+    return RunResults(
+        metrics=json.loads(_read(os.path.join(evaluation, METRICS_FILE))),
+        data_summary=json.loads(_read(os.path.join(report, SUMMARY_FILE))),
+        gender_table=_read(os.path.join(report, GENDER_TABLE_FILE)),
+        rejects_path=os.path.join(report, REJECTS_FILE),
+        pushed_versions=model_dir.versions(cfg.push_dir), push_dir=cfg.push_dir)

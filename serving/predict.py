@@ -1,0 +1,52 @@
+"""In-process prediction from a pushed model, through the same signature TF Serving exposes."""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from deepattraction.serving import model_dir
+from deepattraction.trainer.train import IMAGE_BYTES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_DEFAULT
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    like_ratio: float | None
+    male_probability: float | None
+    face_count: int | None
+
+    def line(self) -> str:
+        parts = []
+        if self.like_ratio is not None:
+            parts.append(f"like_ratio {self.like_ratio:.4f}")
+        if self.male_probability is not None:
+            parts.append(f"gender {'male' if self.male_probability >= 0.5 else 'female'} (p_male {self.male_probability:.3f})")
+        if self.face_count is not None:
+            parts.append(f"face_count {self.face_count}")
+        return ", ".join(parts)
+
+
+def from_outputs(outputs: dict, i: int) -> Prediction:
+    def get(key, cast):
+        return cast(outputs[key][i]) if key in outputs else None
+
+    return Prediction(get(OUT_RATIO, float), get(OUT_MALE, float), get(OUT_FACE_COUNT, int))
+
+
+class LocalModel:
+    """Loads a SavedModel (or the latest version under a base path) once, predicts many photos."""
+
+    def __init__(self, path: str):
+        self.path = model_dir.resolve(path)
+        self._fn = tf.saved_model.load(self.path).signatures[SERVING_DEFAULT]
+
+    def predict_bytes(self, photos: list[bytes]) -> list[Prediction]:
+        out = {k: v.numpy() for k, v in self._fn(**{IMAGE_BYTES_INPUT: tf.constant(photos)}).items()}
+        return [from_outputs(out, i) for i in range(len(photos))]
+
+    def predict_files(self, paths: list[str]) -> list[Prediction]:
+        photos = []
+        for p in paths:
+            with tf.io.gfile.GFile(p, "rb") as f:
+                photos.append(f.read())
+        return self.predict_bytes(photos)

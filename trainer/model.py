@@ -1,0 +1,74 @@
+"""Backbones and heads. Pure Keras: no I/O beyond loading backbone weights."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+
+import tensorflow as tf
+
+from deepattraction.trainer import features, metrics
+
+TASKS = ("ratio", "gender", "both")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "inception_v3"
+    weights: str = "none"  # "none", "imagenet" (download, production only) or a weights-file URI
+    task: str = "both"
+    head_layers: int = 1  # dense layers on the penultimate layer, the output layer included
+    head_width: int = 256
+    dropout: float = 0.2
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r} not in {TASKS}")
+        if not 1 <= self.head_layers <= 3:
+            raise ValueError(f"head_layers must be 1, 2 or 3, got {self.head_layers}")
+        if self.backbone not in features.BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}")
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return {"ratio": (features.RATIO_LABEL,), "gender": (features.GENDER_LABEL,),
+                "both": (features.RATIO_LABEL, features.GENDER_LABEL)}[self.task]
+
+
+def _local_copy(uri: str) -> str:
+    """Keras reads weights from local files; copy gs:// (or any tf.io.gfile URI) first."""
+    if "://" not in uri:
+        return uri
+    local = os.path.join(tempfile.mkdtemp(prefix="weights-"), os.path.basename(uri))
+    tf.io.gfile.copy(uri, local, overwrite=True)
+    return local
+
+
+def build_backbone(cfg: ModelConfig, image_size: int) -> tf.keras.Model:
+    """The backbone up to its penultimate (global-pooled) layer."""
+    if cfg.backbone != "inception_v3":
+        raise NotImplementedError(f"backbone {cfg.backbone!r} is not built yet")
+    keras_weights = "imagenet" if cfg.weights == "imagenet" else None
+    base = tf.keras.applications.InceptionV3(
+        include_top=False, weights=keras_weights, input_shape=(image_size, image_size, 3), pooling="avg")
+    if cfg.weights not in ("none", "imagenet", ""):
+        base.load_weights(_local_copy(cfg.weights))
+    return base
+
+
+def build_model(cfg: ModelConfig, image_size: int, ratio_prior: float = 0.5, male_prior: float = 0.5) -> tf.keras.Model:
+    """Backbone + dense head; output biases start at the training priors, so step 0 is the
+    best-constant baseline and training can only add to it."""
+    image = tf.keras.Input((image_size, image_size, 3), name=features.IMAGE_XF)
+    x = build_backbone(cfg, image_size)(image)
+    for i in range(cfg.head_layers - 1):
+        x = tf.keras.layers.Dense(cfg.head_width, activation="relu", name=f"head_dense_{i}")(x)
+        x = tf.keras.layers.Dropout(cfg.dropout, name=f"head_dropout_{i}")(x)
+    priors = {features.RATIO_LABEL: ratio_prior, features.GENDER_LABEL: male_prior}
+    outputs = {}
+    for name in cfg.outputs:
+        logit = tf.keras.layers.Dense(
+            1, name=f"{name}_logit", kernel_initializer="zeros",
+            bias_initializer=tf.keras.initializers.Constant(metrics.logit(priors[name])))(x)
+        outputs[name] = tf.keras.layers.Activation("sigmoid", dtype="float32", name=name)(logit)  # [batch, 1]
+    return tf.keras.Model(image, outputs, name=f"deepattraction_{cfg.backbone}")

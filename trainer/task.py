@@ -1,0 +1,37 @@
+"""TFX's run_fn (a thin adapter) and a plain CLI, both over train() and export()."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import tensorflow_transform as tft
+
+from deepattraction.trainer.train import TrainConfig, export, train
+
+
+def run_fn(fn_args) -> None:
+    """Hyperparameters come from the HyperParameters artifact (a JSON dict), else custom_config."""
+    hp = fn_args.hyperparameters or (fn_args.custom_config or {}).get("hyperparameters", {})
+    cfg = TrainConfig.from_dict(dict(hp))
+    tft_out = tft.TFTransformOutput(fn_args.transform_output)
+    model = train(fn_args.train_files, fn_args.eval_files, tft_out, cfg, log_dir=fn_args.model_run_dir)
+    export(model, tft_out, fn_args.serving_model_dir)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="Train and export outside any pipeline.")
+    p.add_argument("--train-files", required=True, nargs="+")
+    p.add_argument("--eval-files", required=True, nargs="+")
+    p.add_argument("--transform-output", required=True, help="a Transform component's transform_graph folder")
+    p.add_argument("--serving-dir", required=True)
+    p.add_argument("--hparams", default="{}", help="JSON dict of TrainConfig / ModelConfig fields")
+    a = p.parse_args(argv)
+    tft_out = tft.TFTransformOutput(a.transform_output)
+    model = train(a.train_files, a.eval_files, tft_out, TrainConfig.from_dict(json.loads(a.hparams)),
+                  log_dir=os.path.join(a.serving_dir, "logs"))
+    export(model, tft_out, a.serving_dir)
+
+
+if __name__ == "__main__":
+    main()
