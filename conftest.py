@@ -39,3 +39,32 @@ def tiny_data(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("tiny_data"))
     summary = make_demo_data(DemoDataConfig(out_dir=out, num_users=40, image_size=64, seed=3))
     return out, summary
+
+
+def run_swipe_example_gen(out_dir: str, users: str, swipes: str):
+    """Runs the real SwipeExampleGen executor; returns its (examples, report) artifacts."""
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    from deepattraction.components.swipe_example_gen import component, executor
+
+    examples, report = standard_artifacts.Examples(), component.SwipeReport()
+    examples.uri, report.uri = os.path.join(out_dir, "examples"), os.path.join(out_dir, "report")
+    os.makedirs(report.uri, exist_ok=True)
+    props = {
+        executor.USERS_URI: users, executor.SWIPES_URI: swipes,
+        "input_config": proto_utils.proto_to_json(example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="*")])),
+        "output_config": proto_utils.proto_to_json(component.split_config()),
+        "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
+        "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    }
+    executor.Executor().Do({}, {"examples": [examples], "report": [report]}, props)
+    return examples, report
+
+
+@pytest.fixture(scope="session")
+def tiny_examples(tmp_path_factory, tiny_data):
+    from deepattraction.demo_data import data_tables
+
+    return run_swipe_example_gen(str(tmp_path_factory.mktemp("tiny_examples")), *data_tables(tiny_data[0]))

@@ -1,0 +1,54 @@
+"""The executor on a generated dataset: splits by user, rejects with reasons, counts that add up."""
+import csv
+import json
+import os
+
+import tensorflow as tf
+
+from deepattraction.components.swipe_example_gen import executor
+from deepattraction.demo_data import data_tables
+from deepattraction.trainer import features
+
+
+def _user_ids(uri, split):
+    files = tf.io.gfile.glob(os.path.join(uri, f"Split-{split}", "*"))
+    ids = []
+    for rec in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        ex = tf.train.Example.FromString(rec.numpy())
+        ids.append(ex.features.feature[features.USER_ID_KEY].bytes_list.value[0].decode())
+    return ids
+
+
+def test_every_user_ends_in_one_split_or_in_the_rejects(tiny_data, tiny_examples):
+    data, made = tiny_data
+    examples, report = tiny_examples
+    with open(os.path.join(report.uri, executor.SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    splits = {s: _user_ids(examples.uri, s) for s in ("train", "eval", "test")}
+    all_ids = [u for ids in splits.values() for u in ids]
+    assert len(all_ids) == len(set(all_ids)), "a user landed in two splits"
+    with open(os.path.join(report.uri, executor.REJECTS_FILE), newline="") as f:
+        rejects = list(csv.DictReader(f))
+    rejected_users = {r["id"] for r in rejects if r["kind"] == "user"}
+    with open(data_tables(data)[0], newline="") as f:
+        input_users = {r["user_id"] for r in csv.DictReader(f)}
+    assert set(all_ids) | rejected_users == input_users and not set(all_ids) & rejected_users
+    assert summary["users_in"] == made.users == len(all_ids) + summary["users_rejected"]
+    assert summary["users_in_splits"] == {s: len(ids) for s, ids in splits.items()}
+    assert all(len(ids) > 0 for ids in splits.values())
+    assert summary["swipes_before_update"] == made.pre_update_swipes
+    assert summary["swipes_rejected"] == made.bad_swipes
+    reasons = {r["id"]: r["reason"] for r in rejects}
+    assert "photo not readable" in reasons["bad-missing-photo"]
+    assert "undecodable image" in reasons["bad-corrupt-photo"]
+    assert "no swipes after the photo update" in reasons["bad-no-swipes"]
+    assert any(r["reason"] == "unknown target_id" for r in rejects)
+
+
+def test_gender_table_has_four_cells(tiny_examples):
+    _, report = tiny_examples
+    with open(os.path.join(report.uri, executor.GENDER_TABLE_FILE), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["source_gender"], r["target_gender"]) for r in rows} == {(a, b) for a in features.GENDERS for b in features.GENDERS}
+    for r in rows:
+        assert float(r["like_ratio"]) == round(int(r["likes"]) / int(r["swipes"]), 4)

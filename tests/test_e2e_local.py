@@ -1,0 +1,116 @@
+"""Local end-to-end runs on tiny synthetic data: LocalDagRunner, sqlite MLMD, Beam DirectRunner,
+real TFX components, a real SavedModel pushed to a TF Serving model base path."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from deepattraction.components.evaluator.evaluation import GateConfig
+from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
+from deepattraction.pipeline import local_runner, results
+from deepattraction.pipeline.configs import PipelineConfig
+from deepattraction.serving import model_dir
+from deepattraction.serving.predict import LocalModel
+
+pytestmark = pytest.mark.e2e
+COMPONENTS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "Pusher"}
+COMPLETE, CACHED = metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
+
+
+def executions(cfg: PipelineConfig) -> dict:
+    """node id -> its executions' states, oldest first, from the run's sqlite MLMD."""
+    conn = metadata_store_pb2.ConnectionConfig()
+    conn.sqlite.filename_uri = local_runner.metadata_path(cfg)
+    conn.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(conn)
+    out = {}
+    for ctx in store.get_contexts_by_type("node"):
+        node = ctx.name.split(".", 1)[1]
+        out[node] = [e.last_known_state for e in sorted(store.get_executions_by_context(ctx.id), key=lambda e: e.id)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    data = str(work / "data")
+    made = make_demo_data(DemoDataConfig(out_dir=data, num_users=200, image_size=96, seed=11))
+    users, swipes = data_tables(data)
+    cfg = PipelineConfig(pipeline_root=str(work / "root"), users_uri=users, swipes_uri=swipes,
+                         serving_base=str(work / "serving"), image_size=75,
+                         hparams={"epochs": 4, "batch_size": 16, "learning_rate": 1e-3})
+    local_runner.run(cfg)
+    return cfg, made, data
+
+
+def test_every_component_executed_and_recorded_in_mlmd(first_run):
+    cfg, _, _ = first_run
+    states = executions(cfg)
+    assert set(states) == COMPONENTS
+    assert all(s == [COMPLETE] for s in states.values()), states
+
+
+def test_counts_add_up_and_rejects_have_reasons(first_run):
+    cfg, made, _ = first_run
+    r = results.latest(cfg)
+    s = r.data_summary
+    assert s["users_in"] == made.users == sum(s["users_in_splits"].values()) + s["users_rejected"]
+    assert s["users_rejected"] == made.bad_users and s["swipes_before_update"] == made.pre_update_swipes
+    with open(r.rejects_path) as f:
+        assert f.readline().strip() == "kind,id,reason,source" and len(f.readlines()) == made.bad_users + made.bad_swipes
+
+
+def test_learnable_data_gives_a_blessed_pushed_model(first_run):
+    cfg, _, _ = first_run
+    r = results.latest(cfg)
+    m = r.metrics
+    assert m["blessed"], m["not_blessed_because"]
+    assert m["ratio_weighted_mse"] < m["constant_weighted_mse"] and m["gender_accuracy"] > m["majority_accuracy"]
+    assert len(r.pushed_versions) == 1
+    version_dir = os.path.join(cfg.push_dir, str(r.pushed_versions[0]))
+    assert os.path.exists(os.path.join(version_dir, "saved_model.pb")) and os.path.isdir(os.path.join(version_dir, "variables"))
+    assert "demo: like-ratio weighted MSE" in r.demo_line()
+
+
+def test_pushed_model_predicts_a_photo_through_the_cli(first_run):
+    cfg, _, data = first_run
+    photos = sorted(os.path.join(data, "photos", p) for p in os.listdir(os.path.join(data, "photos")) if p.startswith("u"))[:2]
+    out = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--json", "--model", cfg.push_dir, *photos],
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    assert len(out) == 2
+    in_process = LocalModel(cfg.push_dir).predict_files(photos)
+    for line, expected in zip(out, in_process):
+        got = json.loads(line)
+        assert 0 < got["like_ratio"] < 1 and 0 <= got["male_probability"] <= 1 and got["face_count"] == -1
+        assert got["like_ratio"] == pytest.approx(expected.like_ratio, abs=1e-6)
+
+
+def test_cli_names_a_bad_photo_and_still_predicts_the_good_one(first_run, tmp_path):
+    cfg, _, data = first_run
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    good = os.path.join(data, "photos", "u00001.jpg")
+    proc = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--model", cfg.push_dir, str(bad), good],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{bad}: error:") and lines[1].startswith(f"{good}: like_ratio")
+
+
+def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run):
+    cfg, _, _ = first_run
+    before = model_dir.versions(cfg.push_dir)
+    strict = dataclasses.replace(cfg, gate=GateConfig(max_mse_ratio=0.0))
+    local_runner.run(strict)
+    r = results.latest(strict)
+    assert not r.metrics["blessed"] and "not below 0.0 x constant" in r.metrics["not_blessed_because"][0]
+    assert model_dir.versions(cfg.push_dir) == before
+    states = executions(cfg)
+    for node in ("SwipeExampleGen", "Transform", "Trainer"):
+        assert states[node] == [COMPLETE, CACHED], (node, states[node])
+    assert states["Evaluator"] == [COMPLETE, COMPLETE]

@@ -1,0 +1,54 @@
+"""Transform graph shapes and ranges, run through real tf.Transform on Beam."""
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+from deepattraction.trainer import features, preprocessing
+
+
+def test_decode_images_letterboxes_jpeg_and_png_to_the_pixel_range(jpeg_bytes, png_bytes):
+    out = preprocessing.decode_images(tf.constant([jpeg_bytes, png_bytes]), 80, (-1.0, 1.0)).numpy()
+    assert out.shape == (2, 80, 80, 3)
+    assert out.min() >= -1.0 and out.max() <= 1.0
+    # 40x60 JPEG letterboxed to a square: top and bottom rows are padding (value -1).
+    assert np.all(out[0, 0] == -1.0) and np.all(out[0, 40] != -1.0)
+    # 50x30 PNG: left and right columns are padding.
+    assert np.all(out[1, :, 0] == -1.0)
+
+
+def test_undecodable_image_raises():
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        preprocessing.decode_images(tf.constant([b"not an image"]), 75, (0.0, 1.0))
+
+
+def test_config_validates_backbone_and_size():
+    assert preprocessing.PreprocessConfig.from_dict({"backbone": "facenet"}).size == 160
+    assert preprocessing.PreprocessConfig.from_dict({"image_size": 96, "code": "abc"}).size == 96
+    with pytest.raises(ValueError, match="unknown backbone"):
+        preprocessing.PreprocessConfig.from_dict({"backbone": "resnet"})
+    with pytest.raises(ValueError, match="< 75"):
+        preprocessing.PreprocessConfig.from_dict({"image_size": 32})
+
+
+def test_preprocessing_fn_in_tf_transform(jpeg_bytes, png_bytes):
+    raw = [
+        {features.USER_ID_KEY: b"a", features.IMAGE_KEY: jpeg_bytes, features.GENDER_KEY: b"male",
+         features.LIKE_RATIO_KEY: 0.25, features.SWIPE_COUNT_KEY: 10},
+        {features.USER_ID_KEY: b"b", features.IMAGE_KEY: png_bytes, features.GENDER_KEY: b"female",
+         features.LIKE_RATIO_KEY: 0.75, features.SWIPE_COUNT_KEY: 30},
+    ]
+    meta = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(features.raw_feature_spec()))
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+        (out, _), _ = (raw, meta) | tft_beam.AnalyzeAndTransformDataset(
+            lambda x: preprocessing.preprocessing_fn(x, {"image_size": 75}))
+    out = sorted(out, key=lambda r: r[features.RATIO_XF])
+    assert np.asarray(out[0][features.IMAGE_XF]).shape == (75, 75, 3)
+    assert [r[features.GENDER_XF] for r in out] == [1, 0]
+    # Weights are swipe counts over the training mean (20): 0.5 and 1.5.
+    assert [pytest.approx(r[features.WEIGHT_XF]) for r in out] == [0.5, 1.5]
+    assert all(r[features.FACE_COUNT_XF] == features.UNKNOWN_FACE_COUNT for r in out)
