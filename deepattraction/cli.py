@@ -136,6 +136,18 @@ def main(argv=None) -> int:
     c.add_argument("--backbone", default="inception_v3")
     c.add_argument("--image-size", type=int, default=0)
     c.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
+    c.add_argument("--serving-base", help="TF Serving model base path (default: <pipeline-root>/serving)")
+    c.add_argument("--kfp-package", help="also write the package KFP uploads (.yaml: spec + Kubernetes platform spec)")
+    c.add_argument("--accelerator-type", default="nvidia.com/gpu", help="the Trainer's accelerator resource name")
+    c.add_argument("--accelerator-count", type=int, default=1, help="GPUs for the Trainer (0: CPU only)")
+    c.add_argument("--gpu-node-label", action="append", default=[], metavar="KEY=VALUE",
+                   help="node selector of the GPU pool (default cloud.google.com/gke-accelerator=nvidia-l4)")
+    c.add_argument("--gpu-toleration", action="append", default=[], metavar="KEY",
+                   help="taint key the GPU steps tolerate (default nvidia.com/gpu)")
+    c.add_argument("--beam-runner", default="DirectRunner",
+                   help="runner of SwipeExampleGen and Transform: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, PortableRunner")
+    c.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
+                   help="Beam option for those steps, e.g. --beam-arg=--project=P --beam-arg=--region=R")
 
     pr = sub.add_parser("predict", help="predict photos with a pushed model")
     pr.add_argument("photos", nargs="+")

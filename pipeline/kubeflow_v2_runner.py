@@ -1,7 +1,9 @@
-"""Compiles the pipeline into a Kubeflow Pipelines v2 spec (KubeflowV2DagRunner).
+"""Compiles the pipeline into a Kubeflow Pipelines v2 spec (KubeflowV2DagRunner) and submits runs.
 
 Data URIs and the tunable hyperparameters are runtime parameters of the compiled pipeline, so
-one spec serves every run; backbone and image size shape the Transform graph and are compiled in.
+one spec serves every run; the pipeline root is the spec's default and each KFP run may override
+it. Backbone, image size and the serving base are compiled in. Where each step runs (resources,
+GPU node pool, Beam runner) comes from a ClusterConfig (pipeline/cluster.py).
 """
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ from tfx.orchestration import data_types
 
 from deepattraction.components.hparams_gen.component import HPARAM_TYPES
 from deepattraction.pipeline import pipeline
+from deepattraction.pipeline.cluster import BEAM_STEPS, DEFAULT_IMAGE, BeamConfig, ClusterConfig, NodePool, Toleration
 from deepattraction.pipeline.configs import IMAGE_SCHEMA_FILE, PipelineConfig
 
-DEFAULT_IMAGE = "ghcr.io/deepattraction/deepattraction:0.1.0"
 GOLDEN_SPEC = os.path.join(os.path.dirname(__file__), "golden", "pipeline_spec.json")
 RUNTIME_HPARAMS = ("weights", "task", "head_layers", "learning_rate", "epochs", "batch_size")
 KFP_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+__all__ = ["DEFAULT_IMAGE", "ClusterConfig", "BeamConfig", "compile_pipeline", "kfp_config", "submit"]
 
 
 def runtime_parameters(cfg: PipelineConfig) -> dict:
@@ -35,33 +38,102 @@ def runtime_parameters(cfg: PipelineConfig) -> dict:
     return params
 
 
-def compile_pipeline(cfg: PipelineConfig, output: str, image: str = DEFAULT_IMAGE) -> str:
+def cluster_components(cfg: PipelineConfig, cluster: ClusterConfig) -> list:
+    """The pipeline's components with the cluster's resources and Beam runner attached."""
     params = runtime_parameters(cfg)
     hparams = {**cfg.trainer_hparams, **{k: params[k] for k in RUNTIME_HPARAMS}}
     components = pipeline.create_components(cfg, users_uri=params["users_uri"], swipes_uri=params["swipes_uri"],
                                             hparams=hparams)
+    beam_args = list(cluster.beam.step_args(cluster.image, cfg.pipeline_root))
+    for c in components:
+        c.with_platform_config(cluster.resources(c.id).spec())
+        if c.id in BEAM_STEPS and beam_args:
+            c.with_beam_pipeline_args(beam_args)
+    return components
+
+
+def compile_pipeline(cfg: PipelineConfig, output: str, cluster: ClusterConfig | None = None,
+                     kfp_package: str | None = None) -> str:
+    """Writes TFX's KFP v2 job spec to `output` and, if asked, the package `kfp_package` (YAML:
+    the PipelineSpec, then the PlatformSpec with node selectors and tolerations) that KFP uploads."""
+    cluster = cluster or ClusterConfig()
+    components = cluster_components(cfg, cluster)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=cluster.image, use_pipeline_spec_2_1=True),
         output_dir=os.path.dirname(os.path.abspath(output)), output_filename=os.path.basename(output))
     runner.run(pipeline.create_pipeline(cfg, components), write_out=True)
+    if kfp_package:
+        write_kfp_package(output, kfp_package, cluster, [c.id for c in components])
     return output
 
 
-def kfp_config(pipeline_root: str, backbone: str = "inception_v3", image_size: int = 0, hparams: dict | None = None) -> PipelineConfig:
+def write_kfp_package(job_spec: str, package: str, cluster: ClusterConfig, step_ids: list[str]) -> str:
+    from google.protobuf import json_format
+    from kfp.compiler.pipeline_spec_builder import write_pipeline_spec_to_file
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    with open(job_spec) as f:
+        job = json.load(f)
+    spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    spec.default_pipeline_root = job["runtimeConfig"]["gcsOutputDirectory"]
+    os.makedirs(os.path.dirname(os.path.abspath(package)), exist_ok=True)
+    write_pipeline_spec_to_file(spec, "DeepAttraction: like ratio and gender from a profile photo.",
+                                cluster.platform_spec(step_ids), package)
+    return package
+
+
+def kfp_config(pipeline_root: str, backbone: str = "inception_v3", image_size: int = 0, hparams: dict | None = None,
+               serving_base: str | None = None) -> PipelineConfig:
     """The cluster's configuration: data and models under the pipeline root (gs:// in production)."""
     return PipelineConfig(
         pipeline_root=pipeline_root, users_uri=f"{pipeline_root}/data/users.csv",
-        swipes_uri=f"{pipeline_root}/data/swipes.csv", serving_base=f"{pipeline_root}/serving",
+        swipes_uri=f"{pipeline_root}/data/swipes.csv", serving_base=serving_base or f"{pipeline_root}/serving",
         backbone=backbone, image_size=image_size, hparams=dict(hparams or {}), schema_file=IMAGE_SCHEMA_FILE,
         beam_pipeline_args=KFP_BEAM_ARGS)
+
+
+def _pairs(items: list[str], what: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"{what} {item!r}: expected KEY=VALUE")
+        out.append(tuple(item.split("=", 1)))
+    return tuple(out)
+
+
+def cluster_from_args(a) -> ClusterConfig:
+    """The compile subcommand's cluster options as a ClusterConfig."""
+    base = ClusterConfig()
+    pool = NodePool(labels=_pairs(a.gpu_node_label, "--gpu-node-label") or base.gpu_pool.labels,
+                    tolerations=tuple(Toleration(key=k) for k in a.gpu_toleration) or base.gpu_pool.tolerations)
+    steps = dict(base.steps)
+    steps["Trainer"] = dataclasses.replace(steps["Trainer"], accelerator_type=a.accelerator_type,
+                                          accelerator_count=a.accelerator_count)
+    try:
+        beam = BeamConfig(runner=a.beam_runner, args=tuple(a.beam_arg))
+    except ValueError as e:
+        raise SystemExit(f"compile: {e}") from e
+    return ClusterConfig(image=a.image or DEFAULT_IMAGE, steps=steps, gpu_pool=pool, beam=beam)
 
 
 def compile_from_args(a) -> str:
     from deepattraction.cli import _parse_hparams
 
-    cfg = kfp_config(a.pipeline_root, a.backbone, a.image_size, _parse_hparams(a.hparam))
+    cfg = kfp_config(a.pipeline_root, a.backbone, a.image_size, _parse_hparams(a.hparam), a.serving_base)
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
-    return compile_pipeline(cfg, a.output, a.image or DEFAULT_IMAGE)
+    return compile_pipeline(cfg, a.output, cluster_from_args(a), a.kfp_package)
+
+
+def submit(host: str, package: str, params: dict, experiment: str = "deepattraction", run_name: str | None = None,
+           pipeline_root: str | None = None, service_account: str | None = None, namespace: str | None = None) -> str:
+    """Starts one run of a compiled package on the KFP API at `host`; returns the run id."""
+    import kfp
+
+    client = kfp.Client(host=host, namespace=namespace)
+    result = client.create_run_from_pipeline_package(
+        package, arguments=params, run_name=run_name, experiment_name=experiment, namespace=namespace,
+        pipeline_root=pipeline_root, service_account=service_account)
+    return result.run_id
 
 
 def normalized_spec(path: str) -> dict:
@@ -92,9 +164,37 @@ def write_golden(path: str = GOLDEN_SPEC) -> str:
     return path
 
 
+def main(argv=None) -> int:
+    """`--write-golden`, or `submit`: the entry point of the cluster's run and recurring-run Jobs."""
+    import argparse
+
+    from deepattraction.cli import _parse_hparams
+
+    p = argparse.ArgumentParser(prog="python -m deepattraction.pipeline.kubeflow_v2_runner")
+    p.add_argument("--write-golden", action="store_true")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("submit", help="start a run of a compiled package (deepattraction compile --kfp-package)")
+    s.add_argument("--host", required=True, help="KFP API, e.g. http://ml-pipeline.kubeflow:8888")
+    s.add_argument("--package", required=True)
+    s.add_argument("--experiment", default="deepattraction")
+    s.add_argument("--run-name")
+    s.add_argument("--pipeline-root", help="overrides the package's default pipeline root")
+    s.add_argument("--service-account")
+    s.add_argument("--namespace")
+    s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a pipeline parameter")
+    a = p.parse_args(argv)
+    if a.write_golden:
+        print(f"golden: wrote {write_golden()}")
+    elif a.command == "submit":
+        run_id = submit(a.host, a.package, _parse_hparams(a.param), a.experiment, a.run_name, a.pipeline_root,
+                        a.service_account, a.namespace)
+        print(f"submit: run {run_id}")
+    else:
+        p.error("give --write-golden or submit")
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] != ["--write-golden"]:
-        sys.exit("usage: python -m deepattraction.pipeline.kubeflow_v2_runner --write-golden")
-    print(f"golden: wrote {write_golden()}")
+    sys.exit(main())

@@ -1,31 +1,135 @@
-"""Compile test: the KFP v2 spec equals the golden file (regenerate: `make golden`)."""
+"""Compile tests: the KFP v2 spec equals the golden file (regenerate: `make golden`) and carries
+what the cluster reads: image, runtime parameters, per-step resources, the GPU pool, Beam args."""
 import json
 import os
 
+import pytest
+import yaml
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions, WorkerOptions
+
+from deepattraction.cli import main as cli_main
 from deepattraction.pipeline import kubeflow_v2_runner as k
+from deepattraction.pipeline.cluster import BEAM_STEPS, BeamConfig, ClusterConfig
+
+STEPS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "Pusher"}
 
 
-def test_compiled_spec_matches_golden(tmp_path):
-    compiled = k.compile_pipeline(k.golden_config(), str(tmp_path / "spec.json"))
+@pytest.fixture(scope="module")
+def golden_spec(tmp_path_factory):
+    """One compilation of the golden configuration, also written as the KFP upload package."""
+    tmp = tmp_path_factory.mktemp("golden")
+    compiled = k.compile_pipeline(k.golden_config(), str(tmp / "spec.json"), kfp_package=str(tmp / "pipeline.yaml"))
+    return {"spec": k.normalized_spec(compiled), "package": str(tmp / "pipeline.yaml")}
+
+
+@pytest.fixture(scope="module")
+def dataflow_cli(tmp_path_factory):
+    """`deepattraction compile` with a distributed Beam runner, a custom image and GPU pool."""
+    tmp = tmp_path_factory.mktemp("dataflow")
+    cli_main(["compile", "--output", str(tmp / "spec.json"), "--kfp-package", str(tmp / "pipeline.yaml"),
+              "--image", "europe-docker.pkg.dev/p/r/deepattraction:gpu", "--pipeline-root", "gs://b/root",
+              "--serving-base", "gs://models/serving", "--gpu-node-label", "cloud.google.com/gke-nodepool=gpu-pool",
+              "--accelerator-count", "2", "--beam-runner", "DataflowRunner",
+              "--beam-arg=--project=my-project", "--beam-arg=--region=europe-west4", "--beam-arg=--max_num_workers=8"])
+    with open(tmp / "spec.json") as f:
+        return {"spec": json.load(f)["pipelineSpec"], "package": str(tmp / "pipeline.yaml")}
+
+
+def test_compiled_spec_matches_golden(golden_spec):
     with open(k.GOLDEN_SPEC) as f:
         golden = json.load(f)
-    assert k.normalized_spec(compiled) == golden, "pipeline changed: review it, then run `make golden`"
+    assert golden_spec["spec"] == golden, "pipeline changed: review it, then run `make golden`"
 
 
-def test_spec_has_runtime_parameters_and_every_component(tmp_path):
-    spec = k.normalized_spec(k.compile_pipeline(k.golden_config(), str(tmp_path / "spec.json")))["pipelineSpec"]
+def test_spec_has_runtime_parameters_and_every_component(golden_spec):
+    spec = golden_spec["spec"]["pipelineSpec"]
+    assert spec["schemaVersion"] == "2.1.0"  # the schema KFP 2.x backends read
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert {"users_uri", "swipes_uri", "epochs", "learning_rate", "weights", "task", "head_layers"} <= set(params)
-    assert params["learning_rate"]["type"] == "DOUBLE" and params["epochs"]["type"] == "INT"
+    assert params["learning_rate"]["parameterType"] == "NUMBER_DOUBLE" and params["epochs"]["parameterType"] == "NUMBER_INTEGER"
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "Pusher"}
+    assert set(tasks) == STEPS
     assert tasks["SwipeExampleGen"]["inputs"]["parameters"]["users_uri"] == {"componentInputParameter": "users_uri"}
     assert tasks["Pusher"]["dependentTasks"] == ["Evaluator", "Trainer"]
     executors = spec["deploymentSpec"]["executors"]
-    assert executors["Trainer_executor"]["container"]["image"] == k.DEFAULT_IMAGE
+    assert {e["container"]["image"] for e in executors.values()} == {k.DEFAULT_IMAGE}
     assert "deepattraction.components.swipe_example_gen.executor.Executor" in executors["SwipeExampleGen_executor"]["container"]["args"]
-    push = json.loads(tasks["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constantValue"]["stringValue"])
+    push = json.loads(tasks["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"])
     assert push["filesystem"]["base_directory"] == "gs://YOUR_BUCKET/deepattraction/root/serving/deepattraction"
+    assert golden_spec["spec"]["runtimeConfig"]["gcsOutputDirectory"] == "gs://YOUR_BUCKET/deepattraction/root"
+
+
+def test_every_step_requests_resources_and_trainer_gets_a_gpu(golden_spec):
+    executors = golden_spec["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
+    for step in STEPS:
+        res = executors[f"{step}_executor"]["container"]["resources"]
+        assert res["resourceCpuRequest"] and res["resourceMemoryRequest"] and res["resourceMemoryLimit"], step
+        assert res["cpuRequest"] > 0 and res["memoryRequest"] > 0, step  # the fields older KFP backends read
+        assert ("accelerator" in res) == (step == "Trainer"), step
+    gpu = executors["Trainer_executor"]["container"]["resources"]["accelerator"]
+    assert gpu == {"type": "nvidia.com/gpu", "count": "1", "resourceType": "nvidia.com/gpu", "resourceCount": "1"}
+
+
+def test_kfp_package_is_what_the_kfp_client_uploads(golden_spec):
+    """The KFP SDK's own reader parses the package: spec first, then the Kubernetes platform spec."""
+    from kfp.client.client import _extract_pipeline_yaml
+
+    doc = _extract_pipeline_yaml(golden_spec["package"])
+    assert doc.pipeline_spec.default_pipeline_root == "gs://YOUR_BUCKET/deepattraction/root"
+    assert set(doc.pipeline_spec.root.dag.tasks) == STEPS
+    executors = doc.platform_spec.platforms["kubernetes"].deployment_spec.executors
+    assert set(executors) == {"Trainer_executor"}  # only the GPU step is pinned to the GPU pool
+    trainer = dict(executors["Trainer_executor"])
+    assert dict(trainer["nodeSelector"]["labels"]) == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert [dict(t) for t in trainer["tolerations"]] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_cli_compile_sets_image_gpu_pool_serving_base_and_dataflow(dataflow_cli):
+    spec = dataflow_cli["spec"]
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"europe-docker.pkg.dev/p/r/deepattraction:gpu"}
+    assert executors["Trainer_executor"]["container"]["resources"]["accelerator"]["count"] == "2"
+    push = json.loads(spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"])
+    assert push["filesystem"]["base_directory"] == "gs://models/serving/deepattraction"
+    with open(dataflow_cli["package"]) as f:
+        platform = list(yaml.safe_load_all(f))[1]
+    trainer = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["Trainer_executor"]
+    assert trainer["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": "gpu-pool"}
+
+
+def test_beam_steps_get_a_dataflow_runner_that_beam_parses(dataflow_cli):
+    """Beam's own option parser reads the Beam steps' arguments as a Dataflow job on our image."""
+    executors = dataflow_cli["spec"]["deploymentSpec"]["executors"]
+    for step in STEPS:
+        args = executors[f"{step}_executor"]["container"]["args"]
+        beam = [a for a in args if a.startswith("--") and a not in ("--executor_class_path", "--json_serialized_invocation_args", "--json_serialized_inputs_spec_args")]
+        opts = PipelineOptions(beam)
+        if step in BEAM_STEPS:
+            assert opts.view_as(StandardOptions).runner == "DataflowRunner", step
+            assert opts.view_as(GoogleCloudOptions).project == "my-project"
+            assert opts.view_as(GoogleCloudOptions).region == "europe-west4"
+            assert opts.view_as(GoogleCloudOptions).temp_location == "gs://b/root/tmp/beam"
+            assert opts.view_as(WorkerOptions).sdk_container_image == "europe-docker.pkg.dev/p/r/deepattraction:gpu"
+            assert opts.view_as(WorkerOptions).max_num_workers == 8
+        else:
+            assert opts.view_as(StandardOptions).runner is None, step  # the in-pod DirectRunner
+
+
+def test_beam_config_checks_runner_and_dataflow_options():
+    with pytest.raises(ValueError, match="expected one of"):
+        BeamConfig(runner="Dataflow")
+    with pytest.raises(ValueError, match="--region"):
+        BeamConfig(runner="DataflowRunner", args=("--project=p",))
+    flink = BeamConfig(runner="FlinkRunner", args=("--flink_master=flink-jobmanager:8081",)).step_args("img:1", "gs://b/r")
+    assert flink == ("--runner=FlinkRunner", "--environment_type=DOCKER", "--environment_config=img:1",
+                     "--flink_master=flink-jobmanager:8081")
+    assert BeamConfig().step_args("img:1", "gs://b/r") == ()
+
+
+def test_cpu_only_cluster_has_no_accelerator_and_no_gpu_pool():
+    cluster = ClusterConfig().without_gpu()
+    assert all("accelerator" not in str(cluster.resources(s).spec()) for s in STEPS)
+    assert not cluster.platform_spec(sorted(STEPS)).platforms
 
 
 def test_golden_is_free_of_local_paths():
