@@ -164,11 +164,9 @@ def write_golden(path: str = GOLDEN_SPEC) -> str:
     return path
 
 
-def main(argv=None) -> int:
-    """`--write-golden`, or `submit`: the entry point of the cluster's run and recurring-run Jobs."""
+def parser():
+    """`--write-golden`, or `submit`: the entry point of the cluster's training CronJob."""
     import argparse
-
-    from deepattraction.cli import _parse_hparams
 
     p = argparse.ArgumentParser(prog="python -m deepattraction.pipeline.kubeflow_v2_runner")
     p.add_argument("--write-golden", action="store_true")
@@ -179,9 +177,16 @@ def main(argv=None) -> int:
     s.add_argument("--experiment", default="deepattraction")
     s.add_argument("--run-name")
     s.add_argument("--pipeline-root", help="overrides the package's default pipeline root")
-    s.add_argument("--service-account")
+    s.add_argument("--service-account", help="Kubernetes service account of the run's pods")
     s.add_argument("--namespace")
     s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a pipeline parameter")
+    return p
+
+
+def main(argv=None) -> int:
+    from deepattraction.cli import _parse_hparams
+
+    p = parser()
     a = p.parse_args(argv)
     if a.write_golden:
         print(f"golden: wrote {write_golden()}")
