@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test test-fast test-e2e golden clean stack package tools
+.PHONY: install demo test test-fast test-e2e golden bench-faces clean stack package tools
 
 # One pinned install: `stack` then `package`, the same targets the container image runs (see
 # Dockerfile, which sets VENV=/opt/venv and, for the GPU image, VARIANT=gpu).
@@ -59,5 +59,14 @@ test-e2e: install
 golden: install
 	$(BIN)/python -m deepattraction.pipeline.kubeflow_v2_runner --write-golden
 
+# In-graph MTCNN against the mtcnn package on the same photos (needs ../shared's SCUT faces).
+bench-faces: install
+	$(BIN)/python bench/faces.py
+
 clean:
 	rm -rf build $(VENV) *.egg-info
+
+# Serving load benchmark on loopback: the local TF-Serving-compatible server, 4 clients x 20 s.
+.PHONY: bench-serving
+bench-serving: install
+	$(BIN)/python -m bench.serving --clients 4 --seconds 20

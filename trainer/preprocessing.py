@@ -9,13 +9,14 @@ import dataclasses
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from deepattraction.trainer import features
+from deepattraction.trainer import faces, features
 
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig:
     backbone: str = "inception_v3"
     image_size: int = 0  # 0: the backbone's native size
+    face_canvas: int = features.FACE_CANVAS
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "PreprocessConfig":
@@ -33,27 +34,42 @@ class PreprocessConfig:
         return self.image_size or features.BACKBONES[self.backbone].image_size
 
 
-def decode_images(image_bytes: tf.Tensor, size: int, pixel_range: tuple[float, float]) -> tf.Tensor:
-    """[batch] encoded JPEG/PNG -> [batch, size, size, 3] float32 in pixel_range, letterboxed."""
-
-    def one(data):
-        img = tf.io.decode_image(data, channels=3, expand_animations=False)
-        img = tf.image.resize_with_pad(tf.cast(img, tf.float32), size, size, antialias=True)
-        return tf.ensure_shape(img, [size, size, 3])
-
-    imgs = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+def face_inputs(image_bytes: tf.Tensor, size: int, pixel_range: tuple[float, float], canvas: int) -> dict:
+    """Detects faces and makes the backbone input: a crop of the face with a margin when exactly
+    one face counts, else the whole photo letterboxed, so unstarred photos still train."""
+    canvases, hws, factors, d = faces.detect_photos(image_bytes, faces.DetectorConfig(canvas=canvas))
+    h, w = hws[:, 0], hws[:, 1]
+    boxes = d["boxes"]
+    counted = features.counts_as_face(d["confidence"], boxes[..., 2] - boxes[..., 0], tf.minimum(h, w)[:, None])
+    face_count = tf.reduce_sum(tf.cast(counted, tf.int64), axis=1)
+    first = tf.argmax(tf.cast(counted, tf.int32), axis=1, output_type=tf.int32)  # most confident counted
+    box = tf.gather(boxes, first, batch_dims=1)
+    has_face = face_count > 0
+    x1, y1, x2, y2 = tf.unstack(box, axis=1)
+    side = tf.maximum(x2 - x1, y2 - y1) * (1 + 2 * features.FACE_MARGIN)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    full_side, fcx, fcy = tf.maximum(h, w), w / 2, h / 2
+    single = features.is_starred(face_count)
+    side, cx, cy = tf.where(single, side, full_side), tf.where(single, cx, fcx), tf.where(single, cy, fcy)
+    region = tf.stack([cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2], axis=1) / float(canvas - 1)
+    crops = tf.image.crop_and_resize(canvases, region, tf.range(tf.shape(canvases)[0]), [size, size])
     lo, hi = pixel_range
-    return imgs * ((hi - lo) / 255.0) + lo
+    zero = tf.zeros_like(box)
+    inv = (1.0 / factors)[:, None]
+    marks = tf.gather(d["landmarks"], first, batch_dims=1)
+    return {
+        features.IMAGE_XF: crops * ((hi - lo) / 255.0) + lo,
+        features.FACE_COUNT_XF: face_count,
+        features.FACE_BOX_XF: tf.where(has_face[:, None], box * inv, zero),
+        features.FACE_CONFIDENCE_XF: tf.where(has_face, tf.gather(d["confidence"], first, batch_dims=1), 0.0),
+        features.FACE_LANDMARKS_XF: tf.where(has_face[:, None], marks * inv, tf.zeros_like(marks)),
+    }
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
     """The served model feeds only the photo: the Transform layer prunes the label outputs."""
     cfg = PreprocessConfig.from_dict(custom_config)
-    images = inputs[features.IMAGE_KEY]
-    out = {
-        features.IMAGE_XF: decode_images(images, cfg.size, features.BACKBONES[cfg.backbone].pixel_range),
-        features.FACE_COUNT_XF: tf.fill(tf.shape(images), tf.constant(features.UNKNOWN_FACE_COUNT, tf.int64)),
-    }
+    out = face_inputs(inputs[features.IMAGE_KEY], cfg.size, features.BACKBONES[cfg.backbone].pixel_range, cfg.face_canvas)
     swipes = tf.cast(inputs[features.SWIPE_COUNT_KEY], tf.float32)
     out[features.RATIO_XF] = tf.cast(inputs[features.LIKE_RATIO_KEY], tf.float32)
     # Swipe-count weights normalised by the training mean, so a weight of 1 is a typical photo.

@@ -11,19 +11,21 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 from deepattraction.trainer import features, preprocessing
 
 
-def test_decode_images_letterboxes_jpeg_and_png_to_the_pixel_range(jpeg_bytes, png_bytes):
-    out = preprocessing.decode_images(tf.constant([jpeg_bytes, png_bytes]), 80, (-1.0, 1.0)).numpy()
-    assert out.shape == (2, 80, 80, 3)
-    assert out.min() >= -1.0 and out.max() <= 1.0
-    # 40x60 JPEG letterboxed to a square: top and bottom rows are padding (value -1).
-    assert np.all(out[0, 0] == -1.0) and np.all(out[0, 40] != -1.0)
-    # 50x30 PNG: left and right columns are padding.
-    assert np.all(out[1, :, 0] == -1.0)
+def test_photos_without_a_face_are_letterboxed_whole(jpeg_bytes, png_bytes):
+    out = preprocessing.face_inputs(tf.constant([jpeg_bytes, png_bytes]), 80, (-1.0, 1.0), 384)
+    img = out[features.IMAGE_XF].numpy()
+    assert img.shape == (2, 80, 80, 3) and img.min() >= -1.0 and img.max() <= 1.0
+    assert out[features.FACE_COUNT_XF].numpy().tolist() == [0, 0]
+    assert np.all(out[features.FACE_BOX_XF].numpy() == 0)
+    # 40x60 JPEG: top and bottom bands are padding (value -1), the middle is the photo.
+    assert np.all(img[0, 0] == -1.0) and np.all(img[0, -1] == -1.0) and np.any(img[0, 40] != -1.0)
+    # 50x30 PNG: left and right bands are padding.
+    assert np.all(img[1, :, 0] == -1.0) and np.all(img[1, :, -1] == -1.0)
 
 
 def test_undecodable_image_raises():
     with pytest.raises(tf.errors.InvalidArgumentError):
-        preprocessing.decode_images(tf.constant([b"not an image"]), 75, (0.0, 1.0))
+        preprocessing.face_inputs(tf.constant([b"not an image"]), 75, (0.0, 1.0), 384)
 
 
 def test_config_validates_backbone_and_size():
@@ -51,4 +53,4 @@ def test_preprocessing_fn_in_tf_transform(jpeg_bytes, png_bytes):
     assert [r[features.GENDER_XF] for r in out] == [1, 0]
     # Weights are swipe counts over the training mean (20): 0.5 and 1.5.
     assert [pytest.approx(r[features.WEIGHT_XF]) for r in out] == [0.5, 1.5]
-    assert all(r[features.FACE_COUNT_XF] == features.UNKNOWN_FACE_COUNT for r in out)
+    assert all(r[features.FACE_COUNT_XF] == 0 for r in out)  # noise photos: no face counts

@@ -19,6 +19,8 @@ EXAMPLES_INPUT = "examples"
 OUT_RATIO = "like_ratio"
 OUT_MALE = "male_probability"
 OUT_FACE_COUNT = "face_count"
+OUT_FACE_BOX = "face_box"
+OUT_FACE_CONFIDENCE = "face_confidence"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +142,8 @@ def recalibrate_batch_norm(model: tf.keras.Model, dataset: tf.data.Dataset, batc
 
 def _prediction_outputs(model: tf.keras.Model, xf: dict) -> dict:
     preds = model({features.IMAGE_XF: xf[features.IMAGE_XF]}, training=False)
-    out = {OUT_FACE_COUNT: xf[features.FACE_COUNT_XF]}
+    out = {OUT_FACE_COUNT: xf[features.FACE_COUNT_XF], OUT_FACE_BOX: xf[features.FACE_BOX_XF],
+           OUT_FACE_CONFIDENCE: xf[features.FACE_CONFIDENCE_XF]}
     if features.RATIO_LABEL in preds:
         out[OUT_RATIO] = tf.squeeze(preds[features.RATIO_LABEL], -1)
     if features.GENDER_LABEL in preds:

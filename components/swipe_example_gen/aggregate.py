@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 import apache_beam as beam
 import tensorflow as tf
 
-from deepattraction.trainer import features
+from deepattraction.trainer import faces, features
 
 USER_COLUMNS = ("user_id", "gender", "photo_uri", "photo_updated_at")
 SWIPE_COLUMNS = ("swiper_id", "target_id", "liked", "swiped_at")
@@ -248,7 +248,7 @@ def photo_error(data: bytes) -> str | None:
     if not data:
         return "empty file"
     try:
-        img = tf.io.decode_image(data, channels=3, expand_animations=False)
+        img = faces.decode(data)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
         return f"undecodable image ({_tf_message(e)})"
     if img.shape[0] < 1 or img.shape[1] < 1:

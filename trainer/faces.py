@@ -1,0 +1,316 @@
+"""MTCNN face detection as TensorFlow ops, so it runs inside the Transform graph and the served model.
+
+The cascade and its arithmetic follow the `mtcnn` 1.0.0 package (P-Net over an image pyramid,
+R-Net, O-Net, bounding-box regression, its all-pairs NMS, the five landmarks) and use the
+pretrained weights that package ships, read from the installed package when the graph is built
+and stored in the graph as constants. Unlike the package (NumPy between stages), everything here
+is graph ops on a whole batch at once: no tf.py_function, no NumPy at run time.
+
+Every photo is placed, without upscaling, at the top-left of a fixed black canvas (photos larger
+than the canvas are first shrunk to fit), as the package pads batches. A fixed canvas gives a fixed
+pyramid, static shapes and bounded memory whatever the photo's size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import math
+
+import numpy as np
+import tensorflow as tf
+
+MAX_FACES = 8  # faces reported per photo (the most confident); face_count counts them all
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig:
+    """The package's defaults, plus the canvas that fixes the pyramid."""
+
+    canvas: int = 384
+    min_face_size: int = 20
+    scale_factor: float = 0.709
+    threshold_pnet: float = 0.6
+    threshold_rnet: float = 0.7
+    threshold_onet: float = 0.8
+    nms_pnet_scale: float = 0.5
+    nms_pnet: float = 0.7
+    nms_rnet: float = 0.7
+    nms_onet: float = 0.7
+    max_proposals: int = 4096  # per pyramid level and batch: bounds the NMS matrices
+
+    def scales(self) -> list[float]:
+        """The package's pyramid (build_scale_pyramid) for the canvas, keeping levels P-Net can read."""
+        count = round(-(math.log(self.canvas / 12) / math.log(self.scale_factor) + 1))
+        m = 12 / self.min_face_size
+        return [m * self.scale_factor ** k for k in range(count) if int(self.canvas * m * self.scale_factor ** k) >= 12]
+
+
+def load_package_weights(name: str) -> list[np.ndarray]:
+    """P/R/O-Net weights from the installed `mtcnn` package (MIT); never copied into this repo."""
+    import joblib
+
+    return joblib.load(importlib.resources.files("mtcnn.assets.weights") / f"{name}.lz4")
+
+
+def _prelu(x, alpha):
+    return tf.maximum(x, 0.0) + alpha * tf.minimum(x, 0.0)
+
+
+def _conv(x, w, b):
+    return tf.nn.conv2d(x, w, strides=1, padding="VALID") + b
+
+
+class MtcnnNets(tf.Module):
+    """The three networks as plain ops over constant weights (layer order as in the package)."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = [tf.constant(a, tf.float32) for a in load_package_weights("pnet")]
+        self.r = [tf.constant(a, tf.float32) for a in load_package_weights("rnet")]
+        self.o = [tf.constant(a, tf.float32) for a in load_package_weights("onet")]
+
+    def pnet(self, x, level_hw):
+        """level_hw [B, 2]: each photo's size on this level. Beyond it the first convolution's
+        outputs are masked out, so 'SAME' pooling at a photo's edge sees padding, as in the package."""
+        w = self.p
+        x = _prelu(_conv(x, w[0], w[1]), w[2])
+        valid = level_hw - 2
+        rows, cols = tf.range(tf.shape(x)[1]), tf.range(tf.shape(x)[2])
+        inside = (rows[None, :, None] < valid[:, 0, None, None]) & (cols[None, None, :] < valid[:, 1, None, None])
+        x = tf.where(inside[..., None], x, -1e9)
+        x = tf.nn.max_pool2d(x, 2, 2, "SAME")
+        x = _prelu(_conv(x, w[3], w[4]), w[5])
+        x = _prelu(_conv(x, w[6], w[7]), w[8])
+        return _conv(x, w[9], w[10]), tf.nn.softmax(_conv(x, w[11], w[12]))[..., 1]
+
+    def rnet(self, x):
+        w = self.r
+        x = _prelu(_conv(x, w[0], w[1]), w[2])
+        x = tf.nn.max_pool2d(x, 3, 2, "SAME")
+        x = _prelu(_conv(x, w[3], w[4]), w[5])
+        x = tf.nn.max_pool2d(x, 3, 2, "VALID")
+        x = _prelu(_conv(x, w[6], w[7]), w[8])
+        x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [tf.shape(x)[0], -1])
+        x = _prelu(tf.matmul(x, w[9]) + w[10], w[11])
+        return tf.matmul(x, w[12]) + w[13], tf.nn.softmax(tf.matmul(x, w[14]) + w[15])[:, 1]
+
+    def onet(self, x):
+        w = self.o
+        x = _prelu(_conv(x, w[0], w[1]), w[2])
+        x = tf.nn.max_pool2d(x, 3, 2, "SAME")
+        x = _prelu(_conv(x, w[3], w[4]), w[5])
+        x = tf.nn.max_pool2d(x, 3, 2, "VALID")
+        x = _prelu(_conv(x, w[6], w[7]), w[8])
+        x = tf.nn.max_pool2d(x, 2, 2, "SAME")
+        x = _prelu(_conv(x, w[9], w[10]), w[11])
+        x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [tf.shape(x)[0], -1])
+        x = _prelu(tf.matmul(x, w[12]) + w[13], w[14])
+        return (tf.matmul(x, w[15]) + w[16], tf.matmul(x, w[17]) + w[18],
+                tf.nn.softmax(tf.matmul(x, w[19]) + w[20])[:, 1])
+
+
+def _iou(boxes, method: str):
+    """Pairwise IoU ("union") or intersection over the smaller area ("min"), as the package."""
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
+    area = (x2 - x1) * (y2 - y1)
+    iw = tf.maximum(0.0, tf.minimum(x2[:, None], x2[None]) - tf.maximum(x1[:, None], x1[None]))
+    ih = tf.maximum(0.0, tf.minimum(y2[:, None], y2[None]) - tf.maximum(y1[:, None], y1[None]))
+    inter = iw * ih
+    denom = area[:, None] + area[None] - inter if method == "union" else tf.minimum(area[:, None], area[None])
+    return tf.math.divide_no_nan(inter, denom)
+
+
+def nms(image_ids, boxes, scores, threshold: float, method: str = "union"):
+    """The package's NMS: sorted by score, a box is dropped when any better box of the same photo
+    overlaps it beyond the threshold, even a box that was itself dropped. Returns kept indices."""
+    order = tf.argsort(scores, direction="DESCENDING", stable=True)
+    ids, b = tf.gather(image_ids, order), tf.gather(boxes, order)
+    n = tf.shape(order)[0]
+    earlier = tf.linalg.band_part(tf.ones([n, n], tf.bool), 0, -1) & ~tf.eye(n, dtype=tf.bool)
+    clash = (_iou(b, method) > threshold) & tf.equal(ids[:, None], ids[None]) & earlier
+    return tf.boolean_mask(order, ~tf.reduce_any(clash, axis=0))
+
+
+def _square(boxes):
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
+    w, h = x2 - x1, y2 - y1
+    side = tf.maximum(w, h)
+    nx1, ny1 = x1 + w * 0.5 - side * 0.5, y1 + h * 0.5 - side * 0.5
+    return tf.stack([nx1, ny1, nx1 + side, ny1 + side], axis=1)
+
+
+def _regress(boxes, offsets):
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
+    w, h = x2 - x1 + 1, y2 - y1 + 1
+    return boxes + offsets * tf.stack([w, h, w, h], axis=1)
+
+
+def _patches(canvas, image_ids, boxes, sizes, out: int):
+    """Crops as the package's extract_patches: it normalises by the photo's own size (H, W), so
+    the pixel a coordinate lands on is c * (H - 1) / H; on the canvas that is c_norm * (S - 1)."""
+    s = tf.cast(tf.shape(canvas)[1] - 1, tf.float32)
+    hw = tf.gather(sizes, image_ids)
+    h, w = hw[:, 0], hw[:, 1]
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
+    norm = tf.stack([y1 * (h - 1) / h, x1 * (w - 1) / w, y2 * (h - 1) / h, x2 * (w - 1) / w], axis=1) / s
+    return tf.image.crop_and_resize(canvas, norm, image_ids, [out, out])
+
+
+class Detector(tf.Module):
+    """Batched MTCNN: normalised canvases in, per-photo faces out, all as graph ops."""
+
+    def __init__(self, cfg: DetectorConfig = DetectorConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.nets = MtcnnNets()
+
+    def _level(self, canvas, sizes, scale: float):
+        """One pyramid level: each photo area-resized by its own size (as the package resizes
+        each photo), then placed on the level's fixed canvas for one batched P-Net call."""
+        size = int(self.cfg.canvas * scale)
+
+        def one(args):
+            img, hw = args
+            h, w = tf.cast(hw[0], tf.int32), tf.cast(hw[1], tf.int32)
+            target = tf.maximum(tf.cast(tf.cast(hw, tf.float64) * scale, tf.int32), 1)  # truncated, as the package
+            small = tf.image.resize(img[:h, :w], target, method="area")
+            return tf.image.pad_to_bounding_box(small, 0, 0, size, size)
+
+        return tf.map_fn(one, (canvas, sizes), fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+    def _pnet(self, canvas, sizes):
+        """Proposals from every pyramid level: image id, box, score (package: StagePNet)."""
+        c = self.cfg
+        ids, boxes, scores = [], [], []
+        for scale in c.scales():
+            level_hw = tf.maximum(tf.cast(tf.cast(sizes, tf.float64) * scale, tf.int32), 1)
+            reg, prob = self.nets.pnet(self._level(canvas, sizes, scale), level_hw)
+            # Only windows inside the photo, where the package's valid convolutions reach.
+            out_hw = (level_hw - 1) // 2 - 4  # ceil((n - 2) / 2) - 4
+            rows, cols = tf.range(tf.shape(prob)[1]), tf.range(tf.shape(prob)[2])
+            inside = (rows[None, :, None] < out_hw[:, 0, None, None]) & (cols[None, None, :] < out_hw[:, 1, None, None])
+            prob = tf.where(inside, prob, 0.0)
+            k = tf.minimum(tf.size(prob), c.max_proposals)
+            flat = tf.reshape(prob, [-1])
+            top = tf.math.top_k(flat, k=k)
+            keep = tf.boolean_mask(top.indices, top.values > c.threshold_pnet)
+            where = tf.transpose(tf.unravel_index(keep, tf.shape(prob, out_type=tf.int32)))  # [n, 3] b, row, col
+            r = tf.gather_nd(reg, where)
+            col, row = tf.cast(where[:, 2], tf.float32), tf.cast(where[:, 1], tf.float32)
+            b = tf.stack([col * 2 + 1 + r[:, 0] * 11, row * 2 + 1 + r[:, 1] * 11,
+                          col * 2 + 12 + r[:, 2] * 11, row * 2 + 12 + r[:, 3] * 11], axis=1) / scale
+            sc = tf.gather(flat, keep)
+            kept = nms(where[:, 0], b, sc, c.nms_pnet_scale)
+            ids.append(tf.gather(where[:, 0], kept))
+            boxes.append(tf.gather(b, kept))
+            scores.append(tf.gather(sc, kept))
+        ids, boxes, scores = tf.concat(ids, 0), tf.concat(boxes, 0), tf.concat(scores, 0)
+        kept = nms(ids, boxes, scores, c.nms_pnet)
+        return tf.gather(ids, kept), _square(tf.gather(boxes, kept))
+
+    def _rnet(self, canvas, sizes, ids, boxes):
+        reg, prob = self.nets.rnet(_patches(canvas, ids, boxes, sizes, 24))
+        boxes = _regress(boxes, reg)
+        keep = tf.where(prob > self.cfg.threshold_rnet)[:, 0]
+        ids, boxes, prob = tf.gather(ids, keep), tf.gather(boxes, keep), tf.gather(prob, keep)
+        kept = nms(ids, boxes, prob, self.cfg.nms_rnet)
+        return tf.gather(ids, kept), _square(tf.gather(boxes, kept))
+
+    def _onet(self, canvas, sizes, ids, boxes):
+        reg, marks, prob = self.nets.onet(_patches(canvas, ids, boxes, sizes, 48))
+        x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
+        w, h = (x2 - x1 + 1)[:, None], (y2 - y1 + 1)[:, None]
+        marks = tf.concat([w * marks[:, :5] + x1[:, None] - 1, h * marks[:, 5:] + y1[:, None] - 1], axis=1)
+        boxes = _regress(boxes, reg)
+        keep = tf.where(prob > self.cfg.threshold_onet)[:, 0]
+        ids, boxes, marks, prob = (tf.gather(t, keep) for t in (ids, boxes, marks, prob))
+        kept = nms(ids, boxes, prob, self.cfg.nms_onet, method="min")
+        return tuple(tf.gather(t, kept) for t in (ids, boxes, marks, prob))
+
+    def detect(self, canvas, sizes):
+        """canvas: [B, S, S, 3] pixels in [0, 255] (photo at top-left); sizes: [B, 2] its (h, w).
+
+        Returns per photo: count [B], boxes [B, MAX_FACES, 4] (x1, y1, x2, y2, clipped to the photo),
+        confidence [B, MAX_FACES], landmarks [B, MAX_FACES, 10] (x1..x5, y1..y5), most confident first.
+        """
+        sizes = tf.cast(sizes, tf.float32)
+        norm = (tf.cast(canvas, tf.float32) - 127.5) / 128.0
+        ids, boxes = self._pnet(norm, sizes)
+        ids, boxes = self._rnet(norm, sizes, ids, boxes)
+        ids, boxes, marks, prob = self._onet(norm, sizes, ids, boxes)
+        hw = tf.gather(sizes, ids)
+        lim = tf.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], axis=1) - 1
+        boxes = tf.clip_by_value(boxes, 0.0, lim)
+        return _per_photo(ids, boxes, marks, prob, tf.shape(canvas)[0])
+
+
+def _per_photo(ids, boxes, marks, prob, batch):
+    """Scatters the flat detections into fixed-size per-photo slots, most confident first."""
+    order = tf.argsort(prob + tf.cast(batch - ids, tf.float32) * 10.0, direction="DESCENDING", stable=True)
+    ids, boxes, marks, prob = (tf.gather(t, order) for t in (ids, boxes, marks, prob))
+    count = tf.math.bincount(tf.cast(ids, tf.int32), minlength=batch, maxlength=batch)
+    starts = tf.cumsum(count, exclusive=True)
+    rank = tf.range(tf.shape(ids)[0]) - tf.gather(starts, ids)
+    keep = rank < MAX_FACES
+    idx = tf.stack([tf.boolean_mask(ids, keep), tf.boolean_mask(rank, keep)], axis=1)
+
+    def scatter(values, shape):
+        return tf.scatter_nd(idx, tf.boolean_mask(values, keep), shape)
+
+    return {
+        "count": tf.cast(count, tf.int64),
+        "boxes": scatter(boxes, [batch, MAX_FACES, 4]),
+        "confidence": scatter(prob, [batch, MAX_FACES]),
+        "landmarks": scatter(marks, [batch, MAX_FACES, 10]),
+    }
+
+
+def to_canvas(image, canvas: int):
+    """One decoded photo [h, w, 3] -> (canvas [S, S, 3] float, its (h, w) on the canvas, the factor
+    from original to canvas pixels). Large photos shrink to fit; small ones are not enlarged.
+    The rest of the canvas is mid-grey (0 once normalised): what the package's crops see beyond
+    a photo's edge."""
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    factor = tf.minimum(1.0, canvas / tf.reduce_max(hw))
+    new_hw = tf.maximum(tf.cast(tf.math.floor(hw * factor), tf.int32), 1)
+    img = tf.image.resize(tf.cast(image, tf.float32), new_hw, method="area")
+    padded = tf.image.pad_to_bounding_box(img - 127.5, 0, 0, canvas, canvas) + 127.5
+    return tf.ensure_shape(padded, [canvas, canvas, 3]), tf.cast(new_hw, tf.float32), factor
+
+
+def decode(data):
+    """Encoded JPEG/PNG/GIF/BMP -> [h, w, 3] uint8: grayscale is expanded, alpha dropped, 16-bit
+    PNG scaled to 8 bits. Undecodable bytes raise InvalidArgumentError naming the problem."""
+    return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+
+
+def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None, chunk: int = 16):
+    """[B] encoded photos -> canvases, detections in canvas pixels, and the canvas/original factor.
+
+    Detection runs in chunks of `chunk` photos, which bounds the NMS matrices for any batch size."""
+    detector = detector or Detector(cfg)
+    s = cfg.canvas
+
+    def one(data):
+        canvas, hw, factor = to_canvas(decode(data), s)
+        return canvas, hw, factor
+
+    canvases, hws, factors = tf.map_fn(one, image_bytes, fn_output_signature=(
+        tf.TensorSpec([s, s, 3], tf.float32), tf.TensorSpec([2], tf.float32), tf.TensorSpec([], tf.float32)))
+    b = tf.shape(image_bytes)[0]
+    pad = (chunk - b % chunk) % chunk
+    padded_c = tf.concat([canvases, tf.zeros([pad, s, s, 3])], 0)
+    padded_hw = tf.concat([hws, tf.ones([pad, 2])], 0)
+    n = (b + pad) // chunk
+
+    def run(args):
+        c, hw = args
+        return detector.detect(c, hw)
+
+    spec = {"count": tf.TensorSpec([chunk], tf.int64), "boxes": tf.TensorSpec([chunk, MAX_FACES, 4], tf.float32),
+            "confidence": tf.TensorSpec([chunk, MAX_FACES], tf.float32),
+            "landmarks": tf.TensorSpec([chunk, MAX_FACES, 10], tf.float32)}
+    out = tf.map_fn(run, (tf.reshape(padded_c, [n, chunk, s, s, 3]), tf.reshape(padded_hw, [n, chunk, 2])),
+                    fn_output_signature=spec)
+    dets = {k: tf.reshape(v, tf.concat([[n * chunk], tf.shape(v)[2:]], 0))[:b] for k, v in out.items()}
+    return canvases, hws, factors, dets

@@ -1,0 +1,54 @@
+"""The in-graph MTCNN against the `mtcnn` package on a small fixed set of real and composite photos."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from mtcnn import MTCNN
+
+from conftest import SCUT_DIR
+from deepattraction import face_parity
+from deepattraction.trainer import faces
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return face_parity.GraphDetector()
+
+
+@pytest.fixture(scope="module")
+def photo_set():
+    assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR} (../shared beside the checkout)"
+    return face_parity.scut_photos(SCUT_DIR, 6, seed=5) + face_parity.composites(SCUT_DIR, seed=5)
+
+
+def test_counts_and_boxes_match_the_package(detector, photo_set):
+    names, photos = [n for n, _ in photo_set], [b for _, b in photo_set]
+    pkg = MTCNN()
+    theirs = [pkg.detect_faces(b) for b in photos]
+    ours = detector(photos)
+    parity = face_parity.compare(names, ours, theirs)
+    assert parity.counts_equal == parity.photos, parity.mismatches
+    assert parity.boxes_iou_ok == parity.faces_both > 0
+    by_name = dict(zip(names, ours))
+    assert len(by_name["astronaut.jpg"]) == 1 and len(by_name["coffee_no_face.jpg"]) == 0
+    assert len(by_name["two_faces.jpg"]) == 2 and len(by_name["three_faces.jpg"]) == 3
+
+
+def test_package_weights_are_read_from_the_installed_package():
+    w = faces.load_package_weights("onet")
+    assert [a.shape for a in w][:2] == [(3, 3, 3, 32), (32,)] and len(w) == 21
+
+
+def test_nms_drops_boxes_overlapping_any_better_box_of_the_same_photo():
+    boxes = tf.constant([[0, 0, 10, 10], [1, 1, 11, 11], [2, 2, 12, 12], [0, 0, 10, 10.0]])
+    ids = tf.constant([0, 0, 0, 1])
+    keep = faces.nms(ids, boxes, tf.constant([0.9, 0.8, 0.7, 0.5]), 0.5).numpy()
+    # Box 2 overlaps box 1 (itself dropped) enough: the package's rule drops it too.
+    assert sorted(keep.tolist()) == [0, 3]
+
+
+def test_pyramid_is_fixed_by_the_canvas():
+    scales = faces.DetectorConfig(canvas=384).scales()
+    assert scales[0] == pytest.approx(0.6) and all(384 * s >= 12 for s in scales)
+    assert np.allclose(np.diff(np.log(scales)), np.log(0.709))
