@@ -61,7 +61,9 @@ def compile_pipeline(cfg: PipelineConfig, output: str, cluster: ClusterConfig | 
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=cluster.image, use_pipeline_spec_2_1=True),
         output_dir=os.path.dirname(os.path.abspath(output)), output_filename=os.path.basename(output))
-    runner.run(pipeline.create_pipeline(cfg, components), write_out=True)
+    # TFX's v2 compiler drops RuntimeParameter defaults unless they are given again here.
+    defaults = {name: p.default for name, p in runtime_parameters(cfg).items()}
+    runner.run(pipeline.create_pipeline(cfg, components), parameter_values=defaults, write_out=True)
     if kfp_package:
         write_kfp_package(output, kfp_package, cluster, [c.id for c in components])
     return output
@@ -76,6 +78,9 @@ def write_kfp_package(job_spec: str, package: str, cluster: ClusterConfig, step_
         job = json.load(f)
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     spec.default_pipeline_root = job["runtimeConfig"]["gcsOutputDirectory"]
+    # A package has no runtime config: the job's parameter values become the inputs' defaults.
+    for name, value in job["runtimeConfig"].get("parameterValues", {}).items():
+        json_format.ParseDict(value, spec.root.input_definitions.parameters[name].default_value)
     os.makedirs(os.path.dirname(os.path.abspath(package)), exist_ok=True)
     write_pipeline_spec_to_file(spec, "DeepAttraction: like ratio and gender from a profile photo.",
                                 cluster.platform_spec(step_ids), package)
@@ -136,6 +141,22 @@ def submit(host: str, package: str, params: dict, experiment: str = "deepattract
     return result.run_id
 
 
+def run_locations(package: str, params: dict, pipeline_root: str | None = None):
+    """The gs:// locations a run of `package` reads and writes: the given parameters or the
+    package's defaults, its pipeline root, and the serving base compiled into its Pusher."""
+    from kfp.client.client import _extract_pipeline_yaml
+
+    from deepattraction.pipeline.storage import RunLocations
+
+    spec = _extract_pipeline_yaml(package).pipeline_spec
+    defaults = {k: v.default_value.string_value for k, v in spec.root.input_definitions.parameters.items()}
+    push = json.loads(spec.root.dag.tasks["Pusher"].inputs.parameters["push_destination"].runtime_value.constant.string_value)
+    return RunLocations(users_uri=params.get("users_uri") or defaults["users_uri"],
+                        swipes_uri=params.get("swipes_uri") or defaults["swipes_uri"],
+                        pipeline_root=pipeline_root or spec.default_pipeline_root,
+                        serving_base=push["filesystem"]["base_directory"])
+
+
 def normalized_spec(path: str) -> dict:
     """The compiled spec without fields that change between compilations (SDK versions, times)."""
     with open(path) as f:
@@ -165,7 +186,7 @@ def write_golden(path: str = GOLDEN_SPEC) -> str:
 
 
 def parser():
-    """`--write-golden`, or `submit`: the entry point of the cluster's training CronJob."""
+    """`--write-golden`; `stage` (data to gs://); `submit`: the training CronJob's entry point."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m deepattraction.pipeline.kubeflow_v2_runner")
@@ -180,6 +201,13 @@ def parser():
     s.add_argument("--service-account", help="Kubernetes service account of the run's pods")
     s.add_argument("--namespace")
     s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a pipeline parameter")
+    s.add_argument("--preflight", action="store_true",
+                   help="first check that the inputs exist and the pipeline root and serving base are writable")
+    s.add_argument("--storage-endpoint", help="a GCS emulator's http://host:port (tests)")
+    st = sub.add_parser("stage", help="upload a dataset folder (users.csv, swipes.csv, photos/) to gs://")
+    st.add_argument("--data", required=True)
+    st.add_argument("--to", required=True, help="e.g. gs://BUCKET/deepattraction/data")
+    st.add_argument("--storage-endpoint")
     return p
 
 
@@ -190,8 +218,19 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.write_golden:
         print(f"golden: wrote {write_golden()}")
+    elif a.command == "stage":
+        from deepattraction.pipeline.storage import StorageConfig, stage
+
+        print(f"stage: wrote {len(stage(a.data, a.to, StorageConfig(a.storage_endpoint)))} objects under {a.to}")
     elif a.command == "submit":
-        run_id = submit(a.host, a.package, _parse_hparams(a.param), a.experiment, a.run_name, a.pipeline_root,
+        params = _parse_hparams(a.param)
+        if a.preflight:
+            from deepattraction.pipeline.storage import StorageConfig, preflight
+
+            problems = preflight(run_locations(a.package, params, a.pipeline_root), StorageConfig(a.storage_endpoint))
+            if problems:
+                raise SystemExit("preflight: " + "; ".join(problems))
+        run_id = submit(a.host, a.package, params, a.experiment, a.run_name, a.pipeline_root,
                         a.service_account, a.namespace)
         print(f"submit: run {run_id}")
     else:

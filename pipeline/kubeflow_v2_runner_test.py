@@ -84,6 +84,19 @@ def test_kfp_package_is_what_the_kfp_client_uploads(golden_spec):
     assert [dict(t) for t in trainer["tolerations"]] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
+def test_runtime_parameters_keep_their_defaults(golden_spec):
+    """A run that sets no parameter uses the compiled defaults, in the job spec and the package."""
+    from kfp.client.client import _extract_pipeline_yaml
+
+    values = golden_spec["spec"]["runtimeConfig"]["parameterValues"]
+    assert values["users_uri"] == "gs://YOUR_BUCKET/deepattraction/root/data/users.csv"
+    assert values["epochs"] == 5 and values["task"] == "both"
+    params = _extract_pipeline_yaml(golden_spec["package"]).pipeline_spec.root.input_definitions.parameters
+    assert {name: params[name].default_value.WhichOneof("kind") for name in values} == {
+        name: "string_value" if isinstance(v, str) else "number_value" for name, v in values.items()}
+    assert params["swipes_uri"].default_value.string_value == values["swipes_uri"]
+
+
 def test_cli_compile_sets_image_gpu_pool_serving_base_and_dataflow(dataflow_cli):
     spec = dataflow_cli["spec"]
     executors = spec["deploymentSpec"]["executors"]

@@ -203,7 +203,7 @@ def test_cronjob_compiles_with_its_own_image_and_submits(overlay, rendered):
     assert compile_cmd[:2] == ["deepattraction", "compile"]
     assert submit_cmd[:3] == ["python", "-m", "deepattraction.pipeline.kubeflow_v2_runner"]
     a = kubeflow_v2_runner.parser().parse_args(submit_cmd[3:])
-    assert a.command == "submit" and a.package == compile_cmd[compile_cmd.index("--kfp-package") + 1]
+    assert a.command == "submit" and a.preflight and a.package == compile_cmd[compile_cmd.index("--kfp-package") + 1]
     assert a.host.startswith("http://ml-pipeline.kubeflow")
     assert sorted(a.param) == sorted([f"swipes_uri={env['SWIPES_URI']}", f"users_uri={env['USERS_URI']}"])
 
