@@ -86,8 +86,26 @@ def test_pushed_model_predicts_a_photo_through_the_cli(first_run):
     in_process = LocalModel(cfg.push_dir).predict_files(photos)
     for line, expected in zip(out, in_process):
         got = json.loads(line)
-        assert 0 < got["like_ratio"] < 1 and 0 <= got["male_probability"] <= 1 and got["face_count"] == -1
+        assert 0 < got["like_ratio"] < 1 and 0 <= got["male_probability"] <= 1 and got["face_count"] >= 0
         assert got["like_ratio"] == pytest.approx(expected.like_ratio, abs=1e-6)
+
+
+def test_served_model_counts_faces_in_a_raw_photo(first_run):
+    """The MTCNN in the Transform graph runs inside the pushed model: raw photo in, faces out."""
+    import numpy as np
+    from skimage import data
+
+    from deepattraction.face_parity import encode_jpeg
+
+    cfg, _, _ = first_run
+    astronaut = data.astronaut()
+    face = astronaut[20:220, 130:330]  # her head, with a margin
+    three = np.concatenate([face, face[:, ::-1], face], axis=1)
+    one_pred, three_pred, none_pred = LocalModel(cfg.push_dir).predict_bytes(
+        [encode_jpeg(astronaut), encode_jpeg(three), encode_jpeg(data.coffee())])
+    assert one_pred.face_count == 1 and 0 < one_pred.like_ratio < 1
+    assert three_pred.face_count == 3
+    assert none_pred.face_count == 0
 
 
 def test_cli_names_a_bad_photo_and_still_predicts_the_good_one(first_run, tmp_path):

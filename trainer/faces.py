@@ -278,10 +278,53 @@ def to_canvas(image, canvas: int):
     return tf.ensure_shape(padded, [canvas, canvas, 3]), tf.cast(new_hw, tf.float32), factor
 
 
+_EXIF_SEARCH = 65536  # APP1 (EXIF) comes right after the JPEG's start marker
+_EXIF_PAD = b"\0" * 1024
+
+
+def _uint(b, little):
+    """Bytes (uint8 vector) as an unsigned integer of either byte order."""
+    b = tf.cast(b, tf.int64)
+    weights = tf.bitwise.left_shift(tf.constant(1, tf.int64), 8 * tf.range(tf.size(b), dtype=tf.int64))
+    return tf.reduce_sum(b * tf.where(little, weights, tf.reverse(weights, [0])))
+
+
+def exif_orientation(data):
+    """The EXIF orientation tag (1-8) of a JPEG, 1 when there is none or it is malformed. Pure
+    string and integer ops: offsets are clamped and the data padded, so no input can fail here."""
+    parts = tf.strings.split(tf.strings.substr(data, 0, _EXIF_SEARCH), "Exif\0\0", maxsplit=1)
+    tiff = tf.strings.join([parts[-1], _EXIF_PAD + _EXIF_PAD])
+    n = tf.strings.length(tiff)
+    head = tf.io.decode_raw(tf.strings.substr(tiff, 0, 8), tf.uint8)
+    little = tf.equal(head[0], 0x49)
+    ifd = tf.minimum(_uint(head[4:8], little), tf.cast(n, tf.int64) - 2 - 12 * 32)
+    ifd = tf.cast(tf.maximum(ifd, 0), tf.int32)
+    entries = tf.reshape(tf.io.decode_raw(tf.strings.substr(tiff, ifd + 2, 12 * 32), tf.uint8), [32, 12])
+    count = tf.minimum(_uint(tf.io.decode_raw(tf.strings.substr(tiff, ifd, 2), tf.uint8), little), 32)
+    tags = tf.map_fn(lambda e: _uint(e[0:2], little), entries, fn_output_signature=tf.int64)
+    values = tf.map_fn(lambda e: _uint(e[8:10], little), entries, fn_output_signature=tf.int64)
+    hit = tf.equal(tags, 0x0112) & (tf.range(32, dtype=tf.int64) < count)
+    value = tf.reduce_max(tf.where(hit, values, 0))
+    valid = (tf.size(parts) == 2) & (value >= 1) & (value <= 8)
+    return tf.where(valid, value, 1)
+
+
+def apply_orientation(image, orientation):
+    """Turns the pixels upright as EXIF orientation says (camera photos are often stored sideways)."""
+    flip, t = tf.image.flip_left_right, tf.image.transpose
+    branches = [
+        lambda: image, lambda: flip(image), lambda: tf.image.rot90(image, 2), lambda: tf.image.flip_up_down(image),
+        lambda: t(image), lambda: tf.image.rot90(image, 3), lambda: tf.image.rot90(t(image), 2), lambda: tf.image.rot90(image, 1),
+    ]
+    return tf.switch_case(tf.cast(orientation - 1, tf.int32), branches)
+
+
 def decode(data):
-    """Encoded JPEG/PNG/GIF/BMP -> [h, w, 3] uint8: grayscale is expanded, alpha dropped, 16-bit
-    PNG scaled to 8 bits. Undecodable bytes raise InvalidArgumentError naming the problem."""
-    return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    """Encoded JPEG/PNG/GIF/BMP -> [h, w, 3] uint8, upright: grayscale is expanded, CMYK converted,
+    alpha dropped, 16-bit PNG scaled to 8 bits, EXIF orientation applied. Undecodable bytes raise
+    InvalidArgumentError naming the problem."""
+    img = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    return apply_orientation(img, exif_orientation(data))
 
 
 def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None, chunk: int = 16):

@@ -52,3 +52,51 @@ def test_pyramid_is_fixed_by_the_canvas():
     scales = faces.DetectorConfig(canvas=384).scales()
     assert scales[0] == pytest.approx(0.6) and all(384 * s >= 12 for s in scales)
     assert np.allclose(np.diff(np.log(scales)), np.log(0.709))
+
+
+def _encode(img, fmt, **kw):
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow(orientation):
+    from PIL import Image, ImageOps
+
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:10, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(Image.fromarray(img), "JPEG", exif=exif.tobytes(), quality=95)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(__import__("io").BytesIO(data))))
+    ours = faces.decode(tf.constant(data)).numpy()
+    assert faces.exif_orientation(tf.constant(data)).numpy() == orientation
+    assert ours.shape == expected.shape and np.abs(ours.astype(int) - expected.astype(int)).max() <= 12
+
+
+def test_awkward_photos_give_a_face_count_not_a_crash():
+    from PIL import Image
+
+    from deepattraction.trainer import features, preprocessing
+
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3)).astype(np.uint8))
+    huge = Image.fromarray(np.zeros((3000, 4000, 3), np.uint8))
+    photos = [
+        _encode(rgb.convert("L"), "JPEG"), _encode(rgb.convert("CMYK"), "JPEG"), _encode(rgb.convert("RGBA"), "PNG"),
+        _encode(Image.fromarray(np.random.default_rng(1).integers(0, 65535, (40, 50)).astype(np.uint16)), "PNG"),
+        _encode(rgb.resize((8, 6)), "PNG"), _encode(huge, "JPEG"),
+        _encode(Image.fromarray(np.zeros((5, 500, 3), np.uint8)), "PNG"),
+    ]
+    out = preprocessing.face_inputs(tf.constant(photos), 75, (-1.0, 1.0), 384)
+    assert out[features.FACE_COUNT_XF].numpy().tolist() == [0] * len(photos)
+    assert out[features.IMAGE_XF].shape == (len(photos), 75, 75, 3)
+    assert np.isfinite(out[features.IMAGE_XF].numpy()).all()
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff\xd8\xff\xe0 truncated jpeg", b"GIF89a nonsense"])
+def test_corrupt_or_empty_bytes_are_a_clear_error(data):
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        faces.decode(tf.constant(data))

@@ -32,6 +32,8 @@ class TrainConfig:
     gender_loss_weight: float = 1.0  # the mix: loss = weighted MSE + this x log-loss
     shuffle_buffer: int = 256
     bn_recalibration_batches: int = 20
+    starred_only: int = 0  # 1: train on photos where exactly one face counts (features.is_starred)
+    cache_transformed: int = 1  # 1: run the Transform graph (face detection) once, not every epoch
     seed: int = 0
 
     @classmethod
@@ -66,26 +68,39 @@ def label_stats(file_pattern) -> dict:
     return {"ratio_prior": metrics.best_constant(ratio, swipes), "male_prior": float(male.mean()), "count": int(len(ratio))}
 
 
+TRANSFORM_BATCH = 32
+
+
 def make_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig, training: bool) -> tf.data.Dataset:
-    """Raw examples -> Transform layer -> (image, labels, sample weights) batches."""
+    """Raw examples -> Transform layer -> (image, labels, sample weights) batches.
+
+    The Transform layer (decoding, MTCNN, cropping) runs once per photo when cache_transformed is
+    set; shuffling and batching come after it, so each epoch still sees new batches."""
     files = _gzip_files(file_pattern)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
-    if training:
-        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.batch_size)
     raw_spec = tf_transform_output.raw_feature_spec()
     tft_layer = tf_transform_output.transform_features_layer()
     outputs = cfg.model.outputs
 
-    def to_xy(serialized):
+    def transform(serialized):
         xf = tft_layer(tf.io.parse_example(serialized, raw_spec))
+        return {k: xf[k] for k in (features.IMAGE_XF, features.RATIO_XF, features.WEIGHT_XF, features.GENDER_XF, features.FACE_COUNT_XF)}
+
+    def to_xy(xf):
         labels = {features.RATIO_LABEL: xf[features.RATIO_XF][:, None],
                   features.GENDER_LABEL: tf.cast(xf[features.GENDER_XF], tf.float32)[:, None]}
         weights = {features.RATIO_LABEL: xf[features.WEIGHT_XF], features.GENDER_LABEL: tf.ones_like(xf[features.WEIGHT_XF])}
         return ({features.IMAGE_XF: xf[features.IMAGE_XF]},
                 {k: labels[k] for k in outputs}, {k: weights[k] for k in outputs})
 
-    return ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(TRANSFORM_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if cfg.starred_only:
+        ds = ds.filter(lambda xf: features.is_starred(xf[features.FACE_COUNT_XF]))
+    if cfg.cache_transformed:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+    return ds.batch(cfg.batch_size).map(to_xy).prefetch(tf.data.AUTOTUNE)
 
 
 def image_size_of(tf_transform_output: tft.TFTransformOutput) -> int:

@@ -37,6 +37,33 @@ class Labels:
     male: np.ndarray  # 1 for male, 0 for female
 
 
+def subset(labels: Labels, mask) -> Labels:
+    return Labels(labels.like_ratio[mask], labels.swipe_count[mask], labels.male[mask])
+
+
+def slice_masks(labels: Labels, face_count=None) -> dict:
+    """The slices every evaluation reports: target gender, and the starred subset (exactly one
+    face counts) when the model reports faces."""
+    masks = {"female": labels.male == 0, "male": labels.male == 1}
+    if face_count is not None:
+        from deepattraction.trainer.features import is_starred
+
+        masks["starred"] = is_starred(np.asarray(face_count))
+        masks["unstarred"] = ~masks["starred"]
+    return masks
+
+
+def evaluate_slices(labels: Labels, base: dict, ratio_pred=None, male_prob=None, face_count=None) -> dict:
+    """evaluate() on each slice that has photos; the largest gap between the gender slices too."""
+    out = {}
+    for name, mask in slice_masks(labels, face_count).items():
+        if mask.any():
+            out[name] = evaluate(subset(labels, mask), base,
+                                 None if ratio_pred is None else np.asarray(ratio_pred)[mask],
+                                 None if male_prob is None else np.asarray(male_prob)[mask])
+    return out
+
+
 def baselines(train: Labels) -> dict:
     """Every baseline comes from the training split, never from the data it is scored on."""
     majority_class, _ = metrics.majority(train.male)

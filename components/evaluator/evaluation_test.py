@@ -37,3 +37,14 @@ def test_gate_margins_and_single_task_models():
     assert bless(gender_only, GateConfig(min_accuracy_gain=0.4))[0]
     assert not bless(gender_only, GateConfig(min_accuracy_gain=0.5))[0]
     assert GateConfig.from_json(GateConfig(max_mse_ratio=0.5).to_json()) == GateConfig(max_mse_ratio=0.5)
+
+
+def test_slices_by_gender_and_starred():
+    from deepattraction.components.evaluator.evaluation import evaluate_slices
+
+    labels, base = _labels(), baselines(_labels())
+    s = evaluate_slices(labels, base, labels.like_ratio, labels.male.astype(float), face_count=np.array([1, 0, 1, 3]))
+    assert s["female"]["count"] == 2 and s["male"]["count"] == 2
+    assert s["starred"]["count"] == 2 and s["unstarred"]["count"] == 2
+    assert s["starred"]["ratio_weighted_mse"] == 0.0
+    assert "starred" not in evaluate_slices(labels, base, labels.like_ratio)

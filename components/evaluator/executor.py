@@ -13,9 +13,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate
+from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate, evaluate_slices
 from deepattraction.trainer import features
-from deepattraction.trainer.train import EXAMPLES_INPUT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
+from deepattraction.trainer.train import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
 
 GATE_CONFIG = "gate_config"
 METRICS_FILE = "metrics.json"
@@ -63,9 +63,13 @@ def write_predictions(path: str, user_ids: list[str], labels: Labels, preds: dic
         w = csv.writer(f)
         cols = sorted(preds)
         w.writerow(["user_id", "like_ratio", "swipe_count", "male"] + [f"pred_{c}" for c in cols])
+
+        def fmt(v):  # vectors (a face box) as space-separated numbers in one cell
+            return " ".join(f"{x:.2f}" for x in v) if np.ndim(v) else f"{float(v):.6g}"
+
         for i, uid in enumerate(user_ids):
             w.writerow([uid, f"{labels.like_ratio[i]:.6f}", int(labels.swipe_count[i]), int(labels.male[i])]
-                       + [f"{float(preds[c][i]):.6f}" for c in cols])
+                       + [fmt(preds[c][i]) for c in cols])
 
 
 class Executor(base_executor.BaseExecutor):
@@ -82,6 +86,7 @@ class Executor(base_executor.BaseExecutor):
         base = baselines(train_labels)
         result = evaluate(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE))
         blessed, reasons = bless(result, gate)
+        result["slices"] = evaluate_slices(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE), preds.get(OUT_FACE_COUNT))
         result.update(blessed=blessed, not_blessed_because=reasons, gate=json.loads(gate.to_json()),
                       baselines=base, train_count=int(len(train_labels.like_ratio)))
 

@@ -53,3 +53,5 @@ def test_blessing_follows_the_baselines(tmp_path, tiny_examples, perfect):
     with open(os.path.join(evaluation.uri, executor.PREDICTIONS_FILE), newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == m["count"] and {"user_id", "like_ratio", f"pred_{OUT_RATIO}", f"pred_{OUT_MALE}"} <= set(rows[0])
+    assert sum(m["slices"].get(g, {}).get("count", 0) for g in ("female", "male")) == m["count"]
+    assert m["slices"]["unstarred"]["count"] == m["count"]  # the stand-in model reports no faces
