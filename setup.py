@@ -2,7 +2,7 @@
 from setuptools import setup
 
 PARTS = ("pipeline", "components", "trainer", "serving")
-SUBPACKAGES = ("components.swipe_example_gen", "components.evaluator", "components.hparams_gen")
+SUBPACKAGES = ("components.swipe_example_gen", "components.evaluator", "components.hparams_gen", "components.pusher")
 
 setup(
     name="deepattraction",

@@ -3,17 +3,26 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 from deepattraction.serving import model_dir
 from deepattraction.trainer.train import IMAGE_BYTES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_DEFAULT
 
 
+OUT_FACE_BOX = "face_box"  # [N, 4] once a face detector runs in the Transform graph
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
+    """One photo's outputs; None for an output the model does not have (task ratio or gender only,
+    no face detector yet). Outputs this client does not know land in `extras`, so a newer model
+    never breaks an older client."""
     like_ratio: float | None
     male_probability: float | None
     face_count: int | None
+    face_box: tuple[float, ...] | None = None
+    extras: dict = dataclasses.field(default_factory=dict)
 
     def line(self) -> str:
         parts = []
@@ -23,14 +32,28 @@ class Prediction:
             parts.append(f"gender {'male' if self.male_probability >= 0.5 else 'female'} (p_male {self.male_probability:.3f})")
         if self.face_count is not None:
             parts.append(f"face_count {self.face_count}")
+        if self.face_box is not None:
+            parts.append("face_box " + ",".join(f"{v:.3f}" for v in self.face_box))
         return ", ".join(parts)
 
 
 def from_outputs(outputs: dict, i: int) -> Prediction:
+    """Row i of a batch of named outputs (numpy arrays), from in-process or TF Serving calls alike."""
     def get(key, cast):
         return cast(outputs[key][i]) if key in outputs else None
 
-    return Prediction(get(OUT_RATIO, float), get(OUT_MALE, float), get(OUT_FACE_COUNT, int))
+    known = {OUT_RATIO, OUT_MALE, OUT_FACE_COUNT, OUT_FACE_BOX}
+    box = outputs.get(OUT_FACE_BOX)
+    extras = {k: _plain(v[i]) for k, v in outputs.items() if k not in known}
+    return Prediction(get(OUT_RATIO, float), get(OUT_MALE, float), get(OUT_FACE_COUNT, int),
+                      tuple(float(x) for x in np.ravel(box[i])) if box is not None else None, extras)
+
+
+def _plain(v):
+    v = np.asarray(v)
+    if v.dtype.kind in "SO":
+        return v.tolist() if v.ndim else v.item().decode("utf-8", "replace")
+    return v.tolist()
 
 
 class LocalModel:

@@ -1,0 +1,56 @@
+"""Pushes a blessed model like TFX's Pusher, plus TF Serving's warmup file.
+
+The warmup file must be in place before saved_model.pb, because TF Serving treats saved_model.pb
+as the sign that a version is complete and may start loading it at once."""
+from __future__ import annotations
+
+import os
+import time
+
+from absl import logging
+from tfx.components.pusher import executor as tfx_executor
+from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+
+from deepattraction.serving import warmup
+
+WARMUP_PHOTOS = 4  # procedural faces: real JPEG/PNG requests with no external data
+
+
+def push_version(model_path: str, serving_path: str, model_name: str) -> str:
+    """Copies the SavedModel into serving_path with the warmup file, saved_model.pb last."""
+    io_utils.copy_dir(model_path, serving_path, deny_regex_patterns=[r"saved_model\.pb"])
+    warmup.write(serving_path, warmup.warmup_logs(model_name, warmup.demo_photos(WARMUP_PHOTOS)))
+    io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(serving_path, "saved_model.pb"))
+    return serving_path
+
+
+class Executor(tfx_executor.Executor):
+    """TFX's blessing check, versioning (unix timestamp) and push artifact; the filesystem copy adds warmup."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            return
+        model_path = self.GetModelPath(input_dict)
+        dest = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], dest)
+        if dest.WhichOneof("destination") != "filesystem":
+            raise NotImplementedError(f"push destination {dest.WhichOneof('destination')}: only filesystem")
+        fs = dest.filesystem
+        if fs.versioning not in (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP):
+            raise NotImplementedError(f"versioning {fs.versioning}")
+        version = str(int(time.time()))
+        serving_path = os.path.join(fs.base_directory, version)
+        if fileio.exists(serving_path):
+            logging.info("%s already exists, skipping the copy", serving_path)
+        else:
+            model_name = os.path.basename(fs.base_directory.rstrip("/"))
+            push_version(model_path, serving_path, model_name)
+            logging.info("Model with warmup requests written to %s", serving_path)
+        io_utils.copy_dir(serving_path, model_push.uri)
+        self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
