@@ -5,6 +5,7 @@ from tfx import v1 as tfx
 
 from deepattraction.components.evaluator.component import Evaluator
 from deepattraction.components.hparams_gen.component import HParamsGen
+from deepattraction.components.pusher.component import Pusher
 from deepattraction.components.swipe_example_gen.component import SwipeExampleGen
 from deepattraction.pipeline.configs import PipelineConfig
 
@@ -33,7 +34,7 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
         hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config={"code": code} if code else None)
     evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
                           code_version=code or None)
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.push_dir)))
