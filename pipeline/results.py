@@ -51,6 +51,12 @@ class RunResults:
             self.gender_table.rstrip(),
         ])
 
+    def write_model_card(self, pipeline_root: str) -> str:
+        from deepattraction.pipeline import model_card
+
+        return model_card.write(os.path.join(pipeline_root, model_card.MODEL_CARD_FILE),
+                                self.metrics, self.data_summary, self.gender_table)
+
     def demo_line(self) -> str:
         m = self.metrics
         return (f"demo: like-ratio weighted MSE {m['ratio_weighted_mse']:.4f} vs constant {m['constant_weighted_mse']:.4f} "
