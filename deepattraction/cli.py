@@ -1,7 +1,8 @@
-"""The `deepattraction` command: demo-data, run, compile, predict, demo, schema."""
+"""The `deepattraction` command: demo-data, run, compile, predict, serve, demo, schema."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -84,21 +85,79 @@ def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
     return r
 
 
-def cmd_predict(a) -> int:
-    from deepattraction.serving.predict import LocalModel
+def _predictor(a):
+    """predict_bytes(photos) -> Predictions: in-process (--model) or TF Serving (--server, gRPC or --rest)."""
+    if a.model:
+        from deepattraction.serving.predict import LocalModel
 
-    model = LocalModel(a.model)
+        return LocalModel(a.model).predict_bytes
+    from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
+
+    cfg = ClientConfig(a.server, model_name=a.model_name, version=a.version, version_label=a.version_label,
+                       timeout_s=a.timeout)
+    return (RestClient(cfg) if a.rest else ServingClient(cfg)).predict
+
+
+def cmd_predict(a) -> int:
+    if bool(a.model) == bool(a.server):
+        raise SystemExit("predict: give --model DIR (in-process) or --server HOST:PORT (TF Serving)")
+    predict = _predictor(a)
     failed = 0
-    for path in a.photos:
-        try:
-            pred = model.predict_files([path])[0]
-        except Exception as e:  # one bad photo must not hide the others' predictions
-            failed += 1
-            msg = getattr(e, "message", str(e)).splitlines()[0]
+
+    def show(path, pred=None, err=None):
+        if err is not None:
+            msg = getattr(err, "message", str(err)).splitlines()[0]
             print(json.dumps({"photo": path, "error": msg}) if a.json else f"{path}: error: {msg}", file=sys.stdout)
+        else:
+            print(json.dumps({"photo": path, **dataclasses.asdict(pred)}) if a.json else f"{path}: {pred.line()}")
+
+    for i in range(0, len(a.photos), a.batch_size):
+        paths, photos = [], []
+        for path in a.photos[i:i + a.batch_size]:
+            try:
+                with open(path, "rb") as f:
+                    photos.append(f.read())
+                paths.append(path)
+            except OSError as e:
+                failed += 1
+                show(path, err=e)
+        if not photos:
             continue
-        print(json.dumps({"photo": path, **pred.__dict__}) if a.json else f"{path}: {pred.line()}")
+        try:
+            preds = predict(photos)
+        except Exception:  # one bad photo must not hide the others' predictions: retry one by one
+            preds = None
+        for j, path in enumerate(paths):
+            try:
+                show(path, preds[j] if preds is not None else predict([photos[j]])[0])
+            except Exception as e:
+                failed += 1
+                show(path, err=e)
     return 1 if failed else 0
+
+
+def cmd_serve(a) -> int:
+    """Runs the local TF-Serving-compatible server until interrupted."""
+    from deepattraction.serving.server import LocalServer, ServerConfig, model_config, parse_model_config_file
+
+    if bool(a.model_base) == bool(a.model_config_file):
+        raise SystemExit("serve: give --model-base DIR [--model-name NAME] or --model-config-file FILE")
+    configs = (parse_model_config_file(a.model_config_file) if a.model_config_file
+               else [model_config(a.model_name, os.path.abspath(a.model_base))])
+    srv = LocalServer(configs, ServerConfig(host=a.host, grpc_port=a.grpc_port, rest_port=a.rest_port,
+                                            poll_seconds=a.poll_seconds)).start()
+    print(f"serve: gRPC {srv.grpc_target}, REST {srv.rest_url if srv.rest_port >= 0 else 'off'}; "
+          f"models {', '.join(c.name for c in configs)} (loading; readiness: GET /healthz)", flush=True)
+    try:
+        srv.wait_ready(a.ready_timeout)
+        print("serve: ready", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    return 0
 
 
 def cmd_demo(a) -> None:
@@ -149,10 +208,27 @@ def main(argv=None) -> int:
     c.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
                    help="Beam option for those steps, e.g. --beam-arg=--project=P --beam-arg=--region=R")
 
-    pr = sub.add_parser("predict", help="predict photos with a pushed model")
+    pr = sub.add_parser("predict", help="predict photos with a pushed model, in-process or through TF Serving")
     pr.add_argument("photos", nargs="+")
-    pr.add_argument("--model", required=True, help="SavedModel folder or TF Serving model base path")
+    pr.add_argument("--model", help="SavedModel folder or TF Serving model base path (in-process)")
+    pr.add_argument("--server", help="TF Serving HOST:PORT (gRPC, e.g. localhost:8500; with --rest, 8501)")
+    pr.add_argument("--rest", action="store_true", help="use TF Serving's REST API instead of gRPC")
+    pr.add_argument("--model-name", default="deepattraction")
+    pr.add_argument("--version", type=int, help="pin a model version")
+    pr.add_argument("--version-label", help="pin a version label from models.config")
+    pr.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    pr.add_argument("--batch-size", type=int, default=16, help="photos per request")
     pr.add_argument("--json", action="store_true")
+
+    sv = sub.add_parser("serve", help="local TF-Serving-compatible gRPC + REST server (development and tests)")
+    sv.add_argument("--model-base", help="TF Serving model base path: <dir>/<version>/saved_model.pb")
+    sv.add_argument("--model-name", default="deepattraction")
+    sv.add_argument("--model-config-file", help="TF Serving models.config (text ModelServerConfig)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--grpc-port", type=int, default=8500)
+    sv.add_argument("--rest-port", type=int, default=8501, help="-1: no REST server")
+    sv.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
+    sv.add_argument("--ready-timeout", type=float, default=600.0)
 
     dm = sub.add_parser("demo", help="demo data + local run + results")
     dm.add_argument("--workdir", default="build/demo")
@@ -174,6 +250,8 @@ def main(argv=None) -> int:
         print(f"compile: wrote {kubeflow_v2_runner.compile_from_args(a)}")
     elif a.command == "predict":
         return cmd_predict(a)
+    elif a.command == "serve":
+        return cmd_serve(a)
     elif a.command == "demo":
         cmd_demo(a)
     elif a.command == "schema":

@@ -7,10 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from deepattraction.serving import model_dir
-from deepattraction.trainer.train import IMAGE_BYTES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_DEFAULT
-
-
-OUT_FACE_BOX = "face_box"  # [N, 4] once a face detector runs in the Transform graph
+from deepattraction.trainer.train import (IMAGE_BYTES_INPUT, OUT_FACE_BOX, OUT_FACE_CONFIDENCE, OUT_FACE_COUNT,
+                                          OUT_MALE, OUT_RATIO, SERVING_DEFAULT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +19,8 @@ class Prediction:
     like_ratio: float | None
     male_probability: float | None
     face_count: int | None
-    face_box: tuple[float, ...] | None = None
+    face_box: tuple[float, ...] | None = None  # x1, y1, x2, y2 in the photo's pixels
+    face_confidence: float | None = None
     extras: dict = dataclasses.field(default_factory=dict)
 
     def line(self) -> str:
@@ -42,11 +41,12 @@ def from_outputs(outputs: dict, i: int) -> Prediction:
     def get(key, cast):
         return cast(outputs[key][i]) if key in outputs else None
 
-    known = {OUT_RATIO, OUT_MALE, OUT_FACE_COUNT, OUT_FACE_BOX}
+    known = {OUT_RATIO, OUT_MALE, OUT_FACE_COUNT, OUT_FACE_BOX, OUT_FACE_CONFIDENCE}
     box = outputs.get(OUT_FACE_BOX)
     extras = {k: _plain(v[i]) for k, v in outputs.items() if k not in known}
     return Prediction(get(OUT_RATIO, float), get(OUT_MALE, float), get(OUT_FACE_COUNT, int),
-                      tuple(float(x) for x in np.ravel(box[i])) if box is not None else None, extras)
+                      tuple(float(x) for x in np.ravel(box[i])) if box is not None else None,
+                      get(OUT_FACE_CONFIDENCE, float), extras)
 
 
 def _plain(v):
