@@ -240,3 +240,17 @@ def test_json_depth_check_skips_brackets_in_strings():
     assert _json_depth_ok(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"[[["}', 3)
     assert not _json_depth_ok(b"[[[[]]]]", 3)
     assert _json_depth_ok(b"[1, [2]]", 2)
+
+
+def test_requests_beyond_the_in_flight_bound_are_unavailable_not_queued():
+    from deepattraction.serving.server import ServingError as ServerError
+    from deepattraction.serving.server import _Gate
+
+    gate = _Gate(1)
+    with gate:
+        with pytest.raises(ServerError) as e:
+            with gate:
+                pass
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE
+    with gate:  # released: the next request gets in
+        pass
