@@ -21,6 +21,14 @@ def photos():
     return warmup.demo_photos(6, size=80, seed=7)
 
 
+@pytest.fixture(scope="session")
+def local_predictions(exported_model, photos):
+    """The in-process SavedModel's predictions on `photos`: what every served answer must equal."""
+    from deepattraction.serving.predict import LocalModel
+
+    return LocalModel(exported_model).predict_bytes(photos)
+
+
 def copy_version(src: str, dst: str) -> str:
     """Copies a SavedModel as the Pusher does: saved_model.pb last (TF Serving's completion signal)."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("saved_model.pb"))

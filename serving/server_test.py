@@ -15,7 +15,6 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_p
 
 from deepattraction.serving import warmup
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient, ServingError
-from deepattraction.serving.predict import LocalModel
 from deepattraction.serving.server import LocalServer, ServerConfig, parse_model_config_file
 
 MODEL = "deepattraction"
@@ -37,8 +36,8 @@ def _grpc_predict(server, req):
 
 
 @e2e
-def test_grpc_and_rest_predictions_equal_the_in_process_savedmodel(server, exported_model, photos):
-    local = LocalModel(exported_model).predict_bytes(photos)
+def test_grpc_and_rest_predictions_equal_the_in_process_savedmodel(server, local_predictions, photos):
+    local = local_predictions
     assert len({p.like_ratio for p in local}) > 1  # outputs depend on the photo, so equality means something
     with ServingClient(ClientConfig(server.grpc_target, batch_size=4)) as c:
         assert c.predict_many(photos) == local
