@@ -16,7 +16,6 @@ import re
 import threading
 import time
 from concurrent import futures
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
