@@ -56,14 +56,11 @@ class PipelineConfig:
 
 
 def code_fingerprint() -> str:
-    """Hash of the package's Python sources. Components named by dotted path (run_fn,
-    preprocessing_fn, our executors) are not fingerprinted by TFX, so without this a cached
-    result would survive a code change."""
-    import deepattraction
-
+    """Hash of the Python sources the components execute (trainer/ and components/). Code named
+    by dotted path (run_fn, preprocessing_fn, our executors) is not fingerprinted by TFX, so
+    without this a cached result would survive a code change."""
     h = hashlib.sha256()
-    roots = [os.path.dirname(deepattraction.__file__)] + [
-        os.path.dirname(importlib.import_module(f"deepattraction.{p}").__file__) for p in ("trainer", "components", "pipeline")]
+    roots = [os.path.dirname(importlib.import_module(f"deepattraction.{p}").__file__) for p in ("trainer", "components")]
     for root in roots:
         for dirpath, _, files in sorted(os.walk(root)):
             for name in sorted(files):

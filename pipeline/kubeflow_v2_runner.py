@@ -46,6 +46,8 @@ def cluster_components(cfg: PipelineConfig, cluster: ClusterConfig) -> list:
                                             hparams=hparams)
     beam_args = list(cluster.beam.step_args(cluster.image, cfg.pipeline_root))
     for c in components:
+        if not hasattr(c, "with_platform_config"):  # resolver nodes run in the KFP backend, not in a pod
+            continue
         c.with_platform_config(cluster.resources(c.id).spec())
         if c.id in BEAM_STEPS and beam_args:
             c.with_beam_pipeline_args(beam_args)

@@ -32,13 +32,18 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
         run_fn=RUN_FN, examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config={"code": code} if code else None)
+    # Continuous training: the candidate must also not regress against the last blessed model.
+    last_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("LatestBlessedModel")
     evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
-                          code_version=code or None)
+                          code_version=code or None, baseline_model=last_blessed.outputs["model"])
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.push_dir)))
-    return [example_gen, schema_gen, hparams_gen, transform, trainer, evaluator, pusher]
+    return [example_gen, schema_gen, hparams_gen, transform, trainer, last_blessed, evaluator, pusher]
 
 
 def create_pipeline(cfg: PipelineConfig, components: list | None = None, metadata_connection_config=None) -> tfx.dsl.Pipeline:

@@ -18,6 +18,7 @@ class EvaluatorSpec(ComponentSpec):
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model": ChannelParameter(type=standard_artifacts.Model),
+        "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
     OUTPUTS = {
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -32,8 +33,9 @@ class Evaluator(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, gate: Optional[GateConfig] = None,
-                 code_version: Optional[str] = None):
+                 code_version: Optional[str] = None, baseline_model: Optional[types.BaseChannel] = None):
         super().__init__(EvaluatorSpec(
-            examples=examples, model=model, gate_config=(gate or GateConfig()).to_json(), code_version=code_version,
+            examples=examples, model=model, baseline_model=baseline_model,
+            gate_config=(gate or GateConfig()).to_json(), code_version=code_version,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

@@ -19,6 +19,9 @@ class GateConfig:
 
     max_mse_ratio: float = 1.0
     min_accuracy_gain: float = 0.0
+    # Against the last blessed model (when there is one): how much worse the candidate may be.
+    max_mse_regression: float = 0.0  # relative: weighted MSE <= baseline model's x (1 + this)
+    max_accuracy_regression: float = 0.0  # absolute: accuracy >= baseline model's - this
     eval_split: str = "test"
     baseline_split: str = "train"
 
@@ -108,4 +111,14 @@ def bless(result: dict, gate: GateConfig) -> tuple[bool, list[str]]:
                        f"{result['majority_accuracy']:.4f} + {gate.min_accuracy_gain}")
     if result.get("count", 0) == 0:
         reasons.append("no examples to evaluate")
+    last = result.get("baseline_model")
+    if last:
+        if "ratio_weighted_mse" in result and "ratio_weighted_mse" in last and \
+                result["ratio_weighted_mse"] > last["ratio_weighted_mse"] * (1 + gate.max_mse_regression):
+            reasons.append(f"like-ratio weighted MSE {result['ratio_weighted_mse']:.5f} regresses against the last "
+                           f"blessed model's {last['ratio_weighted_mse']:.5f} (tolerance {gate.max_mse_regression})")
+        if "gender_accuracy" in result and "gender_accuracy" in last and \
+                result["gender_accuracy"] < last["gender_accuracy"] - gate.max_accuracy_regression:
+            reasons.append(f"gender accuracy {result['gender_accuracy']:.4f} regresses against the last blessed "
+                           f"model's {last['gender_accuracy']:.4f} (tolerance {gate.max_accuracy_regression})")
     return not reasons, reasons

@@ -48,3 +48,15 @@ def test_slices_by_gender_and_starred():
     assert s["starred"]["count"] == 2 and s["unstarred"]["count"] == 2
     assert s["starred"]["ratio_weighted_mse"] == 0.0
     assert "starred" not in evaluate_slices(labels, base, labels.like_ratio)
+
+
+def test_candidate_must_not_regress_against_the_last_blessed_model():
+    labels, base = _labels(), baselines(_labels())
+    candidate = evaluate(labels, base, labels.like_ratio + 0.05, labels.male.astype(float))
+    better_last = evaluate(labels, base, labels.like_ratio + 0.01, labels.male.astype(float))
+    worse_last = evaluate(labels, base, labels.like_ratio + 0.1, labels.male.astype(float))
+    assert bless({**candidate, "baseline_model": worse_last}, GateConfig())[0]
+    ok, reasons = bless({**candidate, "baseline_model": better_last}, GateConfig())
+    assert not ok and "regresses against the last blessed model" in reasons[0]
+    # 0.0025 vs 0.0001 is 25x worse: a tolerance of 30x lets it through.
+    assert bless({**candidate, "baseline_model": better_last}, GateConfig(max_mse_regression=30.0))[0]

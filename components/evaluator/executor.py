@@ -85,6 +85,11 @@ class Executor(base_executor.BaseExecutor):
         preds = predict(model_dir, eval_files)
         base = baselines(train_labels)
         result = evaluate(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE))
+        last = input_dict.get("baseline_model") or []
+        if last:  # the last blessed model, scored on the same photos
+            last_dir = path_utils.serving_model_path(last[0].uri, path_utils.is_old_model_artifact(last[0]))
+            last_preds = predict(last_dir, eval_files)
+            result["baseline_model"] = {"uri": last[0].uri, **evaluate(labels, base, last_preds.get(OUT_RATIO), last_preds.get(OUT_MALE))}
         blessed, reasons = bless(result, gate)
         result["slices"] = evaluate_slices(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE), preds.get(OUT_FACE_COUNT))
         result.update(blessed=blessed, not_blessed_because=reasons, gate=json.loads(gate.to_json()),
