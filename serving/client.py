@@ -68,7 +68,26 @@ def _retrying(cfg: ClientConfig, call, retryable):
             delay *= 2
 
 
-class ServingClient:
+class _Batching:
+    """predict_many for both clients: requests of cfg.batch_size photos each."""
+
+    cfg: ClientConfig
+
+    def predict(self, photos: list[bytes]) -> list[Prediction]:
+        raise NotImplementedError
+
+    def predict_many(self, photos: list[bytes]) -> list[Prediction]:
+        """Many photos in requests of batch_size; an error names the batch's photo indexes."""
+        out: list[Prediction] = []
+        for i in range(0, len(photos), self.cfg.batch_size):
+            try:
+                out += self.predict(photos[i:i + self.cfg.batch_size])
+            except ServingError as e:
+                raise ServingError(e.code, e.message, f"{i}..{min(i + self.cfg.batch_size, len(photos)) - 1}") from None
+        return out
+
+
+class ServingClient(_Batching):
     """TF Serving's gRPC PredictionService + ModelService."""
 
     def __init__(self, cfg: ClientConfig):
@@ -116,16 +135,6 @@ class ServingClient:
         outs, _ = self.predict_raw(photos)
         return [from_outputs(outs, i) for i in range(len(photos))]
 
-    def predict_many(self, photos: list[bytes]) -> list[Prediction]:
-        """Many photos in requests of batch_size; an error names the batch's photo indexes."""
-        out: list[Prediction] = []
-        for i in range(0, len(photos), self.cfg.batch_size):
-            try:
-                out += self.predict(photos[i:i + self.cfg.batch_size])
-            except ServingError as e:
-                raise ServingError(e.code, e.message, f"{i}..{min(i + self.cfg.batch_size, len(photos)) - 1}") from None
-        return out
-
     def status(self) -> list[VersionStatus]:
         req = get_model_status_pb2.GetModelStatusRequest()
         self._spec(req.model_spec, signature=False)
@@ -147,7 +156,7 @@ class ServingClient:
             for k, v in sig_map.signature_def.items() if not k.startswith("__")}}
 
 
-class RestClient:
+class RestClient(_Batching):
     """TF Serving's REST API (/v1/models/...), stdlib only."""
 
     def __init__(self, cfg: ClientConfig):
@@ -194,15 +203,6 @@ class RestClient:
     def predict(self, photos: list[bytes]) -> list[Prediction]:
         outs = self.predict_raw(photos)
         return [from_outputs(outs, i) for i in range(len(photos))]
-
-    def predict_many(self, photos: list[bytes]) -> list[Prediction]:
-        out: list[Prediction] = []
-        for i in range(0, len(photos), self.cfg.batch_size):
-            try:
-                out += self.predict(photos[i:i + self.cfg.batch_size])
-            except ServingError as e:
-                raise ServingError(e.code, e.message, f"{i}..{min(i + self.cfg.batch_size, len(photos)) - 1}") from None
-        return out
 
     def status(self) -> list[VersionStatus]:
         return [VersionStatus(int(s["version"]), s["state"], s.get("status", {}).get("error_message", ""))
