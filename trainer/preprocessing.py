@@ -52,7 +52,9 @@ def face_inputs(image_bytes: tf.Tensor, size: int, pixel_range: tuple[float, flo
     single = features.is_starred(face_count)
     side, cx, cy = tf.where(single, side, full_side), tf.where(single, cx, fcx), tf.where(single, cy, fcy)
     region = tf.stack([cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2], axis=1) / float(canvas - 1)
-    crops = tf.image.crop_and_resize(canvases, region, tf.range(tf.shape(canvases)[0]), [size, size])
+    # Mid-grey beyond the canvas too, so every letterbox band and off-photo margin looks the same.
+    crops = tf.image.crop_and_resize(canvases, region, tf.range(tf.shape(canvases)[0]), [size, size],
+                                     extrapolation_value=127.5)
     lo, hi = pixel_range
     zero = tf.zeros_like(box)
     inv = (1.0 / factors)[:, None]

@@ -17,10 +17,10 @@ def test_photos_without_a_face_are_letterboxed_whole(jpeg_bytes, png_bytes):
     assert img.shape == (2, 80, 80, 3) and img.min() >= -1.0 and img.max() <= 1.0
     assert out[features.FACE_COUNT_XF].numpy().tolist() == [0, 0]
     assert np.all(out[features.FACE_BOX_XF].numpy() == 0)
-    # 40x60 JPEG: top and bottom bands are padding (value -1), the middle is the photo.
-    assert np.all(img[0, 0] == -1.0) and np.all(img[0, -1] == -1.0) and np.any(img[0, 40] != -1.0)
+    # 40x60 JPEG: top and bottom bands are mid-grey padding (0 in [-1, 1]), the middle is the photo.
+    assert np.allclose(img[0, 0], 0.0) and np.allclose(img[0, -1], 0.0) and not np.allclose(img[0, 40], 0.0)
     # 50x30 PNG: left and right bands are padding.
-    assert np.all(img[1, :, 0] == -1.0) and np.all(img[1, :, -1] == -1.0)
+    assert np.allclose(img[1, :, 0], 0.0) and np.allclose(img[1, :, -1], 0.0)
 
 
 def test_undecodable_image_raises():
