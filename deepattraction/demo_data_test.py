@@ -17,8 +17,10 @@ def _rows(path):
 
 
 def _pre_update(users, swipes):
+    """Valid swipes (both users known) made before the target's photo update."""
     updated = {u["user_id"]: parse_time(u["photo_updated_at"]) for u in users}
-    return sum(1 for s in swipes if s["target_id"] in updated and parse_time(s["swiped_at"]) <= updated[s["target_id"]])
+    return sum(1 for s in swipes if s["target_id"] in updated and s["swiper_id"] in updated
+               and parse_time(s["swiped_at"]) <= updated[s["target_id"]])
 
 
 def test_synthetic_data_follows_the_contract(tmp_path):
