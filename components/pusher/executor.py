@@ -14,7 +14,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from deepattraction.serving import warmup
+from deepattraction.serving import model_dir, warmup
 
 WARMUP_PHOTOS = 4  # procedural faces: real JPEG/PNG requests with no external data
 
@@ -25,6 +25,20 @@ def push_version(model_path: str, serving_path: str, model_name: str) -> str:
     warmup.write(serving_path, warmup.warmup_logs(model_name, warmup.demo_photos(WARMUP_PHOTOS)))
     io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(serving_path, "saved_model.pb"))
     return serving_path
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two SavedModels hold the same graph and weights (variables.index carries a
+    checksum of every tensor, so equal index files mean equal weights)."""
+    for rel in ("saved_model.pb", os.path.join("variables", "variables.index")):
+        pa, pb = os.path.join(a, rel), os.path.join(b, rel)
+        if fileio.exists(pa) != fileio.exists(pb):
+            return False
+        if fileio.exists(pa):
+            with fileio.open(pa, "rb") as fa, fileio.open(pb, "rb") as fb:
+                if fa.read() != fb.read():
+                    return False
+    return True
 
 
 class Executor(tfx_executor.Executor):
@@ -44,7 +58,12 @@ class Executor(tfx_executor.Executor):
         fs = dest.filesystem
         if fs.versioning not in (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP):
             raise NotImplementedError(f"versioning {fs.versioning}")
-        version = str(int(time.time()))
+        versions = model_dir.versions(fs.base_directory)
+        if versions and same_model(model_path, os.path.join(fs.base_directory, str(versions[-1]))):
+            # A rerun on unchanged data blesses the model already served: no duplicate version.
+            version = str(versions[-1])
+        else:
+            version = str(int(time.time()))
         serving_path = os.path.join(fs.base_directory, version)
         if fileio.exists(serving_path):
             logging.info("%s already exists, skipping the copy", serving_path)

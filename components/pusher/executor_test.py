@@ -56,3 +56,37 @@ def test_blessed_model_is_pushed_with_tf_serving_warmup_requests(tmp_path):
 def test_unblessed_model_is_not_pushed(tmp_path):
     base, pushed = _run(tmp_path, blessed=0)
     assert not os.path.exists(base) and pushed.get_int_custom_property("pushed") == 0
+
+
+class _Weighted(tf.Module):
+    def __init__(self, w: float):
+        super().__init__()
+        self.w = tf.Variable(w)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(self, image_bytes):
+        return {"n": tf.cast(tf.strings.length(image_bytes), tf.float32) * self.w}
+
+
+def test_the_model_already_served_is_not_pushed_again_but_a_new_one_is(tmp_path):
+    import time
+
+    base = str(tmp_path / "serving" / "deepattraction")
+    dest = proto_utils.proto_to_json(pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))
+
+    def push(name: str, w: float):
+        model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), standard_artifacts.PushedModel()
+        model.uri, pushed.uri = str(tmp_path / name), str(tmp_path / f"pushed-{name}")
+        if not os.path.exists(model.uri):  # a cached Trainer hands over the very same folder
+            m = _Weighted(w)
+            tf.saved_model.save(m, os.path.join(model.uri, "Format-Serving"), signatures={"serving_default": m.serve})
+        blessing.set_int_custom_property("blessed", 1)
+        executor.Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+                               {"push_destination": dest})
+        time.sleep(1.1)  # versions are unix seconds: a new push would get a new one
+        return pushed.get_string_custom_property("pushed_version")
+
+    first = push("a", 2.0)
+    assert push("a", 2.0) == first and os.listdir(base) == [first]
+    second = push("b", 3.0)
+    assert second != first and sorted(os.listdir(base)) == sorted([first, second])
