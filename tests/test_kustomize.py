@@ -176,7 +176,7 @@ def test_autoscaling_and_disruption_budget_target_the_deployment(overlay, render
     deploy = one(docs, "Deployment", "tf-serving")
     hpa = one(docs, "HorizontalPodAutoscaler", "tf-serving")["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deploy["metadata"]["name"]}
-    assert 1 <= hpa["minReplicas"] < hpa["maxReplicas"]
+    assert hpa["minReplicas"] >= 1 and hpa["minReplicas"] < hpa["maxReplicas"]
     pdb = one(docs, "PodDisruptionBudget", "tf-serving")["spec"]
     assert pdb["selector"]["matchLabels"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
     if "minAvailable" in pdb:  # never a budget that blocks every drain
