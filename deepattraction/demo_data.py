@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 USERS_FILE = "users.csv"
 SWIPES_FILE = "swipes.csv"
 USER_COLUMNS = ("user_id", "gender", "photo_uri", "photo_updated_at")
+GROUP_COLUMN = "group"  # optional; written only when some user has one (SCUT: AF/AM/CF/CM)
 SWIPE_COLUMNS = ("swiper_id", "target_id", "liked", "swiped_at")
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 LIKE_SCORE = 4  # a SCUT rating of 4 or 5 counts as a like
@@ -93,19 +94,23 @@ class _Writer:
         self.users: list[tuple] = []
         self.swipes: list[tuple] = []
 
-    def add_user(self, user_id: str, gender: str, photo: bytes | None, ext: str, updated: datetime) -> None:
+    def add_user(self, user_id: str, gender: str, photo: bytes | None, ext: str, updated: datetime, group: str = "") -> None:
         uri = ""
         if photo is not None:
             uri = f"photos/{user_id}.{ext}"
             with open(os.path.join(self.out_dir, uri), "wb") as f:
                 f.write(photo)
-        self.users.append((user_id, gender, uri, _ts(updated)))
+        self.users.append((user_id, gender, uri, _ts(updated), group))
 
     def add_swipe(self, swiper: str, target: str, liked: bool, at: datetime) -> None:
         self.swipes.append((swiper, target, int(liked), _ts(at)))
 
     def write(self) -> None:
-        for name, cols, rows in ((USERS_FILE, USER_COLUMNS, self.users), (SWIPES_FILE, SWIPE_COLUMNS, self.swipes)):
+        user_columns = USER_COLUMNS + (GROUP_COLUMN,)
+        users = self.users
+        if not any(u[-1] for u in users):
+            user_columns, users = USER_COLUMNS, [u[:-1] for u in users]
+        for name, cols, rows in ((USERS_FILE, user_columns, users), (SWIPES_FILE, SWIPE_COLUMNS, self.swipes)):
             with open(os.path.join(self.out_dir, name), "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(cols)
@@ -115,7 +120,7 @@ class _Writer:
 def _add_bad_rows(w: _Writer, rng: np.random.Generator, swiper_ids: list[str]) -> tuple[int, int]:
     """One of each failure the pipeline must reject with a reason, and keep going."""
     t = EPOCH + timedelta(days=10)
-    w.users.append(("bad-missing-photo", "female", "photos/does-not-exist.jpg", _ts(t)))
+    w.users.append(("bad-missing-photo", "female", "photos/does-not-exist.jpg", _ts(t), ""))
     w.add_user("bad-corrupt-photo", "male", b"\xff\xd8\xff\xe0 this is not a jpeg", "jpg", t)
     w.add_user("bad-no-swipes", "female", _encode(_synthetic_face(rng, 0.5, False, 64), "PNG"), "png", t)
     for bad in ("bad-missing-photo", "bad-corrupt-photo"):
@@ -176,7 +181,7 @@ def make_scut(cfg: DemoDataConfig) -> DemoDataSummary:
         with open(os.path.join(cfg.source, "images", row["filename"]), "rb") as f:
             photo = f.read()
         updated = EPOCH + timedelta(days=float(rng.uniform(5, 30)))
-        w.add_user(uid, "female" if row["group"].endswith("F") else "male", photo, "jpg", updated)
+        w.add_user(uid, "female" if row["group"].endswith("F") else "male", photo, "jpg", updated, row["group"])
         scores = np.repeat(np.arange(1, 6), [int(row[f"n_score_{k}"]) for k in range(1, 6)])
         rng.shuffle(scores)
         n = int(rng.integers(cfg.min_swipes, min(cfg.max_swipes, len(scores)) + 1))

@@ -60,8 +60,11 @@ def test_scut_ratings_become_swipes(tmp_path):
     photos = [u for u in users if u["photo_uri"] and not u["user_id"].startswith("bad")]
     raters = [u for u in users if u["user_id"].startswith("rater")]
     assert len(photos) == 12 and len(raters) == 60 and {r["gender"] for r in raters} == {"female", "male"}
+    assert tuple(users[0]) == USER_COLUMNS + (demo_data.GROUP_COLUMN,)  # the synthetic data has no group column
     for u in photos:
         assert u["gender"] == ("female" if u["user_id"][1] == "F" else "male")
+        assert u["group"] == u["user_id"][:2] and u["group"] in {"AF", "AM", "CF", "CM"}
+    assert all(r["group"] == "" for r in raters)
     counted = [s for s in swipes if s["target_id"] == photos[0]["user_id"]]
     assert 3 <= len(counted) <= 62
     assert _pre_update(users, swipes) == s.pre_update_swipes

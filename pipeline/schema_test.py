@@ -1,7 +1,33 @@
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_transform.tf_metadata import schema_utils
+
 from deepattraction.pipeline import configs
 from deepattraction.pipeline.schema import schema_text
+from deepattraction.trainer import features
 
 
 def test_committed_schema_is_generated_from_features():
     with open(configs.SCHEMA_FILE) as f:
         assert f.read() == schema_text(), "run `deepattraction schema > pipeline/schema.pbtxt`"
+
+
+def test_schema_gives_back_the_feature_spec_and_parses_examples_without_the_optional_features():
+    """What Transform and the trainer parse with: examples written before the group and the
+    per-source-gender counts existed still parse, to the defaults."""
+    with open(configs.SCHEMA_FILE) as f:
+        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    spec = schema_utils.schema_as_feature_spec(schema).feature_spec
+    assert spec == features.raw_feature_spec()
+    old = tf.train.Example(features=tf.train.Features(feature={
+        features.USER_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"u1"])),
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"jpeg"])),
+        features.GENDER_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"male"])),
+        features.LIKE_RATIO_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[0.5])),
+        features.SWIPE_COUNT_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[4])),
+    }))
+    parsed = tf.io.parse_example([old.SerializeToString()], spec)
+    assert parsed[features.GROUP_KEY].numpy().tolist() == [b""]
+    assert all(parsed[k].numpy().tolist() == [0] for k in features.SOURCE_COUNT_KEYS)
+    assert parsed[features.SWIPE_COUNT_KEY].numpy().tolist() == [4]

@@ -17,7 +17,7 @@ def export_model(base: str, version: int, task: str = "both") -> str:
     """<base>/deepattraction/<version>, warmup file included; returns that folder."""
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
     from deepattraction.components.pusher.executor import push_version
     from deepattraction.serving import warmup
@@ -28,8 +28,9 @@ def export_model(base: str, version: int, task: str = "both") -> str:
     photos = warmup.demo_photos(8, size=64, seed=1)
     raw = [{features.USER_ID_KEY: f"u{i}".encode(), features.IMAGE_KEY: p,
             features.GENDER_KEY: features.GENDERS[i % 2].encode(), features.LIKE_RATIO_KEY: 0.1 * i,
-            features.SWIPE_COUNT_KEY: 5 + i} for i, p in enumerate(photos)]
-    meta = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(features.raw_feature_spec()))
+            features.SWIPE_COUNT_KEY: 5 + i, features.GROUP_KEY: b"", **{k: 0 for k in features.SOURCE_COUNT_KEYS}}
+           for i, p in enumerate(photos)]
+    meta = dataset_metadata.DatasetMetadata(features.raw_schema())
     tft_dir = tempfile.mkdtemp(prefix="tft_")
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         transform_fn = (raw, meta) | tft_beam.AnalyzeDataset(

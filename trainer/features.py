@@ -17,6 +17,19 @@ LIKE_RATIO_KEY = "like_ratio"  # likes / (likes + dislikes) over post-update swi
 SWIPE_COUNT_KEY = "swipe_count"  # post-update swipes behind like_ratio; the example weight
 
 GENDERS = ("female", "male")  # index is the gender label: P(male) is the model's output
+GROUP_KEY = "group"  # optional cohort from the users table (SCUT-FBP5500: AF/AM/CF/CM); "" when absent
+
+
+def likes_from_key(source_gender: str) -> str:
+    """Post-update likes from swipers of one gender: the evaluation's source-gender slices."""
+    return f"likes_from_{source_gender}"
+
+
+def swipes_from_key(source_gender: str) -> str:
+    return f"swipes_from_{source_gender}"
+
+
+SOURCE_COUNT_KEYS = tuple(k for g in GENDERS for k in (likes_from_key(g), swipes_from_key(g)))
 RATIO_LABEL = "like_ratio"  # model output and label names
 GENDER_LABEL = "gender"
 FACE_COUNT_KEY = "face_count"
@@ -73,7 +86,38 @@ def raw_feature_spec() -> dict[str, tf.io.FixedLenFeature]:
         GENDER_KEY: tf.io.FixedLenFeature([], tf.string),
         LIKE_RATIO_KEY: tf.io.FixedLenFeature([], tf.float32),
         SWIPE_COUNT_KEY: tf.io.FixedLenFeature([], tf.int64),
+        # Optional, for evaluation slices only: examples written before they existed parse to the defaults.
+        GROUP_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        **{k: tf.io.FixedLenFeature([], tf.int64, default_value=0) for k in SOURCE_COUNT_KEYS},
     }
+
+
+def raw_schema():
+    """raw_feature_spec() as a tf.Metadata Schema, for ImportSchemaGen and tf.Transform.
+
+    TFT's schema_from_feature_spec refuses defaults other than -1 and "", so each optional key is
+    a not-always-present feature whose dense tensor representation carries its default;
+    schema_as_feature_spec of the result gives raw_feature_spec() back."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    spec = raw_feature_spec()
+    schema = schema_utils.schema_from_feature_spec({k: s for k, s in spec.items() if s.default_value is None})
+    representations = schema.tensor_representation_group[""].tensor_representation
+    for name, s in sorted(spec.items()):
+        if s.default_value is None:
+            continue
+        feature = schema.feature.add(name=name, type=schema_pb2.BYTES if s.dtype == tf.string else schema_pb2.INT)
+        feature.presence.min_fraction = 0.0
+        feature.value_count.min = feature.value_count.max = 1
+        dense = representations[name].dense_tensor
+        dense.column_name = name
+        dense.shape.SetInParent()
+        if s.dtype == tf.string:
+            dense.default_value.bytes_value = s.default_value.encode()
+        else:
+            dense.default_value.int_value = s.default_value
+    return schema
 
 
 def label_feature_spec() -> dict[str, tf.io.FixedLenFeature]:

@@ -18,6 +18,7 @@ import tensorflow as tf
 from deepattraction.trainer import faces, features
 
 USER_COLUMNS = ("user_id", "gender", "photo_uri", "photo_updated_at")
+USER_OPTIONAL_COLUMNS = ("group",)  # a cohort label for evaluation slices, e.g. SCUT-FBP5500's AF/AM/CF/CM
 SWIPE_COLUMNS = ("swiper_id", "target_id", "liked", "swiped_at")
 REJECT = "reject"
 REJECT_COLUMNS = ("kind", "id", "reason", "source")
@@ -44,6 +45,7 @@ class User:
     gender: str
     photo_uri: str
     photo_updated_at: float
+    group: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +87,8 @@ def table_format(uri: str) -> str:
     raise ValueError(f"{uri}: unsupported table format {ext!r}; use .csv or .parquet")
 
 
-def check_columns(uri: str, required: tuple[str, ...]) -> None:
-    """Fail the run early, naming the file, when a table lacks a required column."""
+def check_columns(uri: str, required: tuple[str, ...]) -> list[str]:
+    """Fail the run early, naming the file, when a table lacks a required column; the header."""
     if table_format(uri) == "csv":
         with tf.io.gfile.GFile(uri) as f:
             header = next(csv.reader([f.readline()]), [])
@@ -97,22 +99,24 @@ def check_columns(uri: str, required: tuple[str, ...]) -> None:
     missing = [c for c in required if c not in header]
     if missing:
         raise ValueError(f"{uri}: missing column(s) {missing}; found {header}")
+    return list(header)
 
 
 class ReadTable(beam.PTransform):
-    """Reads a CSV (header row) or Parquet table as dicts of its columns."""
+    """Reads a CSV (header row) or Parquet table as dicts of its columns; `optional` columns
+    are read when the table has them."""
 
-    def __init__(self, uri: str, columns: tuple[str, ...]):
+    def __init__(self, uri: str, columns: tuple[str, ...], optional: tuple[str, ...] = ()):
         super().__init__()
         self._uri = uri
         self._columns = columns
+        self._optional = optional
 
     def expand(self, pbegin):
-        check_columns(self._uri, self._columns)
+        header = check_columns(self._uri, self._columns)
         if table_format(self._uri) == "parquet":
-            return pbegin | beam.io.ReadFromParquet(self._uri, columns=list(self._columns))
-        with tf.io.gfile.GFile(self._uri) as f:
-            header = next(csv.reader([f.readline()]))
+            columns = list(self._columns) + [c for c in self._optional if c in header]
+            return pbegin | beam.io.ReadFromParquet(self._uri, columns=columns)
         return (
             pbegin
             | beam.io.ReadFromText(self._uri, skip_header_lines=1)
@@ -135,7 +139,7 @@ def validate_user(row: dict, source: str) -> Iterator:
         yield beam.pvalue.TaggedOutput(
             REJECT, Reject("user", uid, f"bad photo_updated_at {row.get('photo_updated_at')!r}", source))
         return
-    yield User(uid, gender, str(row.get("photo_uri") or "").strip(), updated)
+    yield User(uid, gender, str(row.get("photo_uri") or "").strip(), updated, str(row.get("group") or "").strip())
 
 
 def validate_swipe(row: dict, source: str) -> Iterator:
@@ -263,12 +267,20 @@ def _tf_message(e: tf.errors.OpError) -> str:
 
 def to_example(cand: Candidate, photo: bytes) -> tf.train.Example:
     f = tf.train.Feature
+    by_source = {g: (likes, n) for g, likes, n in cand.by_source_gender}
+    source_counts = {}
+    for g in features.GENDERS:
+        likes, n = by_source.get(g, (0, 0))
+        source_counts[features.likes_from_key(g)] = f(int64_list=tf.train.Int64List(value=[likes]))
+        source_counts[features.swipes_from_key(g)] = f(int64_list=tf.train.Int64List(value=[n]))
     return tf.train.Example(features=tf.train.Features(feature={
         features.USER_ID_KEY: f(bytes_list=tf.train.BytesList(value=[cand.user.user_id.encode()])),
         features.IMAGE_KEY: f(bytes_list=tf.train.BytesList(value=[photo])),
         features.GENDER_KEY: f(bytes_list=tf.train.BytesList(value=[cand.user.gender.encode()])),
         features.LIKE_RATIO_KEY: f(float_list=tf.train.FloatList(value=[cand.likes / cand.swipes])),
         features.SWIPE_COUNT_KEY: f(int64_list=tf.train.Int64List(value=[cand.swipes])),
+        features.GROUP_KEY: f(bytes_list=tf.train.BytesList(value=[cand.user.group.encode()])),
+        **source_counts,
     }))
 
 
@@ -292,7 +304,7 @@ class Aggregated:
 
 def aggregate(pipeline, users_uri: str, swipes_uri: str) -> Aggregated:
     """The whole join: validate rows, attach swiper genders, count post-update swipes, read photos."""
-    users = (pipeline | "ReadUsers" >> ReadTable(users_uri, USER_COLUMNS)
+    users = (pipeline | "ReadUsers" >> ReadTable(users_uri, USER_COLUMNS, USER_OPTIONAL_COLUMNS)
              | "ValidateUsers" >> beam.FlatMap(validate_user, users_uri).with_outputs(REJECT, main="ok"))
     swipes = (pipeline | "ReadSwipes" >> ReadTable(swipes_uri, SWIPE_COLUMNS)
               | "ValidateSwipes" >> beam.FlatMap(validate_swipe, swipes_uri).with_outputs(REJECT, main="ok"))

@@ -71,6 +71,12 @@ def _example_tuple(ex: tf.train.Example):
             f[features.SWIPE_COUNT_KEY].int64_list.value[0], f[features.GENDER_KEY].bytes_list.value[0].decode())
 
 
+def _source_counts(ex: tf.train.Example):
+    f = ex.features.feature
+    return (f[features.USER_ID_KEY].bytes_list.value[0].decode(), f[features.GROUP_KEY].bytes_list.value[0].decode(),
+            *(f[k].int64_list.value[0] for k in features.SOURCE_COUNT_KEYS))
+
+
 def test_post_update_counts_and_rejects(tables):
     users, swipes = tables
     with TestPipeline() as p:
@@ -80,6 +86,12 @@ def test_post_update_counts_and_rejects(tables):
             ("bob", 1.0, 1, "male"),
             ("carol", 0.0, 2, "female"),
         ]), label="examples")
+        # (likes, swipes) from women, then from men; post-update swipes only; no group column: "".
+        assert_that(agg.examples | beam.Map(_source_counts), equal_to([
+            ("alice", "", 1, 2, 1, 1),  # carol like + nosw dislike; bob like (his Jan 9 like is pre-update)
+            ("bob", "", 1, 1, 0, 0),
+            ("carol", "", 0, 0, 0, 2),
+        ]), label="source_counts")
         assert_that(agg.rejects | beam.Map(lambda r: (r.kind, r.id.split("@")[0], r.reason.split(" (")[0].split(":")[0])), equal_to([
             ("user", "nosw", "no swipes after the photo update"),
             ("user", "lost", "photo not readable"),
@@ -131,6 +143,30 @@ def test_parquet_tables_read_like_csv(tables, tmp_path):
     with TestPipeline() as p:
         agg = aggregate.aggregate(p, users.replace(".csv", ".parquet"), swipes.replace(".csv", ".parquet"))
         assert_that(agg.counts["examples"], equal_to([3]))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_optional_group_column_passes_through(tables, fmt):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    users, swipes = tables
+    with open(users, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["group"] = {"alice": "AF", "bob": " CM "}.get(r["user_id"])  # None: an empty cell
+    grouped = users.replace(".csv", f"_grouped.{fmt}")
+    if fmt == "csv":
+        with open(grouped, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), grouped)
+    with TestPipeline() as p:
+        agg = aggregate.aggregate(p, grouped, swipes)
+        assert_that(agg.examples | beam.Map(lambda ex: _source_counts(ex)[:2]),
+                    equal_to([("alice", "AF"), ("bob", "CM"), ("carol", "")]))
 
 
 def test_parse_time_accepts_iso_and_epoch():

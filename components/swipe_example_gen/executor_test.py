@@ -52,3 +52,18 @@ def test_gender_table_has_four_cells(tiny_examples):
     assert {(r["source_gender"], r["target_gender"]) for r in rows} == {(a, b) for a in features.GENDERS for b in features.GENDERS}
     for r in rows:
         assert float(r["like_ratio"]) == round(int(r["likes"]) / int(r["swipes"]), 4)
+
+
+def test_per_source_gender_counts_add_up_to_the_label(tiny_examples):
+    examples, _ = tiny_examples
+    files = tf.io.gfile.glob(os.path.join(examples.uri, "Split-*", "*"))
+    both = 0
+    for rec in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        f = tf.train.Example.FromString(rec.numpy()).features.feature
+        likes = [f[features.likes_from_key(g)].int64_list.value[0] for g in features.GENDERS]
+        swipes = [f[features.swipes_from_key(g)].int64_list.value[0] for g in features.GENDERS]
+        n = f[features.SWIPE_COUNT_KEY].int64_list.value[0]
+        assert sum(swipes) == n and sum(likes) == round(f[features.LIKE_RATIO_KEY].float_list.value[0] * n)
+        assert f[features.GROUP_KEY].bytes_list.value == [b""]  # the synthetic users table has no group column
+        both += min(swipes) > 0
+    assert both > 0
