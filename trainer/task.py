@@ -4,19 +4,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 
 import tensorflow_transform as tft
 
+from deepattraction.trainer import distribute
 from deepattraction.trainer.train import TrainConfig, export, train
 
 
 def run_fn(fn_args) -> None:
-    """Hyperparameters come from the HyperParameters artifact (a JSON dict), else custom_config."""
+    """Hyperparameters come from the HyperParameters artifact (a JSON dict), else custom_config.
+
+    Under MultiWorkerMirroredStrategy every worker trains and saves (saving is collective), but
+    only the chief writes to the pipeline's folders."""
     hp = fn_args.hyperparameters or (fn_args.custom_config or {}).get("hyperparameters", {})
     cfg = TrainConfig.from_dict(dict(hp))
     tft_out = tft.TFTransformOutput(fn_args.transform_output)
-    model = train(fn_args.train_files, fn_args.eval_files, tft_out, cfg, log_dir=fn_args.model_run_dir)
-    export(model, tft_out, fn_args.serving_model_dir)
+    machine = distribute.detect()
+    scratch = None if machine.is_chief else tempfile.mkdtemp(prefix="worker-")
+    model = train(fn_args.train_files, fn_args.eval_files, tft_out, cfg,
+                  log_dir=scratch or fn_args.model_run_dir, machine=machine)
+    export(model, tft_out, os.path.join(scratch, "model") if scratch else fn_args.serving_model_dir)
 
 
 def main(argv=None) -> None:

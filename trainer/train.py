@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -9,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from deepattraction.trainer import features, metrics
+from deepattraction.trainer import distribute, features, finetune, metrics
 from deepattraction.trainer.model import ModelConfig, build_model
 
 SERVING_DEFAULT = "serving_default"  # raw photo bytes in
@@ -21,13 +22,21 @@ OUT_MALE = "male_probability"
 OUT_FACE_COUNT = "face_count"
 OUT_FACE_BOX = "face_box"
 OUT_FACE_CONFIDENCE = "face_confidence"
+HISTORY_FILE = "training_history.json"  # in the log dir (the Trainer's model_run): the report's curves
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = ModelConfig()
+    # Phase 1 (head_epochs > 0): the head alone on the frozen backbone, at learning_rate.
+    # Phase 2 (epochs): trainable_blocks of the backbone train too, at fine_tune_learning_rate.
     learning_rate: float = 1e-3
     epochs: int = 5
+    head_epochs: int = 0
+    fine_tune_learning_rate: float = 0.0  # 0: learning_rate (training from scratch has no phase 1)
+    trainable_blocks: int = -1  # phase 2: -1 the whole backbone, 0 none (head only), N its top N blocks
+    early_stopping_patience: int = 0  # epochs without a lower eval weighted MSE before a phase stops; 0: off
+    precision: str = "auto"  # auto: mixed_float16 on GPUs, float32 on CPUs (distribute.precision)
     batch_size: int = 16
     gender_loss_weight: float = 1.0  # the mix: loss = weighted MSE + this x log-loss
     shuffle_buffer: int = 256
@@ -108,31 +117,91 @@ def image_size_of(tf_transform_output: tft.TFTransformOutput) -> int:
     return int(tf_transform_output.transformed_feature_spec()[features.IMAGE_XF].shape[0])
 
 
-def compile_model(model: tf.keras.Model, cfg: TrainConfig) -> None:
+def compile_model(model: tf.keras.Model, cfg: TrainConfig, learning_rate: float | None = None) -> None:
     losses = {features.RATIO_LABEL: "mse", features.GENDER_LABEL: "binary_crossentropy"}
     loss_weights = {features.RATIO_LABEL: 1.0, features.GENDER_LABEL: cfg.gender_loss_weight}
     mets = {features.RATIO_LABEL: [tf.keras.metrics.MeanSquaredError(name="wmse")],
             features.GENDER_LABEL: [tf.keras.metrics.BinaryAccuracy(name="accuracy")]}
     outs = cfg.model.outputs
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
+        optimizer=tf.keras.optimizers.Adam(cfg.learning_rate if learning_rate is None else learning_rate),
         loss={k: losses[k] for k in outs}, loss_weights={k: loss_weights[k] for k in outs},
         weighted_metrics={k: mets[k] for k in outs})
 
 
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    name: str
+    epochs: int
+    learning_rate: float
+    trainable_blocks: int  # as TrainConfig.trainable_blocks
+
+
+def phases(cfg: TrainConfig) -> list[Phase]:
+    """The study's schedule: head on the frozen backbone, then fine-tuning at a lower rate."""
+    out = []
+    if cfg.head_epochs > 0:
+        out.append(Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
+    if cfg.epochs > 0:
+        out.append(Phase("fine_tune", cfg.epochs, cfg.fine_tune_learning_rate or cfg.learning_rate, cfg.trainable_blocks))
+    if not out:
+        raise ValueError("nothing to train: head_epochs and epochs are both 0")
+    return out
+
+
+def monitored_metric(cfg: TrainConfig) -> str:
+    """Early stopping and best-epoch choice follow eval weighted MSE (eval loss for gender alone)."""
+    return f"val_{features.RATIO_LABEL}_wmse" if features.RATIO_LABEL in cfg.model.outputs else "val_loss"
+
+
+def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, cfg: TrainConfig,
+               callbacks: list | None = None) -> dict:
+    """Runs every phase on built datasets; returns the training history the report plots.
+
+    Pretrained backbones keep their BatchNorm statistics frozen; from scratch they train."""
+    history: dict = {"phases": [], "history": {}, "monitor": monitored_metric(cfg)}
+    epoch = 0
+    for phase in phases(cfg):
+        trainable = finetune.set_trainable(model, cfg.model.backbone, phase.trainable_blocks,
+                                           batch_norm=cfg.model.weights in ("", "none"))
+        logging.info("phase %s: %d epochs at learning rate %g, %d backbone layers train",
+                     phase.name, phase.epochs, phase.learning_rate, trainable)
+        compile_model(model, cfg, phase.learning_rate)
+        cbs = list(callbacks or [])
+        if cfg.early_stopping_patience > 0:
+            cbs.append(tf.keras.callbacks.EarlyStopping(
+                monitor=history["monitor"], mode="min", patience=cfg.early_stopping_patience, restore_best_weights=True))
+        h = model.fit(train_ds, validation_data=eval_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
+                      callbacks=cbs, verbose=2)
+        ran = len(h.epoch)
+        history["phases"].append({"name": phase.name, "first_epoch": epoch, "epochs": ran,
+                                  "learning_rate": phase.learning_rate, "trainable_backbone_layers": trainable})
+        for k, v in h.history.items():
+            history["history"].setdefault(k, []).extend(float(x) for x in v)
+        epoch += ran
+    return history
+
+
 def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig,
-          log_dir: str | None = None) -> tf.keras.Model:
-    """Fits the model and returns it; eval metrics per epoch go to the log and TensorBoard."""
+          log_dir: str | None = None, machine: distribute.Machine | None = None) -> tf.keras.Model:
+    """Fits the model and returns it. The strategy and float policy follow the machine; eval
+    metrics per epoch go to TensorBoard and, with the phases, to HISTORY_FILE in log_dir."""
     tf.keras.utils.set_random_seed(cfg.seed)
+    machine = machine or distribute.detect()
+    kind, policy = distribute.strategy_kind(machine), distribute.precision(machine, cfg.precision)
+    logging.info("machine %s: strategy %s, precision %s", machine, kind, policy)
     priors = label_stats(train_files)
     logging.info("training priors: %s", priors)
-    model = build_model(cfg.model, image_size_of(tf_transform_output), priors["ratio_prior"], priors["male_prior"])
-    compile_model(model, cfg)
-    callbacks = [tf.keras.callbacks.TensorBoard(log_dir)] if log_dir else []
-    train_ds = make_dataset(train_files, tf_transform_output, cfg, training=True)
-    model.fit(train_ds, validation_data=make_dataset(eval_files, tf_transform_output, cfg, training=False),
-              epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+    with distribute.make_strategy(kind).scope(), distribute.float_policy(policy):
+        model = build_model(cfg.model, image_size_of(tf_transform_output), priors["ratio_prior"], priors["male_prior"])
+        train_ds = make_dataset(train_files, tf_transform_output, cfg, training=True)
+        eval_ds = make_dataset(eval_files, tf_transform_output, cfg, training=False)
+        callbacks = [tf.keras.callbacks.TensorBoard(log_dir, profile_batch=0)] if log_dir else []
+        history = fit_phases(model, train_ds, eval_ds, cfg, callbacks)
     recalibrate_batch_norm(model, train_ds, cfg.bn_recalibration_batches)
+    if log_dir:
+        with tf.io.gfile.GFile(os.path.join(log_dir, HISTORY_FILE), "w") as f:
+            json.dump(history, f, indent=1)
     return model
 
 

@@ -1,0 +1,50 @@
+"""Which backbone layers train: the study's schedule freezes the backbone while the head
+learns, then unfreezes its top blocks at a lower learning rate."""
+from __future__ import annotations
+
+import re
+
+import tensorflow as tf
+
+# The last layer of each block, in order; a block is every layer after the previous block's end.
+BLOCK_ENDS = {
+    "inception_v3": re.compile(r"^mixed\d+$"),  # mixed0 .. mixed10: the Inception modules' concats
+    "facenet": re.compile(r"^(Mixed_6a|Mixed_7a|Block(35|17|8)_\d+_(Activation|ScaleSum))$"),
+}
+
+
+def backbone_of(model: tf.keras.Model) -> tf.keras.Model:
+    """build_model nests the backbone as one layer: the only sub-model."""
+    subs = [layer for layer in model.layers if isinstance(layer, tf.keras.Model)]
+    if len(subs) != 1:
+        raise ValueError(f"expected one backbone sub-model in {model.name}, found {[s.name for s in subs]}")
+    return subs[0]
+
+
+def block_starts(backbone: tf.keras.Model, name: str) -> list[int]:
+    """Index in backbone.layers of the first layer of each block after the stem."""
+    ends = [i for i, layer in enumerate(backbone.layers) if BLOCK_ENDS[name].match(layer.name)]
+    if not ends:
+        raise ValueError(f"no block ends matching {BLOCK_ENDS[name].pattern} in backbone {backbone.name}")
+    return [i + 1 for i in ends]
+
+
+def set_trainable(model: tf.keras.Model, backbone_name: str, blocks: int, batch_norm: bool) -> int:
+    """Backbone: blocks < 0 trains all of it, 0 none, N its top N blocks (the head always trains).
+
+    batch_norm=False keeps every BatchNorm layer frozen, i.e. in inference mode with its
+    pretrained statistics: small fine-tuning batches would otherwise overwrite them.
+    Returns how many backbone layers with weights train."""
+    backbone = backbone_of(model)
+    layers = backbone.layers
+    if blocks < 0:
+        first = 0
+    elif blocks == 0:
+        first = len(layers)
+    else:
+        starts = block_starts(backbone, backbone_name)
+        first = starts[-blocks - 1] if blocks < len(starts) else 0
+    backbone.trainable = True
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= first and (batch_norm or not isinstance(layer, tf.keras.layers.BatchNormalization))
+    return sum(1 for layer in layers if layer.trainable and layer.weights)

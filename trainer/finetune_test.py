@@ -1,0 +1,78 @@
+"""The study's schedule: head on a frozen backbone, then its top blocks at a lower rate."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deepattraction.trainer import features, finetune
+from deepattraction.trainer.model import ModelConfig, build_model
+from deepattraction.trainer.train import Phase, TrainConfig, fit_phases, monitored_metric, phases
+
+
+def _trainable_names(model):
+    return {l.name for l in finetune.backbone_of(model).layers if l.trainable and l.weights}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(ModelConfig(task="both", head_layers=2, head_width=8), 75, 0.3, 0.5)
+
+
+def test_schedule_from_config():
+    assert phases(TrainConfig(epochs=4)) == [Phase("fine_tune", 4, 1e-3, -1)]
+    cfg = TrainConfig(head_epochs=2, epochs=3, learning_rate=1e-3, fine_tune_learning_rate=1e-5, trainable_blocks=2)
+    assert phases(cfg) == [Phase("head", 2, 1e-3, 0), Phase("fine_tune", 3, 1e-5, 2)]
+    with pytest.raises(ValueError, match="nothing to train"):
+        phases(TrainConfig(head_epochs=0, epochs=0))
+    assert monitored_metric(TrainConfig(model=ModelConfig(task="gender"))) == "val_loss"
+    assert monitored_metric(TrainConfig()) == "val_like_ratio_wmse"
+
+
+def test_top_blocks_unfreeze_from_the_top(model):
+    backbone = finetune.backbone_of(model)
+    names = [l.name for l in backbone.layers]
+    assert finetune.set_trainable(model, "inception_v3", 0, batch_norm=True) == 0
+    assert all(l.trainable for l in model.layers if l.name.startswith(("head_", "like_ratio", "gender")))
+    one = finetune.set_trainable(model, "inception_v3", 1, batch_norm=True)
+    top = _trainable_names(model)
+    assert top and all(names.index(n) > names.index("mixed9") for n in top)  # only the last module, mixed10
+    two = finetune.set_trainable(model, "inception_v3", 2, batch_norm=True)
+    assert two > one and all(names.index(n) > names.index("mixed8") for n in _trainable_names(model))
+    no_bn = finetune.set_trainable(model, "inception_v3", 2, batch_norm=False)
+    assert no_bn < two and not any(isinstance(l, tf.keras.layers.BatchNormalization) and l.trainable for l in backbone.layers)
+    everything = finetune.set_trainable(model, "inception_v3", -1, batch_norm=True)
+    assert everything == sum(1 for l in backbone.layers if l.weights)
+    assert finetune.set_trainable(model, "inception_v3", 99, batch_norm=True) == everything
+
+
+def test_phases_train_what_they_say_and_early_stopping_ends_a_phase():
+    """Head phase: the backbone's weights stay put, the head's move. Fine-tuning at rate 0 cannot
+    improve the eval weighted MSE, so patience 1 stops it after 2 of its 4 epochs."""
+    cfg = TrainConfig(model=ModelConfig(task="both", head_layers=2, head_width=8), head_epochs=1, epochs=4,
+                      learning_rate=1e-2, fine_tune_learning_rate=1e-12, trainable_blocks=1,
+                      early_stopping_patience=1, batch_size=8)
+    m = build_model(cfg.model, 75, 0.3, 0.5)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (16, 75, 75, 3)).astype("float32")
+    y = {features.RATIO_LABEL: rng.uniform(0, 1, (16, 1)).astype("float32"),
+         features.GENDER_LABEL: rng.integers(0, 2, (16, 1)).astype("float32")}
+    w = {k: np.ones(16, "float32") for k in y}
+    ds = tf.data.Dataset.from_tensor_slices(({features.IMAGE_XF: x}, y, w)).batch(8)
+    backbone_before = [v.numpy().copy() for v in finetune.backbone_of(m).weights]
+    head_before = m.get_layer("head_dense_0").kernel.numpy().copy()
+
+    seen = []
+
+    class Trainable(tf.keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(_trainable_names(m))
+
+    history = fit_phases(m, ds, ds, cfg, [Trainable()])
+    assert [p["name"] for p in history["phases"]] == ["head", "fine_tune"]
+    assert seen[0] == set() and seen[1] and all(n.startswith(("conv2d", "batch_normalization")) for n in seen[1])
+    assert history["phases"][1]["first_epoch"] == 1 and history["phases"][1]["epochs"] == 2  # stopped early
+    assert len(history["history"]["val_like_ratio_wmse"]) == 3 and history["monitor"] == "val_like_ratio_wmse"
+    assert not np.allclose(m.get_layer("head_dense_0").kernel.numpy(), head_before)
+    after = [v.numpy() for v in finetune.backbone_of(m).weights]
+    # Only moving statistics of the top block's BatchNorm may move (rate ~0): every kernel stays.
+    changed = [v.name for v, a, b in zip(finetune.backbone_of(m).weights, backbone_before, after) if not np.allclose(a, b)]
+    assert all("moving" in n for n in changed)
