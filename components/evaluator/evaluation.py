@@ -6,7 +6,12 @@ import json
 
 import numpy as np
 
-from deepattraction.trainer import metrics
+from deepattraction.trainer import features, metrics
+
+# Swipe-count buckets (inclusive bounds; None: no upper bound). Both demo sources draw 3-60
+# counted swipes per photo: under 10 a like ratio is coarse, 30 and more it is fairly stable.
+SWIPE_BUCKETS = ((1, 9), (10, 29), (30, None))
+CALIBRATION_BINS = 10  # equal-count bins of the predicted like ratio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,33 +43,60 @@ class Labels:
     like_ratio: np.ndarray
     swipe_count: np.ndarray
     male: np.ndarray  # 1 for male, 0 for female
+    # Optional, for slices: post-update likes and swipes per swiper gender, columns in
+    # features.GENDERS order, and the users table's group ("" where it has none).
+    source_likes: np.ndarray | None = None
+    source_swipes: np.ndarray | None = None
+    group: np.ndarray | None = None
 
 
 def subset(labels: Labels, mask) -> Labels:
-    return Labels(labels.like_ratio[mask], labels.swipe_count[mask], labels.male[mask])
+    return Labels(*(None if a is None else a[mask] for a in dataclasses.astuple(labels)))
+
+
+def swipe_bucket_name(lo: int, hi: int | None) -> str:
+    return f"swipes_{lo}+" if hi is None else f"swipes_{lo}-{hi}"
 
 
 def slice_masks(labels: Labels, face_count=None) -> dict:
-    """The slices every evaluation reports: target gender, and the starred subset (exactly one
-    face counts) when the model reports faces."""
+    """Photo subsets every evaluation reports: target gender, swipe-count bucket, the group where
+    the data has one, and the starred subset (exactly one face counts) when the model reports faces."""
     masks = {"female": labels.male == 0, "male": labels.male == 1}
     if face_count is not None:
-        from deepattraction.trainer.features import is_starred
-
-        masks["starred"] = is_starred(np.asarray(face_count))
+        masks["starred"] = features.is_starred(np.asarray(face_count))
         masks["unstarred"] = ~masks["starred"]
+    if labels.group is not None:
+        for g in sorted(set(labels.group) - {""}):
+            masks[f"group_{g}"] = labels.group == g
+    for lo, hi in SWIPE_BUCKETS:
+        masks[swipe_bucket_name(lo, hi)] = (labels.swipe_count >= lo) & (True if hi is None else labels.swipe_count <= hi)
     return masks
 
 
-def evaluate_slices(labels: Labels, base: dict, ratio_pred=None, male_prob=None, face_count=None) -> dict:
-    """evaluate() on each slice that has photos; the largest gap between the gender slices too."""
+def source_gender_labels(labels: Labels) -> dict:
+    """name -> (mask, labels): for each swiper gender, the photos it swiped, labelled with its own
+    like ratio and weighted by its own swipes. The model predicts the all-swiper ratio, so the
+    gap between the two slices shows how differently women and men judge."""
     out = {}
-    for name, mask in slice_masks(labels, face_count).items():
-        if mask.any():
-            out[name] = evaluate(subset(labels, mask), base,
-                                 None if ratio_pred is None else np.asarray(ratio_pred)[mask],
-                                 None if male_prob is None else np.asarray(male_prob)[mask])
+    if labels.source_swipes is None:
+        return out
+    for i, g in enumerate(features.GENDERS):
+        mask = labels.source_swipes[:, i] > 0
+        sub = subset(labels, mask)
+        swipes = sub.source_swipes[:, i].astype(np.float64)
+        out[f"source_{g}"] = (mask, dataclasses.replace(sub, like_ratio=sub.source_likes[:, i] / swipes, swipe_count=swipes))
     return out
+
+
+def evaluate_slices(labels: Labels, base: dict, ratio_pred=None, male_prob=None, face_count=None) -> dict:
+    """evaluate() on each slice that has photos; slice -> the same keys as the whole split."""
+    def pick(a, mask):
+        return None if a is None else np.asarray(a)[mask]
+
+    slices = {name: (mask, subset(labels, mask)) for name, mask in slice_masks(labels, face_count).items()}
+    slices.update(source_gender_labels(labels))
+    return {name: evaluate(sub, base, pick(ratio_pred, mask), pick(male_prob, mask))
+            for name, (mask, sub) in slices.items() if mask.any()}
 
 
 def baselines(train: Labels) -> dict:
@@ -74,28 +106,48 @@ def baselines(train: Labels) -> dict:
         "constant": metrics.best_constant(train.like_ratio, train.swipe_count),
         "gender_constants": {int(k): v for k, v in metrics.group_constants(train.like_ratio, train.swipe_count, train.male).items()},
         "majority_male": majority_class,
+        "male_share": float(np.mean(train.male)),
     }
 
 
+def _errors(prefix: str, y, pred, w) -> dict:
+    return {f"{prefix}_weighted_mse": metrics.weighted_mse(y, pred, w), f"{prefix}_mse": metrics.weighted_mse(y, pred, np.ones_like(y)),
+            f"{prefix}_weighted_mae": metrics.weighted_mae(y, pred, w), f"{prefix}_mae": metrics.mae(y, pred)}
+
+
+def _correlations(prefix: str, y, pred, w) -> dict:
+    """Per photo (unweighted) Pearson and Spearman, and Pearson weighted by swipes; None where undefined."""
+    return {f"{prefix}_pearson": metrics.pearson(y, pred), f"{prefix}_weighted_pearson": metrics.pearson(y, pred, w),
+            f"{prefix}_spearman": metrics.spearman(y, pred)}
+
+
 def evaluate(labels: Labels, base: dict, ratio_pred=None, male_prob=None) -> dict:
-    """Model and baseline metrics on one split; keys are stable names used by reports and tests."""
+    """Model and baseline metrics on one split; keys are stable names used by reports and tests.
+
+    Like ratio, for the model (ratio_*), the best constant (constant_*: errors only, its
+    correlations are undefined) and the gender-conditional constant (gender_constant_*): errors
+    weighted by swipes and per photo, correlations; the model's calibration. Gender: accuracy,
+    log-loss and AUC against the majority class and the training share of men as a probability."""
     out = {"count": int(len(labels.like_ratio))}
     if ratio_pred is not None:
-        w = labels.swipe_count
-        gender_pred = np.array([base["gender_constants"].get(int(m), base["constant"]) for m in labels.male])
-        out.update({
-            "ratio_weighted_mse": metrics.weighted_mse(labels.like_ratio, ratio_pred, w),
-            "constant_weighted_mse": metrics.weighted_mse(labels.like_ratio, np.full_like(labels.like_ratio, base["constant"]), w),
-            "gender_constant_weighted_mse": metrics.weighted_mse(labels.like_ratio, gender_pred, w),
-            "constant": base["constant"],
-        })
+        y, w, pred = labels.like_ratio, labels.swipe_count, np.asarray(ratio_pred, np.float64)
+        gender_pred = np.array([base["gender_constants"].get(int(m), base["constant"]) for m in labels.male], np.float64)
+        bins, ece = metrics.calibration(y, pred, w, CALIBRATION_BINS)
+        out.update({**_errors("ratio", y, pred, w), **_correlations("ratio", y, pred, w),
+                    **_errors("constant", y, np.full_like(y, base["constant"]), w),
+                    **_errors("gender_constant", y, gender_pred, w), **_correlations("gender_constant", y, gender_pred, w),
+                    "constant": base["constant"], "ratio_calibration": bins, "ratio_ece": ece})
         out["mse_ratio"] = out["ratio_weighted_mse"] / max(out["constant_weighted_mse"], metrics.EPS)
+        # How much of the constant's error knowing the photo's gender alone removes.
+        out["gender_constant_mse_ratio"] = out["gender_constant_weighted_mse"] / max(out["constant_weighted_mse"], metrics.EPS)
     if male_prob is not None:
-        majority_pred = np.full(len(labels.male), float(base["majority_male"]))
+        n = len(labels.male)
         out.update({
             "gender_accuracy": metrics.accuracy(labels.male, male_prob),
             "gender_log_loss": metrics.log_loss(labels.male, male_prob),
-            "majority_accuracy": metrics.accuracy(labels.male, majority_pred),
+            "gender_auc": metrics.auc(labels.male, male_prob),
+            "majority_accuracy": metrics.accuracy(labels.male, np.full(n, float(base["majority_male"]))),
+            "prior_log_loss": metrics.log_loss(labels.male, np.full(n, base["male_share"])),
         })
     return out
 

@@ -1,7 +1,11 @@
+import json
+
 import numpy as np
 import pytest
+from scipy import stats
+from sklearn import metrics as skm
 
-from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate
+from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate, evaluate_slices
 
 
 def _labels():
@@ -40,8 +44,6 @@ def test_gate_margins_and_single_task_models():
 
 
 def test_slices_by_gender_and_starred():
-    from deepattraction.components.evaluator.evaluation import evaluate_slices
-
     labels, base = _labels(), baselines(_labels())
     s = evaluate_slices(labels, base, labels.like_ratio, labels.male.astype(float), face_count=np.array([1, 0, 1, 3]))
     assert s["female"]["count"] == 2 and s["male"]["count"] == 2
@@ -60,3 +62,92 @@ def test_candidate_must_not_regress_against_the_last_blessed_model():
     assert not ok and "regresses against the last blessed model" in reasons[0]
     # 0.0025 vs 0.0001 is 25x worse: a tolerance of 30x lets it through.
     assert bless({**candidate, "baseline_model": better_last}, GateConfig(max_mse_regression=30.0))[0]
+
+
+# Six photos with their (likes, swipes) from women and from men; the label is their pooled ratio.
+FROM_FEMALE = np.array([[0, 0], [3, 6], [10, 20], [30, 40], [4, 10], [1, 8]])
+FROM_MALE = np.array([[1, 5], [2, 6], [8, 10], [5, 5], [6, 10], [0, 0]])
+PRED = np.array([0.3, 0.35, 0.55, 0.7, 0.5, 0.2])
+MALE_PROB = np.array([0.2, 0.6, 0.7, 0.9, 0.4, 0.3])
+
+
+def _rich_labels(group=("AF", "AF", "CM", "AM", "", "CM")):
+    likes, swipes = FROM_FEMALE[:, 0] + FROM_MALE[:, 0], FROM_FEMALE[:, 1] + FROM_MALE[:, 1]
+    return Labels(likes / swipes, swipes.astype(float), np.array([0, 0, 1, 1, 0, 1]),
+                  np.stack([FROM_FEMALE[:, 0], FROM_MALE[:, 0]], 1), np.stack([FROM_FEMALE[:, 1], FROM_MALE[:, 1]], 1),
+                  None if group is None else np.array(group, dtype=object))
+
+
+def _reference(y, pred, w, male, male_prob, base):
+    """The same metrics from scipy and sklearn."""
+    gender_pred = np.where(male == 1, base["gender_constants"][1], base["gender_constants"][0])
+    out = {
+        "ratio_weighted_mse": np.average((y - pred) ** 2, weights=w), "ratio_mse": skm.mean_squared_error(y, pred),
+        "ratio_mae": skm.mean_absolute_error(y, pred), "ratio_weighted_mae": skm.mean_absolute_error(y, pred, sample_weight=w),
+        "constant_weighted_mse": np.average((y - base["constant"]) ** 2, weights=w),
+        "constant_mae": skm.mean_absolute_error(y, np.full_like(y, base["constant"])),
+        "gender_constant_weighted_mse": np.average((y - gender_pred) ** 2, weights=w),
+        "gender_constant_mae": skm.mean_absolute_error(y, gender_pred),
+        "gender_accuracy": skm.accuracy_score(male, male_prob >= 0.5),
+        "gender_log_loss": skm.log_loss(male, male_prob, labels=[0, 1]),
+        "prior_log_loss": skm.log_loss(male, np.full(len(male), base["male_share"]), labels=[0, 1]),
+    }
+    if len(y) > 1:
+        out["ratio_pearson"], out["ratio_spearman"] = stats.pearsonr(y, pred)[0], stats.spearmanr(y, pred)[0]
+    if len(set(male)) == 2:
+        out["gender_auc"] = skm.roc_auc_score(male, male_prob)
+    return out
+
+
+def test_metrics_match_scipy_and_sklearn():
+    labels = _rich_labels()
+    base = baselines(labels)
+    assert base["male_share"] == 0.5
+    m = evaluate(labels, base, PRED, MALE_PROB)
+    ref = _reference(labels.like_ratio, PRED, labels.swipe_count, labels.male, MALE_PROB, base)
+    assert {k: m[k] for k in ref} == pytest.approx(ref)
+    cov = np.cov(labels.like_ratio, PRED, aweights=labels.swipe_count)
+    assert m["ratio_weighted_pearson"] == pytest.approx(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
+    assert m["gender_constant_mse_ratio"] == pytest.approx(m["gender_constant_weighted_mse"] / m["constant_weighted_mse"])
+    # Six photos, ten bins: one photo per bin, so each bin's gap is that photo's error.
+    assert [b["count"] for b in m["ratio_calibration"]] == [1] * 6
+    assert m["ratio_ece"] == pytest.approx(m["ratio_weighted_mae"])
+    assert "constant_pearson" not in m  # undefined for a constant, so not reported
+
+
+def test_degenerate_slices_give_none_and_valid_json():
+    labels = _rich_labels()
+    base = baselines(labels)
+    m = evaluate(labels, base, np.full(6, 0.4), np.ones(6))
+    assert m["ratio_pearson"] is None and m["ratio_spearman"] is None and m["ratio_weighted_pearson"] is None
+    assert len(m["ratio_calibration"]) == 6 and m["gender_auc"] == 0.5
+    slices = evaluate_slices(labels, base, PRED, MALE_PROB)
+    assert slices["group_AM"]["count"] == 1 and slices["group_AM"]["ratio_pearson"] is None
+    assert slices["group_AF"]["gender_auc"] is None  # both photos are of women
+    json.dumps({"all": m, "slices": slices}, allow_nan=False)
+
+
+def test_source_gender_slices_use_each_swiper_gender_s_own_ratio_and_weights():
+    labels = _rich_labels()
+    base = baselines(labels)
+    slices = evaluate_slices(labels, base, PRED, MALE_PROB)
+    for name, counts in (("source_female", FROM_FEMALE), ("source_male", FROM_MALE)):
+        seen = counts[:, 1] > 0
+        y, w = counts[seen, 0] / counts[seen, 1], counts[seen, 1]
+        ref = _reference(y, PRED[seen], w, labels.male[seen], MALE_PROB[seen], base)
+        assert slices[name]["count"] == seen.sum() == 5
+        assert {k: slices[name][k] for k in ref} == pytest.approx(ref)
+
+
+def test_group_and_swipe_count_slices():
+    labels = _rich_labels()
+    base = baselines(labels)
+    slices = evaluate_slices(labels, base, PRED, MALE_PROB)
+    counts = {k: v["count"] for k, v in slices.items()}
+    assert counts == {"female": 3, "male": 3, "group_AF": 2, "group_AM": 1, "group_CM": 2,  # "" is no group
+                      "swipes_1-9": 2, "swipes_10-29": 2, "swipes_30+": 2, "source_female": 5, "source_male": 5}
+    many = labels.swipe_count >= 30
+    assert slices["swipes_30+"]["ratio_weighted_mse"] == pytest.approx(
+        np.average((labels.like_ratio[many] - PRED[many]) ** 2, weights=labels.swipe_count[many]))
+    assert set(slices["group_CM"]) == set(evaluate(labels, base, PRED, MALE_PROB))  # every slice has the top-level keys
+    assert not any(k.startswith("group_") for k in evaluate_slices(_rich_labels(group=None), base, PRED))

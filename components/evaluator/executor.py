@@ -37,14 +37,20 @@ def _records(files: list[str], keys: dict):
 
 
 def read_labels(files: list[str]) -> tuple[Labels, list[str]]:
-    spec = {**features.label_feature_spec(), features.USER_ID_KEY: features.raw_feature_spec()[features.USER_ID_KEY]}
+    raw = features.raw_feature_spec()
+    spec = {**features.label_feature_spec(), **{k: raw[k] for k in (features.USER_ID_KEY, features.GROUP_KEY, *features.SOURCE_COUNT_KEYS)}}
     cols = {k: [] for k in spec}
     for _, parsed in _records(files, spec):
         for k in spec:
             cols[k].append(parsed[k].numpy())
     cols = {k: np.concatenate(v) if v else np.array([]) for k, v in cols.items()}
+    def per_source(key):
+        return np.stack([cols[key(g)] for g in features.GENDERS], axis=1).astype(np.int64)
+
     labels = Labels(cols[features.LIKE_RATIO_KEY].astype(np.float64), cols[features.SWIPE_COUNT_KEY].astype(np.float64),
-                    (cols[features.GENDER_KEY] == features.GENDERS[1].encode()).astype(np.int64))
+                    (cols[features.GENDER_KEY] == features.GENDERS[1].encode()).astype(np.int64),
+                    per_source(features.likes_from_key), per_source(features.swipes_from_key),
+                    np.array([g.decode() for g in cols[features.GROUP_KEY]], dtype=object))
     return labels, [u.decode() for u in cols[features.USER_ID_KEY]]
 
 
@@ -59,17 +65,21 @@ def predict(model_dir: str, files: list[str]) -> dict[str, np.ndarray]:
 
 
 def write_predictions(path: str, user_ids: list[str], labels: Labels, preds: dict) -> None:
+    """One row per photo: labels, the model's outputs, then the slice columns (group and the
+    likes and swipes from each swiper gender)."""
     with tf.io.gfile.GFile(path, "w") as f:
         w = csv.writer(f)
         cols = sorted(preds)
-        w.writerow(["user_id", "like_ratio", "swipe_count", "male"] + [f"pred_{c}" for c in cols])
+        w.writerow(["user_id", "like_ratio", "swipe_count", "male"] + [f"pred_{c}" for c in cols]
+                   + [features.GROUP_KEY, *features.SOURCE_COUNT_KEYS])
 
         def fmt(v):  # vectors (a face box) as space-separated numbers in one cell
             return " ".join(f"{x:.2f}" for x in v) if np.ndim(v) else f"{float(v):.6g}"
 
         for i, uid in enumerate(user_ids):
+            by_source = [int(a[i, j]) for j in range(len(features.GENDERS)) for a in (labels.source_likes, labels.source_swipes)]
             w.writerow([uid, f"{labels.like_ratio[i]:.6f}", int(labels.swipe_count[i]), int(labels.male[i])]
-                       + [fmt(preds[c][i]) for c in cols])
+                       + [fmt(preds[c][i]) for c in cols] + [labels.group[i], *by_source])
 
 
 class Executor(base_executor.BaseExecutor):
@@ -97,7 +107,7 @@ class Executor(base_executor.BaseExecutor):
 
         evaluation = artifact_utils.get_single_uri(output_dict["evaluation"])
         with tf.io.gfile.GFile(os.path.join(evaluation, METRICS_FILE), "w") as f:
-            json.dump(result, f, indent=2, sort_keys=True)
+            json.dump(result, f, indent=2, sort_keys=True, allow_nan=False)
         write_predictions(os.path.join(evaluation, PREDICTIONS_FILE), user_ids, labels, preds)
 
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])

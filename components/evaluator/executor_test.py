@@ -4,6 +4,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.components.util import model_utils
@@ -55,3 +56,35 @@ def test_blessing_follows_the_baselines(tmp_path, tiny_examples, perfect):
     assert len(rows) == m["count"] and {"user_id", "like_ratio", f"pred_{OUT_RATIO}", f"pred_{OUT_MALE}"} <= set(rows[0])
     assert sum(m["slices"].get(g, {}).get("count", 0) for g in ("female", "male")) == m["count"]
     assert m["slices"]["unstarred"]["count"] == m["count"]  # the stand-in model reports no faces
+    assert list(rows[0])[:4] == ["user_id", "like_ratio", "swipe_count", "male"]
+    assert list(rows[0])[-5:] == [features.GROUP_KEY, *features.SOURCE_COUNT_KEYS]
+    for r in rows:
+        assert int(r[features.swipes_from_key("female")]) + int(r[features.swipes_from_key("male")]) == int(r["swipe_count"])
+        assert r[features.GROUP_KEY] == ""  # the synthetic users table has no group column
+    s = m["slices"]
+    assert sum(s[b]["count"] for b in ("swipes_1-9", "swipes_10-29", "swipes_30+") if b in s) == m["count"]
+    assert not any(k.startswith("group_") for k in s)
+    for g in features.GENDERS:
+        seen = [r for r in rows if int(r[features.swipes_from_key(g)]) > 0]
+        assert s[f"source_{g}"]["count"] == len(seen)
+        if perfect:  # the model predicts the all-swiper ratio: off for each swiper gender alone
+            y = np.array([int(r[features.likes_from_key(g)]) / int(r[features.swipes_from_key(g)]) for r in seen])
+            w = np.array([int(r[features.swipes_from_key(g)]) for r in seen])
+            pred = np.array([float(r[f"pred_{OUT_RATIO}"]) for r in seen])
+            assert s[f"source_{g}"]["ratio_weighted_mse"] == pytest.approx(np.average((y - pred) ** 2, weights=w), rel=1e-4)
+    assert {"ratio_mae", "ratio_spearman", "ratio_ece", "gender_auc", "constant_mae"} <= set(m)
+
+
+def test_examples_written_before_the_slice_features_still_read(tmp_path):
+    old = tf.train.Example(features=tf.train.Features(feature={
+        features.USER_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"u1"])),
+        features.GENDER_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"female"])),
+        features.LIKE_RATIO_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[0.25])),
+        features.SWIPE_COUNT_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[8])),
+    }))
+    path = str(tmp_path / "old.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as w:
+        w.write(old.SerializeToString())
+    labels, ids = executor.read_labels([path])
+    assert ids == ["u1"] and labels.group.tolist() == [""] and labels.source_swipes.tolist() == [[0, 0]]
+    assert labels.like_ratio.tolist() == [0.25] and labels.swipe_count.tolist() == [8]
