@@ -55,19 +55,20 @@ def subset(labels: Labels, mask) -> Labels:
 
 
 def swipe_bucket_name(lo: int, hi: int | None) -> str:
-    return f"swipes_{lo}+" if hi is None else f"swipes_{lo}-{hi}"
+    return f"swipe_count={lo}+" if hi is None else f"swipe_count={lo}-{hi}"
 
 
 def slice_masks(labels: Labels, face_count=None) -> dict:
-    """Photo subsets every evaluation reports: target gender, swipe-count bucket, the group where
-    the data has one, and the starred subset (exactly one face counts) when the model reports faces."""
+    """Photo subsets every evaluation reports: target gender, the starred subset (exactly one face
+    counts) when the model reports faces, the group where the data has one, swipe-count bucket.
+    Names are "<dimension>=<value>", except the original bare female/male/starred/unstarred."""
     masks = {"female": labels.male == 0, "male": labels.male == 1}
     if face_count is not None:
         masks["starred"] = features.is_starred(np.asarray(face_count))
         masks["unstarred"] = ~masks["starred"]
     if labels.group is not None:
         for g in sorted(set(labels.group) - {""}):
-            masks[f"group_{g}"] = labels.group == g
+            masks[f"group={g}"] = labels.group == g
     for lo, hi in SWIPE_BUCKETS:
         masks[swipe_bucket_name(lo, hi)] = (labels.swipe_count >= lo) & (True if hi is None else labels.swipe_count <= hi)
     return masks
@@ -84,7 +85,7 @@ def source_gender_labels(labels: Labels) -> dict:
         mask = labels.source_swipes[:, i] > 0
         sub = subset(labels, mask)
         swipes = sub.source_swipes[:, i].astype(np.float64)
-        out[f"source_{g}"] = (mask, dataclasses.replace(sub, like_ratio=sub.source_likes[:, i] / swipes, swipe_count=swipes))
+        out[f"source_gender={g}"] = (mask, dataclasses.replace(sub, like_ratio=sub.source_likes[:, i] / swipes, swipe_count=swipes))
     return out
 
 

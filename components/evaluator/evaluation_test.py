@@ -122,8 +122,8 @@ def test_degenerate_slices_give_none_and_valid_json():
     assert m["ratio_pearson"] is None and m["ratio_spearman"] is None and m["ratio_weighted_pearson"] is None
     assert len(m["ratio_calibration"]) == 6 and m["gender_auc"] == 0.5
     slices = evaluate_slices(labels, base, PRED, MALE_PROB)
-    assert slices["group_AM"]["count"] == 1 and slices["group_AM"]["ratio_pearson"] is None
-    assert slices["group_AF"]["gender_auc"] is None  # both photos are of women
+    assert slices["group=AM"]["count"] == 1 and slices["group=AM"]["ratio_pearson"] is None
+    assert slices["group=AF"]["gender_auc"] is None  # both photos are of women
     json.dumps({"all": m, "slices": slices}, allow_nan=False)
 
 
@@ -131,7 +131,7 @@ def test_source_gender_slices_use_each_swiper_gender_s_own_ratio_and_weights():
     labels = _rich_labels()
     base = baselines(labels)
     slices = evaluate_slices(labels, base, PRED, MALE_PROB)
-    for name, counts in (("source_female", FROM_FEMALE), ("source_male", FROM_MALE)):
+    for name, counts in (("source_gender=female", FROM_FEMALE), ("source_gender=male", FROM_MALE)):
         seen = counts[:, 1] > 0
         y, w = counts[seen, 0] / counts[seen, 1], counts[seen, 1]
         ref = _reference(y, PRED[seen], w, labels.male[seen], MALE_PROB[seen], base)
@@ -144,10 +144,10 @@ def test_group_and_swipe_count_slices():
     base = baselines(labels)
     slices = evaluate_slices(labels, base, PRED, MALE_PROB)
     counts = {k: v["count"] for k, v in slices.items()}
-    assert counts == {"female": 3, "male": 3, "group_AF": 2, "group_AM": 1, "group_CM": 2,  # "" is no group
-                      "swipes_1-9": 2, "swipes_10-29": 2, "swipes_30+": 2, "source_female": 5, "source_male": 5}
+    assert counts == {"female": 3, "male": 3, "group=AF": 2, "group=AM": 1, "group=CM": 2,  # "" is no group
+                      "swipe_count=1-9": 2, "swipe_count=10-29": 2, "swipe_count=30+": 2, "source_gender=female": 5, "source_gender=male": 5}
     many = labels.swipe_count >= 30
-    assert slices["swipes_30+"]["ratio_weighted_mse"] == pytest.approx(
+    assert slices["swipe_count=30+"]["ratio_weighted_mse"] == pytest.approx(
         np.average((labels.like_ratio[many] - PRED[many]) ** 2, weights=labels.swipe_count[many]))
-    assert set(slices["group_CM"]) == set(evaluate(labels, base, PRED, MALE_PROB))  # every slice has the top-level keys
-    assert not any(k.startswith("group_") for k in evaluate_slices(_rich_labels(group=None), base, PRED))
+    assert set(slices["group=CM"]) == set(evaluate(labels, base, PRED, MALE_PROB))  # every slice has the top-level keys
+    assert not any(k.startswith("group=") for k in evaluate_slices(_rich_labels(group=None), base, PRED))

@@ -62,16 +62,16 @@ def test_blessing_follows_the_baselines(tmp_path, tiny_examples, perfect):
         assert int(r[features.swipes_from_key("female")]) + int(r[features.swipes_from_key("male")]) == int(r["swipe_count"])
         assert r[features.GROUP_KEY] == ""  # the synthetic users table has no group column
     s = m["slices"]
-    assert sum(s[b]["count"] for b in ("swipes_1-9", "swipes_10-29", "swipes_30+") if b in s) == m["count"]
-    assert not any(k.startswith("group_") for k in s)
+    assert sum(s[b]["count"] for b in ("swipe_count=1-9", "swipe_count=10-29", "swipe_count=30+") if b in s) == m["count"]
+    assert not any(k.startswith("group=") for k in s)
     for g in features.GENDERS:
         seen = [r for r in rows if int(r[features.swipes_from_key(g)]) > 0]
-        assert s[f"source_{g}"]["count"] == len(seen)
+        assert s[f"source_gender={g}"]["count"] == len(seen)
         if perfect:  # the model predicts the all-swiper ratio: off for each swiper gender alone
             y = np.array([int(r[features.likes_from_key(g)]) / int(r[features.swipes_from_key(g)]) for r in seen])
             w = np.array([int(r[features.swipes_from_key(g)]) for r in seen])
             pred = np.array([float(r[f"pred_{OUT_RATIO}"]) for r in seen])
-            assert s[f"source_{g}"]["ratio_weighted_mse"] == pytest.approx(np.average((y - pred) ** 2, weights=w), rel=1e-4)
+            assert s[f"source_gender={g}"]["ratio_weighted_mse"] == pytest.approx(np.average((y - pred) ** 2, weights=w), rel=1e-4)
     assert {"ratio_mae", "ratio_spearman", "ratio_ece", "gender_auc", "constant_mae"} <= set(m)
 
 
