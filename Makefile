@@ -46,10 +46,10 @@ tools: $(TOOLS)/.installed
 demo: install
 	$(BIN)/deepattraction demo --workdir build/demo
 
-test: install tools
+test: install tools browser
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: install tools
+test-fast: install tools browser
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
 test-e2e: install
@@ -70,3 +70,14 @@ clean:
 .PHONY: bench-serving
 bench-serving: install
 	$(BIN)/python -m bench.serving --clients 4 --seconds 20
+
+# Real headless Chromium for the report's browser test: Debian's package, never a downloaded browser.
+.PHONY: browser report-screenshot
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# A screenshot of the latest demo report (make demo first) for a human to look at.
+REPORT ?= $(lastword $(shell ls -1v build/demo/pipeline/RunReport/report/*/report.html 2>/dev/null))
+report-screenshot: install browser
+	@test -n "$(REPORT)" || { echo "no report under build/demo: run make demo, or give REPORT=path/to/report.html" >&2; exit 1; }
+	$(BIN)/python -m deepattraction.components.report.browser $(REPORT) --screenshot build/report.png

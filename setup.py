@@ -2,7 +2,8 @@
 from setuptools import setup
 
 PARTS = ("pipeline", "components", "trainer", "serving")
-SUBPACKAGES = ("components.swipe_example_gen", "components.evaluator", "components.hparams_gen", "components.pusher")
+SUBPACKAGES = ("components.swipe_example_gen", "components.evaluator", "components.hparams_gen", "components.pusher",
+               "components.report")
 
 setup(
     name="deepattraction",

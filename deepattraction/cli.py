@@ -90,6 +90,7 @@ def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
     r = results.latest(cfg)
     print(f"run: finished in {time.time() - t0:.0f} s; {r.summary_line()}", flush=True)
     print(f"model card: {r.write_model_card(cfg.pipeline_root)}")
+    print(f"report: {r.report_path}", flush=True)
     return r
 
 
@@ -180,6 +181,7 @@ def cmd_demo(a) -> None:
                               max_accuracy_regression=0.0, beam_arg=[])
     r = cmd_run(args, DEMO_HPARAMS)
     print(r.report_lines())
+    print(f"report: {r.report_path}")  # the line just before the last
     print(r.demo_line())
 
 

@@ -141,6 +141,7 @@ def default_steps() -> dict[str, StepResources]:
         "Trainer": StepResources(cpu="8", memory="32Gi", memory_limit="48Gi",
                                  accelerator_type="nvidia.com/gpu", accelerator_count=1),
         "Evaluator": StepResources(cpu="4", memory="16Gi", memory_limit="24Gi"),
+        "RunReport": StepResources(cpu="1", memory="4Gi", memory_limit="6Gi"),
         "Pusher": StepResources(cpu="500m", memory="2Gi", memory_limit="4Gi"),
     }
 

@@ -11,7 +11,7 @@ from deepattraction.cli import main as cli_main
 from deepattraction.pipeline import kubeflow_v2_runner as k
 from deepattraction.pipeline.cluster import BEAM_STEPS, BeamConfig, ClusterConfig
 
-STEPS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "Pusher"}
+STEPS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "RunReport", "Pusher"}
 # The last blessed model (continuous training) compiles to two metadata queries the KFP backend runs.
 RESOLVERS = {"LatestBlessedModel-model-blessing-resolver", "LatestBlessedModel-model-resolver"}
 

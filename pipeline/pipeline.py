@@ -6,6 +6,7 @@ from tfx import v1 as tfx
 from deepattraction.components.evaluator.component import Evaluator
 from deepattraction.components.hparams_gen.component import HParamsGen
 from deepattraction.components.pusher.component import Pusher
+from deepattraction.components.report.component import RunReport
 from deepattraction.components.swipe_example_gen.component import SwipeExampleGen
 from deepattraction.pipeline.configs import PipelineConfig
 
@@ -39,11 +40,14 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("LatestBlessedModel")
     evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
                           code_version=code or None, baseline_model=last_blessed.outputs["model"])
+    report = RunReport(examples=example_gen.outputs["examples"], data_report=example_gen.outputs["report"],
+                       evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"],
+                       code_version=code or None)
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.push_dir)))
-    return [example_gen, schema_gen, hparams_gen, transform, trainer, last_blessed, evaluator, pusher]
+    return [example_gen, schema_gen, hparams_gen, transform, trainer, last_blessed, evaluator, report, pusher]
 
 
 def create_pipeline(cfg: PipelineConfig, components: list | None = None, metadata_connection_config=None) -> tfx.dsl.Pipeline:

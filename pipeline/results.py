@@ -8,6 +8,7 @@ import os
 import tensorflow as tf
 
 from deepattraction.components.evaluator.executor import METRICS_FILE
+from deepattraction.components.report.executor import REPORT_FILE
 from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FILE, REJECTS_FILE, SUMMARY_FILE
 from deepattraction.pipeline.configs import PipelineConfig
 from deepattraction.serving import model_dir
@@ -35,6 +36,7 @@ class RunResults:
     rejects_path: str
     pushed_versions: list[int]
     push_dir: str
+    report_path: str  # the run's self-contained HTML report
 
     def summary_line(self) -> str:
         state = "blessed" if self.metrics.get("blessed") else "NOT blessed"
@@ -71,4 +73,5 @@ def latest(cfg: PipelineConfig) -> RunResults:
         data_summary=json.loads(_read(os.path.join(report, SUMMARY_FILE))),
         gender_table=_read(os.path.join(report, GENDER_TABLE_FILE)),
         rejects_path=os.path.join(report, REJECTS_FILE),
-        pushed_versions=model_dir.versions(cfg.push_dir), push_dir=cfg.push_dir)
+        pushed_versions=model_dir.versions(cfg.push_dir), push_dir=cfg.push_dir,
+        report_path=os.path.join(latest_output(cfg.pipeline_root, "RunReport", "report"), REPORT_FILE))

@@ -1,5 +1,6 @@
 """Local end-to-end runs on tiny synthetic data: LocalDagRunner, sqlite MLMD, Beam DirectRunner,
 real TFX components, a real SavedModel pushed to a TF Serving model base path."""
+import argparse
 import dataclasses
 import json
 import os
@@ -10,7 +11,7 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from deepattraction.cli import DEMO_HPARAMS
+from deepattraction.cli import DEMO_HPARAMS, cmd_run, pipeline_config
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
 from deepattraction.pipeline import local_runner, results
@@ -19,7 +20,8 @@ from deepattraction.serving import model_dir
 from deepattraction.serving.predict import LocalModel
 
 pytestmark = pytest.mark.e2e
-COMPONENTS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "Pusher"}
+COMPONENTS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "RunReport",
+              "Pusher"}
 RESOLVER = "LatestBlessedModel"  # resolves inputs only: no execution of its own
 COMPLETE, CACHED = metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
 
@@ -122,18 +124,30 @@ def test_cli_names_a_bad_photo_and_still_predicts_the_good_one(first_run, tmp_pa
     assert lines[0].startswith(f"{bad}: error:") and lines[1].startswith(f"{good}: like_ratio")
 
 
-def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run):
+def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, capsys):
+    """Through `deepattraction run` (its arguments give the first run's config but the gate), which
+    prints where this run's report is."""
     cfg, _, _ = first_run
     before = model_dir.versions(cfg.push_dir)
     strict = dataclasses.replace(cfg, gate=GateConfig(max_mse_ratio=0.0))
-    local_runner.run(strict)
-    r = results.latest(strict)
+    args = argparse.Namespace(users=cfg.users_uri, swipes=cfg.swipes_uri, data=None, pipeline_root=cfg.pipeline_root,
+                              serving_base=cfg.serving_base, backbone=cfg.backbone, image_size=cfg.image_size,
+                              hparam=["epochs=10"], max_mse_ratio=0.0, min_accuracy_gain=0.0, max_mse_regression=0.0,
+                              max_accuracy_regression=0.0, beam_arg=[])
+    assert pipeline_config(args, DEMO_HPARAMS) == strict  # so the cached steps are reused
+    r = cmd_run(args, DEMO_HPARAMS)
     assert not r.metrics["blessed"] and "not below 0.0 x constant" in r.metrics["not_blessed_because"][0]
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("report: ")]
+    assert printed == [f"report: {r.report_path}"] and r.report_path.startswith(cfg.pipeline_root)
+    with open(r.report_path) as f:
+        page = f.read()
+    assert len(page) > 50_000 and "NOT BLESSED" in page and "not below 0.0 x constant" in page
+    assert page.count('<figure class="thumb">') > 0 and "<h1>DeepAttraction model card</h1>" in page
     assert model_dir.versions(cfg.push_dir) == before
     states = executions(cfg)
     for node in ("SwipeExampleGen", "Transform", "Trainer"):
         assert states[node] == [COMPLETE, CACHED], (node, states[node])
-    assert states["Evaluator"] == [COMPLETE, COMPLETE]
+    assert states["Evaluator"] == [COMPLETE, COMPLETE] and states["RunReport"] == [COMPLETE, COMPLETE]
 
 
 def test_new_swipes_retrain_and_push_only_a_model_that_does_not_regress(first_run):

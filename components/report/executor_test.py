@@ -1,0 +1,35 @@
+import os
+import re
+
+from deepattraction.components.report import executor
+from deepattraction.components.report.conftest import GALLERY, run_report
+from deepattraction.components.report.model_card import MODEL_CARD_FILE
+from deepattraction.components.report.report import fmt
+
+
+def test_report_shows_the_runs_metrics_galleries_and_card(report_run):
+    uri, metrics, rows = report_run
+    with open(os.path.join(uri, executor.REPORT_FILE)) as f:
+        page = f.read()
+    with open(os.path.join(uri, MODEL_CARD_FILE)) as f:
+        card = f.read()
+    assert "it predicts attractiveness and gender from faces" in card and "| starred |" in card
+    assert "<h1>DeepAttraction model card</h1>" in page and "<td>starred</td>" in page  # the card, as HTML
+    ranked = sorted(rows, key=lambda r: (float(r["pred_like_ratio"]), r["user_id"]))
+    highest = re.search(r'id="gallery-highest">(.*?)</section>', page, re.S).group(1)
+    assert re.findall(r'alt="([^"]+)"', highest) == [r["user_id"] for r in ranked[::-1][:GALLERY]]
+    assert highest.count("data:image/jpeg;base64,") == min(GALLERY, len(rows))
+    assert len(rows) > 2 * GALLERY and f"<td>{fmt(metrics['ratio_weighted_mse'])}</td>" in page and "fine_tune" in page and 'alt="training curves"' in page
+    assert len(page) > 50_000 and not re.search(r'(src|href)="(?!data:)', page)
+
+
+def test_report_without_training_history_says_so(tmp_path, tiny_examples, report_run):
+    from tfx.types import standard_artifacts
+
+    examples, data_report = tiny_examples
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.uri = os.path.join(os.path.dirname(report_run[0]), "evaluation")
+    uri = run_report(str(tmp_path), examples, data_report, evaluation, history=None)
+    with open(os.path.join(uri, executor.REPORT_FILE)) as f:
+        page = f.read()
+    assert "wrote no training_history.json" in page and 'alt="training curves"' not in page
