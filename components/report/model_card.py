@@ -46,7 +46,7 @@ GAP_METRICS = ("ratio_weighted_mse", "ratio_mae", "gender_accuracy", "gender_log
 
 
 def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    return f"{v:.4f}" if isinstance(v, float) else "n/a" if v is None else str(v)
 
 
 def slice_group(name: str) -> str:

@@ -100,6 +100,8 @@ def esc(v) -> str:
 
 
 def fmt(v) -> str:
+    if v is None:  # a metric undefined on a slice (e.g. AUC with one class)
+        return "n/a"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
@@ -149,7 +151,7 @@ def slices_table(metrics: dict, slices: dict) -> str:
     cols = {"all": metrics, **slices}
     keys = []
     for m in slices.values():
-        keys += [k for k, v in m.items() if is_scalar(v) and k not in keys]
+        keys += [k for k, v in m.items() if (is_scalar(v) or v is None) and k not in keys]
     return table(["metric"] + list(cols), [[label(k)] + [m.get(k, "") for m in cols.values()] for k in keys], "slices")
 
 
@@ -257,7 +259,7 @@ def calibration_plot(photos: list[Photo], metrics: dict, bins: int) -> bytes | N
         ax.plot([x for x, _, _ in b], [y for _, y, _ in b], "s-", color="tab:green", label="P(male): share male")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted", ylabel="mean observed",
-           title=f"Calibration ({bins} bins of equally many photos)")
+           title="Calibration (bins of photos by prediction)")
     ax.title.set_fontsize(9)
     ax.legend(loc="upper left", fontsize=8)
     return _png(fig)

@@ -23,7 +23,7 @@ def _run(photos, history=None, metrics_extra=None) -> RunInputs:
                "not_blessed_because": ["gender accuracy 0.7500 is not above majority <b>0.8</b>"],
                "baselines": {"constant": 0.4, "gender_constants": {"0": 0.3, "1": 0.5}, "majority_male": 1},
                "gate": {"eval_split": "test"}, "baseline_model": {"uri": "/x", "ratio_weighted_mse": 0.02},
-               "slices": {"female": {"count": 5, "gender_accuracy": 0.6}, "male": {"count": 5, "ratio_mae": 0.1}},
+               "slices": {"female": {"count": 5, "gender_accuracy": 0.6}, "male": {"count": 5, "ratio_mae": 0.1, "gender_auc": None}},
                **(metrics_extra or {})}
     return RunInputs(metrics=metrics, photos=photos, images={p.user_id: _jpeg(i) for i, p in enumerate(photos)},
                      data_summary={"users_in": 12, "users_in_splits": {"train": 8, "test": 2}},
@@ -58,6 +58,7 @@ def test_page_has_tables_plots_galleries_and_no_external_references():
     assert page.count('alt="predicted vs true like ratio"') == 1 and 'alt="calibration curve"' in page
     slices = re.search(r'<table class="slices">(.*?)</table>', page, re.S).group(1)
     assert "<th>all</th><th>female</th><th>male</th>" in slices and "<td>like-ratio MAE</td><td></td><td></td><td>0.1</td>" in slices
+    assert "<td>gender ROC AUC</td><td></td><td></td><td>n/a</td>" in slices  # undefined, not "None"
     assert 'alt="training curves"' in page and "fine_tune" in page and 'alt="gender table heat map"' in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # every image inline, no links out
     assert "<script" not in page
