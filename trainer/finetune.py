@@ -9,7 +9,7 @@ import tensorflow as tf
 # The last layer of each block, in order; a block is every layer after the previous block's end.
 BLOCK_ENDS = {
     "inception_v3": re.compile(r"^mixed\d+$"),  # mixed0 .. mixed10: the Inception modules' concats
-    "facenet": re.compile(r"^(Mixed_6a|Mixed_7a|Block(35|17|8)_\d+_(Activation|ScaleSum))$"),
+    "facenet": re.compile(r"^(Mixed_6a|Mixed_7a|Block(35|17|8)_\d+_ScaleSum)$"),  # residual sums; a ReLU may follow
 }
 
 
@@ -48,3 +48,30 @@ def set_trainable(model: tf.keras.Model, backbone_name: str, blocks: int, batch_
     for i, layer in enumerate(layers):
         layer.trainable = i >= first and (batch_norm or not isinstance(layer, tf.keras.layers.BatchNormalization))
     return sum(1 for layer in layers if layer.trainable and layer.weights)
+
+
+def head_on_features(model: tf.keras.Model) -> tf.keras.Model:
+    """The model's head alone, on backbone outputs. It shares the model's layers, so fitting it on
+    features computed once is the head phase without running a frozen backbone every epoch."""
+    backbone = backbone_of(model)
+    consumers = [layer for layer in model.layers if layer is not backbone and not isinstance(layer, tf.keras.layers.InputLayer)
+                 and layer.input._keras_history.layer is backbone]
+    return tf.keras.Model(consumers[0].input, model.output, name=f"{model.name}_head")
+
+
+def split_for_fine_tuning(model: tf.keras.Model, backbone_name: str, blocks: int) -> tuple[tf.keras.Model, tf.keras.Model]:
+    """(frozen, top): the backbone below its top `blocks` blocks, and those blocks with the head.
+
+    Both share the model's layers. The frozen part runs in inference mode, so its outputs can be
+    computed once and `top` fine-tuned on them: each epoch then costs only the top blocks."""
+    if blocks <= 0:
+        raise ValueError("split_for_fine_tuning needs at least one top block")
+    backbone = backbone_of(model)
+    starts = block_starts(backbone, backbone_name)
+    if blocks >= len(starts):
+        raise ValueError(f"{backbone_name} has {len(starts)} blocks after its stem; cannot split off {blocks}")
+    cut = backbone.layers[starts[-blocks - 1] - 1].output  # the end of the last frozen block
+    frozen = tf.keras.Model(backbone.input, cut, name=f"{backbone.name}_frozen")
+    top_backbone = tf.keras.Model(cut, backbone.output, name=f"{backbone.name}_top")
+    head = head_on_features(model)
+    return frozen, tf.keras.Model(top_backbone.input, head(top_backbone.output), name=f"{model.name}_top")

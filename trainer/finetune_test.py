@@ -76,3 +76,26 @@ def test_phases_train_what_they_say_and_early_stopping_ends_a_phase():
     # Only moving statistics of the top block's BatchNorm may move (rate ~0): every kernel stays.
     changed = [v.name for v, a, b in zip(finetune.backbone_of(m).weights, backbone_before, after) if not np.allclose(a, b)]
     assert all("moving" in n for n in changed)
+
+
+def test_head_on_features_shares_the_heads_layers(model):
+    head = finetune.head_on_features(model)
+    backbone = finetune.backbone_of(model)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 75, 75, 3)).astype("float32")
+    whole = model(x, training=False)
+    parts = head(backbone(x, training=False), training=False)
+    for k in whole:
+        np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), rtol=1e-5)
+    assert head.get_layer("head_dense_0") is model.get_layer("head_dense_0") and backbone not in head.layers
+
+
+def test_split_for_fine_tuning_composes_to_the_model_and_shares_its_layers(model):
+    frozen, top = finetune.split_for_fine_tuning(model, "inception_v3", 2)
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 75, 75, 3)).astype("float32")
+    whole, parts = model(x, training=False), top(frozen(x, training=False), training=False)
+    for k in whole:
+        np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), rtol=1e-4, atol=1e-6)
+    assert frozen.layers[-1].name == "mixed8" and top.get_layer("mixed10") is finetune.backbone_of(model).get_layer("mixed10")
+    finetune.set_trainable(model, "inception_v3", 2, batch_norm=False)
+    assert {v.ref() for v in top.trainable_weights} >= {v.ref() for v in model.trainable_weights}
+    assert not frozen.trainable_weights

@@ -154,6 +154,18 @@ def monitored_metric(cfg: TrainConfig) -> str:
     return f"val_{features.RATIO_LABEL}_wmse" if features.RATIO_LABEL in cfg.model.outputs else "val_loss"
 
 
+def fit_phase(model: tf.keras.Model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, cfg: TrainConfig,
+              phase: Phase, initial_epoch: int = 0, callbacks: list | None = None) -> tf.keras.callbacks.History:
+    """Compiles at the phase's rate and fits, with early stopping on the monitored eval metric."""
+    compile_model(model, cfg, phase.learning_rate)
+    cbs = list(callbacks or [])
+    if cfg.early_stopping_patience > 0:
+        cbs.append(tf.keras.callbacks.EarlyStopping(
+            monitor=monitored_metric(cfg), mode="min", patience=cfg.early_stopping_patience, restore_best_weights=True))
+    return model.fit(train_ds, validation_data=eval_ds, initial_epoch=initial_epoch,
+                     epochs=initial_epoch + phase.epochs, callbacks=cbs, verbose=2)
+
+
 def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, cfg: TrainConfig,
                callbacks: list | None = None) -> dict:
     """Runs every phase on built datasets; returns the training history the report plots.
@@ -166,13 +178,7 @@ def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset, eval_ds: tf.dat
                                            batch_norm=cfg.model.weights in ("", "none"))
         logging.info("phase %s: %d epochs at learning rate %g, %d backbone layers train",
                      phase.name, phase.epochs, phase.learning_rate, trainable)
-        compile_model(model, cfg, phase.learning_rate)
-        cbs = list(callbacks or [])
-        if cfg.early_stopping_patience > 0:
-            cbs.append(tf.keras.callbacks.EarlyStopping(
-                monitor=history["monitor"], mode="min", patience=cfg.early_stopping_patience, restore_best_weights=True))
-        h = model.fit(train_ds, validation_data=eval_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
-                      callbacks=cbs, verbose=2)
+        h = fit_phase(model, train_ds, eval_ds, cfg, phase, epoch, callbacks)
         ran = len(h.epoch)
         history["phases"].append({"name": phase.name, "first_epoch": epoch, "epochs": ran,
                                   "learning_rate": phase.learning_rate, "trainable_backbone_layers": trainable})

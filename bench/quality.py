@@ -1,0 +1,306 @@
+"""Quality benchmark on the 3,300 real SCUT-FBP5500 faces in ../shared: the study's table.
+
+Ratings stand in for swipes as the data's README says: a rating of 4 or 5 is a like, and each
+photo keeps a random subset of its 60 raters (3 to 60), so swipe counts and label noise vary.
+A fixed fifth of the photos (by a hash of the file name) is held out as the test set; a tenth of
+the rest is the eval set that early stopping watches.
+
+Each backbone runs the trainer's own schedule (trainer/train.py, trainer/finetune.py): the head
+on the frozen backbone (on features computed once, which is the same computation as running
+the frozen backbone every epoch, without augmentation), then the top blocks fine-tuned at a
+lower rate; the layers below the top blocks do not train, so their outputs are also
+computed once (trainer/finetune.split_for_fine_tuning). Faces are cropped by the Transform graph's own function (preprocessing.face_inputs).
+Rows marked * train and test on the starred subset (exactly one face counts).
+
+    python -m bench.quality [--photos 0] [--fine-tune-epochs 20] [--backbones facenet]
+
+Prints the table (also written to build/bench/quality/results.md and .json) and ends with
+`quality: facenet pearson <x>, mse/constant <y>, mse/gender-constant <z>, gender accuracy <a>`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
+LIKE_SCORE = 4  # README: ratings of 4 or 5 are about 25% of all; the like ratio then tracks the mean best
+WEIGHTS_FILES = {"inception_v3": ("inception", "inception_v3_nsfwjs.h5"), "facenet": ("facenet", "facenet_inception_resnet_v1.h5")}
+WEIGHTS_NAMES = {"inception_v3": "Inception v3 (nsfwjs: ImageNet lower layers)", "facenet": "FaceNet (MS-Celeb)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    scut_dir: str = DEFAULT_SCUT
+    out_dir: str = os.path.join(ROOT, "build", "bench", "quality")
+    weights_dir: str = os.path.join(ROOT, "build", "weights")
+    photos: int = 0  # 0: all 3,300
+    min_swipes: int = 3
+    max_swipes: int = 60
+    seed: int = 0
+    backbones: tuple = ("inception_v3", "facenet")
+    inception_size: int = 299
+    head_epochs: int = 60
+    fine_tune_epochs: int = 20
+    fine_tune_blocks: int = 2
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    head_layers: int = 2
+    head_width: int = 256
+    dropout: float = 0.3
+    gender_loss_weight: float = 0.1
+    batch_size: int = 32
+    patience: int = 5
+
+
+@dataclasses.dataclass
+class Data:
+    ids: list
+    photos: list  # JPEG bytes
+    male: np.ndarray
+    group: np.ndarray
+    mean_score: np.ndarray
+    likes: np.ndarray
+    swipes: np.ndarray
+    fold: np.ndarray  # "train", "eval" or "test"
+
+    @property
+    def ratio(self) -> np.ndarray:
+        return self.likes / self.swipes
+
+
+def _bucket(name: str, salt: str) -> int:
+    return int(hashlib.sha1(f"{salt}:{name}".encode()).hexdigest(), 16) % 100
+
+
+def load(cfg: BenchConfig) -> Data:
+    with open(os.path.join(cfg.scut_dir, "ratings.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.photos and cfg.photos < len(rows):
+        rows = [rows[i] for i in sorted(rng.choice(len(rows), cfg.photos, replace=False))]
+    likes, swipes, photos = [], [], []
+    for row in rows:
+        scores = np.repeat(np.arange(1, 6), [int(row[f"n_score_{k}"]) for k in range(1, 6)])
+        rng.shuffle(scores)
+        n = int(rng.integers(cfg.min_swipes, min(cfg.max_swipes, len(scores)) + 1))
+        likes.append(int(np.sum(scores[:n] >= LIKE_SCORE)))
+        swipes.append(n)
+        with open(os.path.join(cfg.scut_dir, "images", row["filename"]), "rb") as f:
+            photos.append(f.read())
+    ids = [os.path.splitext(r["filename"])[0] for r in rows]
+    fold = np.array(["test" if _bucket(i, "test") < 20 else "eval" if _bucket(i, "eval") < 10 else "train" for i in ids])
+    return Data(ids, photos, np.array([r["group"].endswith("M") for r in rows], np.int64), np.array([r["group"] for r in rows]),
+                np.array([float(r["mean_score"]) for r in rows]), np.array(likes, np.float64), np.array(swipes, np.float64), fold)
+
+
+def face_crops(data: Data, size: int, backbone: str, cache_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """Transform's face crop for every photo (cached on disk): (crops float16, face counts)."""
+    path = os.path.join(cache_dir, f"crops_{backbone}_{size}_{len(data.ids)}_{hashlib.sha1(''.join(data.ids).encode()).hexdigest()[:8]}.npz")
+    if os.path.exists(path):
+        z = np.load(path)
+        return z["crops"], z["face_count"]
+    import tensorflow as tf
+
+    from deepattraction.trainer import features
+    from deepattraction.trainer.preprocessing import face_inputs
+
+    fn = tf.function(lambda b: face_inputs(b, size, features.BACKBONES[backbone].pixel_range, features.FACE_CANVAS))
+    crops, counts = [], []
+    for i in range(0, len(data.photos), 32):
+        out = fn(tf.constant(data.photos[i:i + 32]))
+        crops.append(out[features.IMAGE_XF].numpy().astype(np.float16))
+        counts.append(out[features.FACE_COUNT_XF].numpy())
+    crops, counts = np.concatenate(crops), np.concatenate(counts)
+    os.makedirs(cache_dir, exist_ok=True)
+    np.savez(path, crops=crops, face_count=counts)
+    return crops, counts
+
+
+def constant_rows(data: Data, test: np.ndarray, train: np.ndarray) -> list[dict]:
+    from deepattraction.trainer import metrics
+
+    const = metrics.best_constant(data.ratio[train], data.swipes[train])
+    gc = metrics.group_constants(data.ratio[train], data.swipes[train], data.male[train])
+    majority, _ = metrics.majority(data.male[train])
+    return [score("Baseline: best constant", data, test, np.full(test.sum(), const), np.full(test.sum(), float(majority)), data.male[train], train),
+            score("Baseline: gender-conditional constant", data, test, np.array([gc[m] for m in data.male[test]]),
+                  np.full(test.sum(), float(majority)), data.male[train], train)]
+
+
+def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_prob: np.ndarray, _train_male, train) -> dict:
+    """Weighted MSE against both constants fitted on the same training photos, and the
+    correlations of the predicted ratio with the photo's mean score over all 60 raters."""
+    from scipy import stats
+
+    from deepattraction.trainer import metrics
+
+    y, w = data.ratio[test], data.swipes[test]
+    const = metrics.best_constant(data.ratio[train], data.swipes[train])
+    gc = metrics.group_constants(data.ratio[train], data.swipes[train], data.male[train])
+    mse = metrics.weighted_mse(y, ratio_pred, w)
+    c_mse = metrics.weighted_mse(y, np.full_like(y, const), w)
+    g_mse = metrics.weighted_mse(y, np.array([gc[m] for m in data.male[test]]), w)
+    constant_pred = np.ptp(ratio_pred) == 0
+    return {"model": name, "photos": int(test.sum()), "weighted_mse": mse, "mse_over_constant": mse / c_mse,
+            "mse_over_gender_constant": mse / g_mse,
+            "pearson": None if constant_pred else float(stats.pearsonr(ratio_pred, data.mean_score[test])[0]),
+            "spearman": None if constant_pred else float(stats.spearmanr(ratio_pred, data.mean_score[test])[0]),
+            "gender_accuracy": metrics.accuracy(data.male[test], male_prob)}
+
+
+def _xy(x, data: Data, mask: np.ndarray):
+    from deepattraction.trainer import features
+
+    y = {features.RATIO_LABEL: data.ratio[mask, None].astype(np.float32),
+         features.GENDER_LABEL: data.male[mask, None].astype(np.float32)}
+    w = {features.RATIO_LABEL: (data.swipes[mask] / data.swipes.mean()).astype(np.float32),
+         features.GENDER_LABEL: np.ones(mask.sum(), np.float32)}
+    return x, y, w
+
+
+def _dataset(x, data: Data, mask: np.ndarray, batch: int, shuffle: bool, image: bool, cast: bool = False):
+    import tensorflow as tf
+
+    from deepattraction.trainer import features
+
+    xs, y, w = _xy(x[mask], data, mask)
+    ds = tf.data.Dataset.from_tensor_slices(({features.IMAGE_XF: xs} if image else xs, y, w))
+    if shuffle:
+        ds = ds.shuffle(len(xs), seed=0, reshuffle_each_iteration=True)
+    ds = ds.batch(batch)
+    if image:
+        ds = ds.map(lambda a, b, c: ({k: tf.cast(v, tf.float32) for k, v in a.items()}, b, c))
+    elif cast:
+        ds = ds.map(lambda a, b, c: (tf.cast(a, tf.float32), b, c))
+    return ds.prefetch(2)
+
+
+def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]:
+    import tensorflow as tf
+
+    from deepattraction.trainer import features, finetune
+    from deepattraction.trainer.model import ModelConfig, build_model
+    from deepattraction.trainer.train import Phase, TrainConfig, fit_phase
+    from deepattraction.weights import fetch
+
+    t0 = time.time()
+    fetch_name, _ = WEIGHTS_FILES[backbone]
+    weights = fetch(fetch_name, cfg.weights_dir)
+    size = cfg.inception_size if backbone == "inception_v3" else features.BACKBONES[backbone].image_size
+    crops, face_count = face_crops(data, size, backbone, cfg.out_dir)
+    log(f"{backbone}: {len(crops)} face crops at {size} px in {time.time() - t0:.0f} s; starred {np.mean(face_count == 1):.3f}")
+    tcfg = TrainConfig(
+        model=ModelConfig(backbone=backbone, weights=weights, task="both", head_layers=cfg.head_layers,
+                          head_width=cfg.head_width, dropout=cfg.dropout),
+        learning_rate=cfg.learning_rate, head_epochs=cfg.head_epochs, epochs=cfg.fine_tune_epochs,
+        fine_tune_learning_rate=cfg.fine_tune_learning_rate, trainable_blocks=cfg.fine_tune_blocks,
+        early_stopping_patience=cfg.patience, gender_loss_weight=cfg.gender_loss_weight, batch_size=cfg.batch_size)
+    rows = []
+    feats = acts = None
+    for starred in (False, True):
+        use = face_count == 1 if starred else np.ones(len(crops), bool)
+        train, evl, test = ((data.fold == f) & use for f in ("train", "eval", "test"))
+        tf.keras.utils.set_random_seed(cfg.seed)
+        from deepattraction.trainer import metrics
+
+        model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
+                            float(data.male[train].mean()))
+        backbone_model = finetune.backbone_of(model)
+        if feats is None:  # the frozen backbone's features: the same for both variants
+            t1 = time.time()
+            feats = backbone_model.predict(tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32)), verbose=0)
+            log(f"{backbone}: backbone features {feats.shape} in {time.time() - t1:.0f} s "
+                f"({len(crops) / (time.time() - t1):.1f} photos/s)")
+        t1 = time.time()
+        head = finetune.head_on_features(model)
+        finetune.set_trainable(model, backbone, 0, batch_norm=False)
+        h = fit_phase(head, _dataset(feats, data, train, cfg.batch_size, True, False),
+                      _dataset(feats, data, evl, 256, False, False), tcfg,
+                      Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
+        name = WEIGHTS_NAMES[backbone] + ("*" if starred else "")
+        p = head.predict(feats[test], verbose=0)
+        rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], None, train))
+        log(f"{name}: head phase {len(h.epoch)} epochs in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
+        if cfg.fine_tune_epochs > 0:
+            t1 = time.time()
+            trainable = finetune.set_trainable(model, backbone, cfg.fine_tune_blocks, batch_norm=False)
+            frozen, top = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
+            if acts is None:  # below the top blocks nothing trains: computed once per backbone
+                acts = frozen.predict(tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32)),
+                                      verbose=0).astype(np.float16)
+                log(f"{backbone}: frozen-part activations {acts.shape} in {time.time() - t1:.0f} s")
+            h = fit_phase(top, _dataset(acts, data, train, cfg.batch_size, True, False, cast=True),
+                          _dataset(acts, data, evl, 64, False, False, cast=True), tcfg,
+                          Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, cfg.fine_tune_blocks))
+            p = top.predict(acts[test].astype(np.float32), verbose=0)
+            rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], None, train))
+            log(f"{name}: fine-tuning {len(h.epoch)} epochs of the top {cfg.fine_tune_blocks} blocks ({trainable} layers with "
+                f"weights) in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
+    return rows
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["model", "photos", "weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson", "spearman", "gender_accuracy"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(BenchConfig):
+        if f.name == "backbones":
+            p.add_argument("--backbones", nargs="+", default=list(f.default))
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    a = vars(p.parse_args(argv))
+    cfg = BenchConfig(**{**a, "backbones": tuple(a["backbones"])})
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    t0 = time.time()
+
+    def log(msg):
+        print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
+
+    data = load(cfg)
+    test_all, train_all = data.fold == "test", data.fold == "train"
+    log(f"SCUT: {len(data.ids)} photos, {int(data.swipes.sum())} swipes ({data.swipes.min():.0f}-{data.swipes.max():.0f} per photo), "
+        f"like = score >= {LIKE_SCORE}; folds {dict(zip(*np.unique(data.fold, return_counts=True)))}")
+    rows = constant_rows(data, test_all, train_all)
+    from scipy import stats
+
+    ceiling = float(stats.pearsonr(data.ratio[test_all], data.mean_score[test_all])[0])
+    log(f"label ceiling: Pearson of the observed like ratio with the mean score on the test photos = {ceiling:.4f}")
+    for b in cfg.backbones:
+        rows += run_backbone(cfg, data, b, log)
+    text = table(rows)
+    print(text)
+    with open(os.path.join(cfg.out_dir, "results.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
+        json.dump({"config": dataclasses.asdict(cfg), "label_ceiling_pearson": ceiling, "rows": rows,
+                   "seconds": time.time() - t0}, f, indent=1)
+    log(f"done in {time.time() - t0:.0f} s")
+    fn = [r for r in rows if r["model"].startswith(WEIGHTS_NAMES["facenet"] + ",")]
+    if fn:
+        best = fn[-1]
+        print(f"quality: facenet pearson {_fmt(best['pearson'])}, mse/constant {best['mse_over_constant']:.4f}, "
+              f"mse/gender-constant {best['mse_over_gender_constant']:.4f}, gender accuracy {best['gender_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
