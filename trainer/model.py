@@ -7,7 +7,7 @@ import tempfile
 
 import tensorflow as tf
 
-from deepattraction.trainer import features, metrics
+from deepattraction.trainer import facenet, features, metrics
 
 TASKS = ("ratio", "gender", "both")
 
@@ -28,6 +28,9 @@ class ModelConfig:
             raise ValueError(f"head_layers must be 1, 2 or 3, got {self.head_layers}")
         if self.backbone not in features.BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}")
+        if self.backbone == "facenet" and self.weights == "imagenet":
+            raise ValueError("backbone 'facenet' has no ImageNet weights: use weights=none or the file from "
+                             "`deepattraction weights fetch facenet DIR` (DIR/facenet_inception_resnet_v1.h5)")
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -45,12 +48,13 @@ def _local_copy(uri: str) -> str:
 
 
 def build_backbone(cfg: ModelConfig, image_size: int) -> tf.keras.Model:
-    """The backbone up to its penultimate (global-pooled) layer."""
-    if cfg.backbone != "inception_v3":
-        raise NotImplementedError(f"backbone {cfg.backbone!r} is not built yet")
-    keras_weights = "imagenet" if cfg.weights == "imagenet" else None
-    base = tf.keras.applications.InceptionV3(
-        include_top=False, weights=keras_weights, input_shape=(image_size, image_size, 3), pooling="avg")
+    """The backbone up to its penultimate layer: InceptionV3's global pool, FaceNet's 128-d embedding."""
+    if cfg.backbone == "facenet":
+        base = facenet.inception_resnet_v1(image_size)
+    else:
+        keras_weights = "imagenet" if cfg.weights == "imagenet" else None
+        base = tf.keras.applications.InceptionV3(
+            include_top=False, weights=keras_weights, input_shape=(image_size, image_size, 3), pooling="avg")
     if cfg.weights not in ("none", "imagenet", ""):
         base.load_weights(_local_copy(cfg.weights))
     return base
