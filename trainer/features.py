@@ -96,7 +96,8 @@ def raw_schema():
     """raw_feature_spec() as a tf.Metadata Schema, for ImportSchemaGen and tf.Transform.
 
     TFT's schema_from_feature_spec refuses defaults other than -1 and "", so each optional key is
-    a not-always-present feature whose dense tensor representation carries its default;
+    a not-always-present feature whose dense tensor representation carries its default. Every
+    feature gets a representation, because TFX projects the schema on those alone;
     schema_as_feature_spec of the result gives raw_feature_spec() back."""
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tensorflow_transform.tf_metadata import schema_utils
@@ -105,14 +106,14 @@ def raw_schema():
     schema = schema_utils.schema_from_feature_spec({k: s for k, s in spec.items() if s.default_value is None})
     representations = schema.tensor_representation_group[""].tensor_representation
     for name, s in sorted(spec.items()):
+        dense = representations[name].dense_tensor
+        dense.column_name = name
+        dense.shape.SetInParent()
         if s.default_value is None:
             continue
         feature = schema.feature.add(name=name, type=schema_pb2.BYTES if s.dtype == tf.string else schema_pb2.INT)
         feature.presence.min_fraction = 0.0
         feature.value_count.min = feature.value_count.max = 1
-        dense = representations[name].dense_tensor
-        dense.column_name = name
-        dense.shape.SetInParent()
         if s.dtype == tf.string:
             dense.default_value.bytes_value = s.default_value.encode()
         else:
