@@ -93,3 +93,8 @@ report-screenshot: install browser
 .PHONY: bench-quality
 bench-quality: install weights
 	$(BIN)/python -m bench.quality
+
+# Training images/s per backbone: the real input pipeline against a bare step on cached tensors, with peak memory.
+.PHONY: bench-train-speed
+bench-train-speed: install
+	$(BIN)/python -m bench.train_speed
