@@ -163,9 +163,9 @@ def test_pretrained_embeddings_tell_real_faces_apart_far_better_than_random(pret
         view_b.append(np.clip(shifted * rng.uniform(0.8, 1.2) + rng.uniform(-0.15, 0.15), -1, 1))
     male = np.array([name[1] == "M" for name, _ in photos])  # AF/AM/CF/CM file-name prefixes
     tf.keras.utils.set_random_seed(0)
-    random = facenet.inception_resnet_v1(SIZE)
+    untrained = facenet.inception_resnet_v1(SIZE)
     real = _realness(pretrained, view_a, np.stack(view_b), male)
-    rand = _realness(random, view_a, np.stack(view_b), male)
+    rand = _realness(untrained, view_a, np.stack(view_b), male)
     print("\nFaceNet realness on", len(photos), "SCUT faces:",
           "\n  pretrained", {k: round(float(v), 3) for k, v in real.items()},
           "\n  random    ", {k: round(float(v), 3) for k, v in rand.items()})
