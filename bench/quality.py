@@ -217,9 +217,15 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
         model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
                             float(data.male[train].mean()))
         backbone_model = finetune.backbone_of(model)
-        if feats is None:  # the frozen backbone's features: the same for both variants
+        if feats is None:  # the frozen backbone's outputs: the same for both variants, computed once
             t1 = time.time()
-            feats = backbone_model.predict(tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32)), verbose=0)
+            images = tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32))
+            if cfg.fine_tune_epochs > 0:  # below the top blocks nothing ever trains
+                frozen, top_backbone, _ = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
+                acts = frozen.predict(images, verbose=0).astype(np.float16)
+                feats = top_backbone.predict(acts.astype(np.float32), batch_size=64, verbose=0)
+            else:
+                feats = backbone_model.predict(images, verbose=0)
             log(f"{backbone}: backbone features {feats.shape} in {time.time() - t1:.0f} s "
                 f"({len(crops) / (time.time() - t1):.1f} photos/s)")
         t1 = time.time()
@@ -235,11 +241,7 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
         if cfg.fine_tune_epochs > 0:
             t1 = time.time()
             trainable = finetune.set_trainable(model, backbone, cfg.fine_tune_blocks, batch_norm=False)
-            frozen, top = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
-            if acts is None:  # below the top blocks nothing trains: computed once per backbone
-                acts = frozen.predict(tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32)),
-                                      verbose=0).astype(np.float16)
-                log(f"{backbone}: frozen-part activations {acts.shape} in {time.time() - t1:.0f} s")
+            _, _, top = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
             h = fit_phase(top, _dataset(acts, data, train, cfg.batch_size, True, False, cast=True),
                           _dataset(acts, data, evl, 64, False, False, cast=True), tcfg,
                           Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, cfg.fine_tune_blocks))

@@ -59,8 +59,9 @@ def head_on_features(model: tf.keras.Model) -> tf.keras.Model:
     return tf.keras.Model(consumers[0].input, model.output, name=f"{model.name}_head")
 
 
-def split_for_fine_tuning(model: tf.keras.Model, backbone_name: str, blocks: int) -> tuple[tf.keras.Model, tf.keras.Model]:
-    """(frozen, top): the backbone below its top `blocks` blocks, and those blocks with the head.
+def split_for_fine_tuning(model: tf.keras.Model, backbone_name: str, blocks: int) -> tuple[tf.keras.Model, tf.keras.Model, tf.keras.Model]:
+    """(frozen, top_backbone, top): the backbone below its top `blocks` blocks, those blocks, and
+    those blocks with the head.
 
     Both share the model's layers. The frozen part runs in inference mode, so its outputs can be
     computed once and `top` fine-tuned on them: each epoch then costs only the top blocks."""
@@ -74,4 +75,4 @@ def split_for_fine_tuning(model: tf.keras.Model, backbone_name: str, blocks: int
     frozen = tf.keras.Model(backbone.input, cut, name=f"{backbone.name}_frozen")
     top_backbone = tf.keras.Model(cut, backbone.output, name=f"{backbone.name}_top")
     head = head_on_features(model)
-    return frozen, tf.keras.Model(top_backbone.input, head(top_backbone.output), name=f"{model.name}_top")
+    return frozen, top_backbone, tf.keras.Model(top_backbone.input, head(top_backbone.output), name=f"{model.name}_top")

@@ -90,11 +90,12 @@ def test_head_on_features_shares_the_heads_layers(model):
 
 
 def test_split_for_fine_tuning_composes_to_the_model_and_shares_its_layers(model):
-    frozen, top = finetune.split_for_fine_tuning(model, "inception_v3", 2)
+    frozen, top_backbone, top = finetune.split_for_fine_tuning(model, "inception_v3", 2)
     x = np.random.default_rng(2).uniform(-1, 1, (2, 75, 75, 3)).astype("float32")
     whole, parts = model(x, training=False), top(frozen(x, training=False), training=False)
     for k in whole:
         np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(top_backbone(frozen(x)).numpy(), finetune.backbone_of(model)(x).numpy(), rtol=1e-4, atol=1e-6)
     assert frozen.layers[-1].name == "mixed8" and top.get_layer("mixed10") is finetune.backbone_of(model).get_layer("mixed10")
     finetune.set_trainable(model, "inception_v3", 2, batch_norm=False)
     assert {v.ref() for v in top.trainable_weights} >= {v.ref() for v in model.trainable_weights}
