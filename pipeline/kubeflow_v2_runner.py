@@ -20,7 +20,11 @@ from deepattraction.pipeline.cluster import BEAM_STEPS, DEFAULT_IMAGE, BeamConfi
 from deepattraction.pipeline.configs import IMAGE_SCHEMA_FILE, PipelineConfig
 
 GOLDEN_SPEC = os.path.join(os.path.dirname(__file__), "golden", "pipeline_spec.json")
-RUNTIME_HPARAMS = ("weights", "task", "head_layers", "learning_rate", "epochs", "batch_size")
+# Settable per KFP run without recompiling; backbone and image size shape the Transform graph,
+# so they are compile-time (`deepattraction compile --backbone --image-size`).
+RUNTIME_HPARAMS = ("weights", "task", "head_layers", "head_width", "dropout", "learning_rate", "epochs", "head_epochs",
+                   "fine_tune_learning_rate", "trainable_blocks", "early_stopping_patience", "starred_only",
+                   "batch_size", "gender_loss_weight")
 KFP_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 __all__ = ["DEFAULT_IMAGE", "ClusterConfig", "BeamConfig", "compile_pipeline", "kfp_config", "submit"]
 

@@ -31,10 +31,12 @@ def dataflow_cli(tmp_path_factory):
     cli_main(["compile", "--output", str(tmp / "spec.json"), "--kfp-package", str(tmp / "pipeline.yaml"),
               "--image", "europe-docker.pkg.dev/p/r/deepattraction:gpu", "--pipeline-root", "gs://b/root",
               "--serving-base", "gs://models/serving", "--gpu-node-label", "cloud.google.com/gke-nodepool=gpu-pool",
-              "--accelerator-count", "2", "--beam-runner", "DataflowRunner",
+              "--accelerator-count", "2", "--beam-runner", "DataflowRunner", "--backbone", "facenet",
+              "--hparam", "head_epochs=3", "--hparam", "starred_only=1", "--hparam", "fine_tune_learning_rate=1e-05",
               "--beam-arg=--project=my-project", "--beam-arg=--region=europe-west4", "--beam-arg=--max_num_workers=8"])
     with open(tmp / "spec.json") as f:
-        return {"spec": json.load(f)["pipelineSpec"], "package": str(tmp / "pipeline.yaml")}
+        doc = json.load(f)
+    return {"spec": doc["pipelineSpec"], "values": doc["runtimeConfig"]["parameterValues"], "package": str(tmp / "pipeline.yaml")}
 
 
 def test_compiled_spec_matches_golden(golden_spec):
@@ -48,6 +50,8 @@ def test_spec_has_runtime_parameters_and_every_component(golden_spec):
     assert spec["schemaVersion"] == "2.1.0"  # the schema KFP 2.x backends read
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert {"users_uri", "swipes_uri", "epochs", "learning_rate", "weights", "task", "head_layers"} <= set(params)
+    # The fine-tuning schedule and the starred subset are set per run, without recompiling.
+    assert {"head_epochs", "fine_tune_learning_rate", "trainable_blocks", "early_stopping_patience", "starred_only"} <= set(params)
     assert params["learning_rate"]["parameterType"] == "NUMBER_DOUBLE" and params["epochs"]["parameterType"] == "NUMBER_INTEGER"
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == STEPS | RESOLVERS
@@ -154,3 +158,11 @@ def test_golden_is_free_of_local_paths():
         text = f.read()
     assert os.path.dirname(os.path.dirname(os.path.abspath(__file__))) not in text
     assert "/opt/deepattraction/pipeline/schema.pbtxt" in text
+
+
+def test_cli_compile_hyperparameters_become_the_runs_defaults(dataflow_cli):
+    """--hparam sets a runtime parameter's default; --backbone shapes the Transform graph itself."""
+    values = dataflow_cli["values"]
+    assert values["head_epochs"] == 3 and values["starred_only"] == 1 and values["fine_tune_learning_rate"] == 1e-05
+    transform = dataflow_cli["spec"]["root"]["dag"]["tasks"]["Transform"]["inputs"]["parameters"]
+    assert json.loads(transform["custom_config"]["runtimeValue"]["constant"])["backbone"] == "facenet"
