@@ -51,7 +51,7 @@ class Labels:
 
 
 def subset(labels: Labels, mask) -> Labels:
-    return Labels(*(None if a is None else a[mask] for a in dataclasses.astuple(labels)))
+    return Labels(*(None if a is None else a[mask] for a in (getattr(labels, f.name) for f in dataclasses.fields(labels))))
 
 
 def swipe_bucket_name(lo: int, hi: int | None) -> str:
