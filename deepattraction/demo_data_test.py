@@ -68,3 +68,19 @@ def test_scut_ratings_become_swipes(tmp_path):
     counted = [s for s in swipes if s["target_id"] == photos[0]["user_id"]]
     assert 3 <= len(counted) <= 62
     assert _pre_update(users, swipes) == s.pre_update_swipes
+
+
+def test_synthetic_photos_give_mtcnn_one_two_or_no_faces(tmp_path):
+    """About half the synthetic photos show exactly one real face (the starred subset), some two,
+    the rest a drawing no detector finds: counted by the Transform's own face detection."""
+    import tensorflow as tf
+
+    from deepattraction.trainer import features
+    from deepattraction.trainer.preprocessing import face_inputs
+
+    demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), num_users=40, bad_rows=False, seed=4))
+    users = _rows(demo_data.data_tables(str(tmp_path))[0])
+    photos = [open(os.path.join(tmp_path, u["photo_uri"]), "rb").read() for u in users]
+    counts = np.bincount(face_inputs(tf.constant(photos), 75, (-1.0, 1.0), features.FACE_CANVAS)[features.FACE_COUNT_XF].numpy(),
+                         minlength=3)
+    assert counts.sum() == 40 and 0.3 <= counts[1] / 40 <= 0.7 and counts[2] > 0 and counts[0] > 0

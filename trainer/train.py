@@ -188,6 +188,14 @@ def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset, eval_ds: tf.dat
     return history
 
 
+def _require_photos(ds: tf.data.Dataset, split: str) -> None:
+    """A filter can leave a split empty; say why instead of Keras' "Empty logs". With the
+    transformed cache on, this pass fills the cache that the first epoch would fill."""
+    if not sum(int(tf.shape(x[features.IMAGE_XF])[0]) for x, _, _ in ds):
+        raise ValueError(f"starred_only=1 left no {split} photos: none has exactly one face that counts "
+                         f"(confidence >= {features.FACE_MIN_CONFIDENCE}, width >= {features.FACE_MIN_FRACTION} of the shorter side)")
+
+
 def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig,
           log_dir: str | None = None, machine: distribute.Machine | None = None) -> tf.keras.Model:
     """Fits the model and returns it. The strategy and float policy follow the machine; eval
@@ -202,6 +210,8 @@ def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, c
         model = build_model(cfg.model, image_size_of(tf_transform_output), priors["ratio_prior"], priors["male_prior"])
         train_ds = make_dataset(train_files, tf_transform_output, cfg, training=True)
         eval_ds = make_dataset(eval_files, tf_transform_output, cfg, training=False)
+        if cfg.starred_only:
+            _require_photos(train_ds, "training"), _require_photos(eval_ds, "eval")
         callbacks = [tf.keras.callbacks.TensorBoard(log_dir, profile_batch=0)] if log_dir else []
         history = fit_phases(model, train_ds, eval_ds, cfg, callbacks)
     recalibrate_batch_norm(model, train_ds, cfg.bn_recalibration_batches)
