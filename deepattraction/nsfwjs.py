@@ -7,12 +7,13 @@ file system) and we write the standard TF.js layout: model.json plus binary shar
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import subprocess
 import tarfile
 import tempfile
+
+from deepattraction.weights import sha256
 
 PACKAGE, VERSION = "nsfwjs", "4.3.0"
 MODEL_DIR = "package/dist/models/inception_v3"  # inside the tarball
@@ -26,13 +27,6 @@ const out = sandbox.module.exports;
 process.stdout.write(typeof out === "string" ? out : JSON.stringify(out));
 """
 
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _run(cmd: list[str], cwd: str | None = None) -> bytes:

@@ -4,6 +4,7 @@ registries only, converted to a Keras weights file the trainer loads (ModelConfi
 Each fetcher takes the output folder and returns the path of the weights file it wrote."""
 from __future__ import annotations
 
+import hashlib
 from typing import Callable
 
 FETCHERS: dict[str, Callable[[str], str]] = {}
@@ -14,6 +15,15 @@ def register(name: str):
         FETCHERS[name] = fn
         return fn
     return deco
+
+
+def sha256(path: str) -> str:
+    """Manifests pin source and output files by content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _load_fetchers() -> None:

@@ -8,7 +8,6 @@ code, layer by layer by name, refusing any unmatched layer or shape.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import tempfile
 
 import h5py
 
-from deepattraction.weights import register
+from deepattraction.weights import register, sha256
 
 # TensorFlow (via trainer.facenet) is imported only when converting: `make test` calls the fetch
 # each time, and the cached answer should cost no TensorFlow start-up.
@@ -31,13 +30,6 @@ SOURCE_SHA256 = "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0a
 OUTPUT_NAME = "facenet_inception_resnet_v1.h5"
 MANIFEST_NAME = "facenet_inception_resnet_v1.json"
 
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download_sdist(dest: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from deepattraction.trainer import features
-from deepattraction.weights import register
+from deepattraction.weights import register, sha256
 
 WEIGHTS_FILE = "inception_v3_nsfwjs.h5"
 MANIFEST_FILE = "inception_v3_nsfwjs.json"
@@ -219,7 +219,7 @@ def _manifest_is_current(manifest_path: str, weights_path: str, pixel_range: tup
         manifest = json.load(f)
     return (manifest.get("source", {}).get("version") == nsfwjs.VERSION
             and manifest.get("input_range") == list(pixel_range)
-            and manifest.get("weights_sha256") == nsfwjs.sha256(weights_path))
+            and manifest.get("weights_sha256") == sha256(weights_path))
 
 
 def _frozen_span(layers: list[dict]) -> str:
@@ -267,7 +267,7 @@ def fetch(out_dir: str, tarball: str | None = None,
         "input_note": "nsfwjs divides pixels by 255; the first conv and its batch norm are rescaled so "
                       "this file takes input_range and computes exactly what nsfwjs computes on [0, 1]",
         "weights_file": WEIGHTS_FILE,
-        "weights_sha256": nsfwjs.sha256(weights_path),
+        "weights_sha256": sha256(weights_path),
     }
     with open(manifest_path, "w") as f:
         json.dump(manifest, f, indent=1)
