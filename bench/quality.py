@@ -12,7 +12,7 @@ lower rate; the layers below the top blocks do not train, so their outputs are a
 computed once (trainer/finetune.split_for_fine_tuning). Faces are cropped by the Transform graph's own function (preprocessing.face_inputs).
 Rows marked * train and test on the starred subset (exactly one face counts).
 
-    python -m bench.quality [--photos 0] [--fine-tune-epochs 20] [--backbones facenet]
+    python -m bench.quality [--photos 0] [--fine-tune-epochs 5] [--backbones facenet]
 
 Prints the table (also written to build/bench/quality/results.md and .json) and ends with
 `quality: facenet pearson <x>, mse/constant <y>, mse/gender-constant <z>, gender accuracy <a>`.
@@ -48,10 +48,10 @@ class BenchConfig:
     min_swipes: int = 3
     max_swipes: int = 60
     seed: int = 0
-    backbones: tuple = ("inception_v3", "facenet")
+    backbones: tuple = ("facenet", "inception_v3")
     inception_size: int = 299
     head_epochs: int = 60
-    fine_tune_epochs: int = 20
+    fine_tune_epochs: int = 5
     fine_tune_blocks: int = 2
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
@@ -60,7 +60,7 @@ class BenchConfig:
     dropout: float = 0.3
     gender_loss_weight: float = 0.1
     batch_size: int = 32
-    patience: int = 5
+    patience: int = 3
 
 
 @dataclasses.dataclass
@@ -104,9 +104,13 @@ def load(cfg: BenchConfig) -> Data:
                 np.array([float(r["mean_score"]) for r in rows]), np.array(likes, np.float64), np.array(swipes, np.float64), fold)
 
 
+def crop_cache_path(data: Data, size: int, backbone: str, cache_dir: str) -> str:
+    return os.path.join(cache_dir, f"crops_{backbone}_{size}_{len(data.ids)}_{hashlib.sha1(''.join(data.ids).encode()).hexdigest()[:8]}.npz")
+
+
 def face_crops(data: Data, size: int, backbone: str, cache_dir: str) -> tuple[np.ndarray, np.ndarray]:
     """Transform's face crop for every photo (cached on disk): (crops float16, face counts)."""
-    path = os.path.join(cache_dir, f"crops_{backbone}_{size}_{len(data.ids)}_{hashlib.sha1(''.join(data.ids).encode()).hexdigest()[:8]}.npz")
+    path = crop_cache_path(data, size, backbone, cache_dir)
     if os.path.exists(path):
         z = np.load(path)
         return z["crops"], z["face_count"]
@@ -199,6 +203,7 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
     weights = fetch(fetch_name, cfg.weights_dir)
     size = cfg.inception_size if backbone == "inception_v3" else features.BACKBONES[backbone].image_size
     crops, face_count = face_crops(data, size, backbone, cfg.out_dir)
+    crops_key = crop_cache_path(data, size, backbone, cfg.out_dir)
     log(f"{backbone}: {len(crops)} face crops at {size} px in {time.time() - t0:.0f} s; starred {np.mean(face_count == 1):.3f}")
     tcfg = TrainConfig(
         model=ModelConfig(backbone=backbone, weights=weights, task="both", head_layers=cfg.head_layers,
@@ -217,6 +222,11 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
         model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
                             float(data.male[train].mean()))
         backbone_model = finetune.backbone_of(model)
+        cache = os.path.join(cfg.out_dir, f"frozen_{backbone}_{size}_{cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else 0}_"
+                             f"{os.path.basename(crops_key)}_{hashlib.sha1(open(weights, 'rb').read()).hexdigest()[:8]}.npz")
+        if feats is None and os.path.exists(cache):
+            z = np.load(cache)
+            feats, acts = z["feats"], (z["acts"] if "acts" in z else None)
         if feats is None:  # the frozen backbone's outputs: the same for both variants, computed once
             t1 = time.time()
             images = tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32))
@@ -228,6 +238,7 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
                 feats = backbone_model.predict(images, verbose=0)
             log(f"{backbone}: backbone features {feats.shape} in {time.time() - t1:.0f} s "
                 f"({len(crops) / (time.time() - t1):.1f} photos/s)")
+            np.savez(cache, feats=feats, **({"acts": acts} if acts is not None else {}))
         t1 = time.time()
         head = finetune.head_on_features(model)
         finetune.set_trainable(model, backbone, 0, batch_norm=False)

@@ -74,5 +74,7 @@ def split_for_fine_tuning(model: tf.keras.Model, backbone_name: str, blocks: int
     cut = backbone.layers[starts[-blocks - 1] - 1].output  # the end of the last frozen block
     frozen = tf.keras.Model(backbone.input, cut, name=f"{backbone.name}_frozen")
     top_backbone = tf.keras.Model(cut, backbone.output, name=f"{backbone.name}_top")
-    head = head_on_features(model)
-    return frozen, top_backbone, tf.keras.Model(top_backbone.input, head(top_backbone.output), name=f"{model.name}_top")
+    outputs = head_on_features(model)(top_backbone.output)
+    # Named as the model's outputs, so losses, metrics and early stopping find them by name.
+    named = {k: tf.keras.layers.Activation("linear", dtype="float32", name=k)(v) for k, v in outputs.items()}
+    return frozen, top_backbone, tf.keras.Model(top_backbone.input, named, name=f"{model.name}_top")

@@ -100,3 +100,4 @@ def test_split_for_fine_tuning_composes_to_the_model_and_shares_its_layers(model
     finetune.set_trainable(model, "inception_v3", 2, batch_norm=False)
     assert {v.ref() for v in top.trainable_weights} >= {v.ref() for v in model.trainable_weights}
     assert not frozen.trainable_weights
+    assert sorted(top.output_names) == sorted(model.output_names) == [features.GENDER_LABEL, features.RATIO_LABEL]
