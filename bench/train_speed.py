@@ -171,7 +171,7 @@ def main(argv=None) -> None:
               f"({r['rss_before_training_mb']:.0f} MB before training)", flush=True)
     worst = min(r["pipeline_over_bare"] for r in results)
     print(f"train-speed: input pipeline / bare step >= {worst:.3f} over {', '.join(a.backbones)} "
-          f"({'not ' if worst < 0.9 else ''}a bottleneck by the 0.9 rule)")
+          f"({'not a bottleneck' if worst >= 0.9 else 'the input pipeline is a bottleneck'} by the 0.9 rule)")
 
 
 if __name__ == "__main__":
