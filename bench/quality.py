@@ -137,12 +137,12 @@ def constant_rows(data: Data, test: np.ndarray, train: np.ndarray) -> list[dict]
     const = metrics.best_constant(data.ratio[train], data.swipes[train])
     gc = metrics.group_constants(data.ratio[train], data.swipes[train], data.male[train])
     majority, _ = metrics.majority(data.male[train])
-    return [score("Baseline: best constant", data, test, np.full(test.sum(), const), np.full(test.sum(), float(majority)), data.male[train], train),
+    return [score("Baseline: best constant", data, test, np.full(test.sum(), const), np.full(test.sum(), float(majority)), train),
             score("Baseline: gender-conditional constant", data, test, np.array([gc[m] for m in data.male[test]]),
-                  np.full(test.sum(), float(majority)), data.male[train], train)]
+                  np.full(test.sum(), float(majority)), train)]
 
 
-def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_prob: np.ndarray, _train_male, train) -> dict:
+def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_prob: np.ndarray, train: np.ndarray) -> dict:
     """Weighted MSE against both constants fitted on the same training photos, and the
     correlations of the predicted ratio with the photo's mean score over all 60 raters."""
     from scipy import stats
@@ -193,7 +193,7 @@ def _dataset(x, data: Data, mask: np.ndarray, batch: int, shuffle: bool, image: 
 def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]:
     import tensorflow as tf
 
-    from deepattraction.trainer import features, finetune
+    from deepattraction.trainer import features, finetune, metrics
     from deepattraction.trainer.model import ModelConfig, build_model
     from deepattraction.trainer.train import Phase, TrainConfig, fit_phase
     from deepattraction.weights import fetch
@@ -217,8 +217,6 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
         use = face_count == 1 if starred else np.ones(len(crops), bool)
         train, evl, test = ((data.fold == f) & use for f in ("train", "eval", "test"))
         tf.keras.utils.set_random_seed(cfg.seed)
-        from deepattraction.trainer import metrics
-
         model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
                             float(data.male[train].mean()))
         backbone_model = finetune.backbone_of(model)
@@ -247,7 +245,7 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
                       Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
         name = WEIGHTS_NAMES[backbone] + ("*" if starred else "")
         p = head.predict(feats[test], verbose=0)
-        rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], None, train))
+        rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], train))
         log(f"{name}: head phase {len(h.epoch)} epochs in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
         if cfg.fine_tune_epochs > 0:
             t1 = time.time()
@@ -257,7 +255,7 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
                           _dataset(acts, data, evl, 64, False, False, cast=True), tcfg,
                           Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, cfg.fine_tune_blocks))
             p = top.predict(acts[test].astype(np.float32), verbose=0)
-            rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], None, train))
+            rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], train))
             log(f"{name}: fine-tuning {len(h.epoch)} epochs of the top {cfg.fine_tune_blocks} blocks ({trainable} layers with "
                 f"weights) in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
     return rows

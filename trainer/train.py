@@ -211,7 +211,8 @@ def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, c
         train_ds = make_dataset(train_files, tf_transform_output, cfg, training=True)
         eval_ds = make_dataset(eval_files, tf_transform_output, cfg, training=False)
         if cfg.starred_only:
-            _require_photos(train_ds, "training"), _require_photos(eval_ds, "eval")
+            _require_photos(train_ds, "training")
+            _require_photos(eval_ds, "eval")
         callbacks = [tf.keras.callbacks.TensorBoard(log_dir, profile_batch=0)] if log_dir else []
         history = fit_phases(model, train_ds, eval_ds, cfg, callbacks)
     recalibrate_batch_norm(model, train_ds, cfg.bn_recalibration_batches)
