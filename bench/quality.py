@@ -6,10 +6,11 @@ A fixed fifth of the photos (by a hash of the file name) is held out as the test
 the rest is the eval set that early stopping watches.
 
 Each backbone runs the trainer's own schedule (trainer/train.py, trainer/finetune.py): the head
-on the frozen backbone (on features computed once, which is the same computation as running
-the frozen backbone every epoch, without augmentation), then the top blocks fine-tuned at a
-lower rate; the layers below the top blocks do not train, so their outputs are also
-computed once (trainer/finetune.split_for_fine_tuning). Faces are cropped by the Transform graph's own function (preprocessing.face_inputs).
+on the frozen backbone, then the top blocks fine-tuned at a lower rate. The layers below the top
+blocks never train and run in inference mode, so their outputs are computed once, of each crop
+and of its mirror image (trainer/finetune.split_for_fine_tuning); each epoch then picks one of
+the two per photo at random, which is the trainer's random_flip. Faces are cropped by the
+Transform graph's own function (preprocessing.face_inputs), with each backbone's margin.
 Rows marked * train and test on the starred subset (exactly one face counts).
 
     python -m bench.quality [--photos 0] [--fine-tune-epochs 5] [--backbones facenet]
@@ -58,6 +59,8 @@ class BenchConfig:
     head_layers: int = 2
     head_width: int = 256
     dropout: float = 0.3
+    facenet_features: str = "pool"
+    flip: int = 1  # the trainer's random mirror (TrainConfig.flip)
     gender_loss_weight: float = 0.1
     batch_size: int = 32
     patience: int = 3
@@ -105,7 +108,11 @@ def load(cfg: BenchConfig) -> Data:
 
 
 def crop_cache_path(data: Data, size: int, backbone: str, cache_dir: str) -> str:
-    return os.path.join(cache_dir, f"crops_{backbone}_{size}_{len(data.ids)}_{hashlib.sha1(''.join(data.ids).encode()).hexdigest()[:8]}.npz")
+    from deepattraction.trainer import features
+
+    margin = features.BACKBONES[backbone].face_margin
+    return os.path.join(cache_dir, f"crops_{backbone}_{size}_m{margin:g}_{len(data.ids)}_"
+                                   f"{hashlib.sha1(''.join(data.ids).encode()).hexdigest()[:8]}.npz")
 
 
 def face_crops(data: Data, size: int, backbone: str, cache_dir: str) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +126,7 @@ def face_crops(data: Data, size: int, backbone: str, cache_dir: str) -> tuple[np
     from deepattraction.trainer import features
     from deepattraction.trainer.preprocessing import face_inputs
 
-    fn = tf.function(lambda b: face_inputs(b, size, features.BACKBONES[backbone].pixel_range, features.FACE_CANVAS))
+    fn = tf.function(lambda b: face_inputs(b, size, features.BACKBONES[backbone], features.FACE_CANVAS))
     crops, counts = [], []
     for i in range(0, len(data.photos), 32):
         out = fn(tf.constant(data.photos[i:i + 32]))
@@ -173,21 +180,55 @@ def _xy(x, data: Data, mask: np.ndarray):
     return x, y, w
 
 
-def _dataset(x, data: Data, mask: np.ndarray, batch: int, shuffle: bool, image: bool, cast: bool = False):
+def _dataset(x, data: Data, mask: np.ndarray, batch: int, shuffle: bool, flipped: np.ndarray | None = None):
+    """float32 batches of (x, labels, weights). With `flipped` (the same rows computed from the
+    mirrored crops) each example takes one of the two at random every epoch: the trainer's
+    random_flip, applied to the frozen outputs."""
     import tensorflow as tf
 
-    from deepattraction.trainer import features
-
     xs, y, w = _xy(x[mask], data, mask)
-    ds = tf.data.Dataset.from_tensor_slices(({features.IMAGE_XF: xs} if image else xs, y, w))
+    ds = tf.data.Dataset.from_tensor_slices((xs if flipped is None else (xs, flipped[mask]), y, w))
     if shuffle:
         ds = ds.shuffle(len(xs), seed=0, reshuffle_each_iteration=True)
-    ds = ds.batch(batch)
-    if image:
-        ds = ds.map(lambda a, b, c: ({k: tf.cast(v, tf.float32) for k, v in a.items()}, b, c))
-    elif cast:
-        ds = ds.map(lambda a, b, c: (tf.cast(a, tf.float32), b, c))
-    return ds.prefetch(2)
+    if flipped is not None:
+        ds = ds.map(lambda pair, b, c: (tf.where(tf.random.uniform(()) < 0.5, pair[1], pair[0]), b, c))
+    return ds.batch(batch).map(lambda a, b, c: (tf.cast(a, tf.float32), b, c)).prefetch(2)
+
+
+def frozen_outputs(cfg: BenchConfig, model, backbone: str, crops: np.ndarray, cache: str, log) -> dict:
+    """What never changes in training, computed once and cached: the inputs of the top blocks
+    ("acts", when fine-tuning) and the backbone's outputs ("feats"), each also of the mirrored
+    crops ("acts_flipped", "feats_flipped") when cfg.flip. Only acts are cached when there are
+    any: the top blocks make feats from them in seconds."""
+    import tensorflow as tf
+
+    from deepattraction.trainer import finetune
+
+    flips = (False, True) if cfg.flip else (False,)
+    names = [f"{'acts' if cfg.fine_tune_epochs > 0 else 'feats'}{'_flipped' if f else ''}" for f in flips]
+    out = {}
+    if os.path.exists(cache):
+        with np.load(cache) as z:
+            out = {k: z[k] for k in names if k in z}
+    if cfg.fine_tune_epochs > 0:
+        frozen, top_backbone, _ = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
+    else:
+        frozen = finetune.backbone_of(model)
+    missing = [(n, f) for n, f in zip(names, flips) if n not in out]
+    for name, flip in missing:
+        t1 = time.time()
+        images = tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32))
+        if flip:
+            images = images.map(tf.image.flip_left_right)
+        out[name] = frozen.predict(images, verbose=0).astype(np.float16 if cfg.fine_tune_epochs > 0 else np.float32)
+        log(f"{backbone}: frozen outputs {name} {out[name].shape} in {time.time() - t1:.0f} s "
+            f"({len(crops) / (time.time() - t1):.1f} photos/s)")
+    if missing:
+        np.savez(cache, **out)
+    if cfg.fine_tune_epochs > 0:
+        for name in list(out):
+            out[name.replace("acts", "feats")] = top_backbone.predict(out[name].astype(np.float32), batch_size=64, verbose=0)
+    return out
 
 
 def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]:
@@ -207,54 +248,42 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
     log(f"{backbone}: {len(crops)} face crops at {size} px in {time.time() - t0:.0f} s; starred {np.mean(face_count == 1):.3f}")
     tcfg = TrainConfig(
         model=ModelConfig(backbone=backbone, weights=weights, task="both", head_layers=cfg.head_layers,
-                          head_width=cfg.head_width, dropout=cfg.dropout),
+                          head_width=cfg.head_width, dropout=cfg.dropout, facenet_features=cfg.facenet_features),
         learning_rate=cfg.learning_rate, head_epochs=cfg.head_epochs, epochs=cfg.fine_tune_epochs,
         fine_tune_learning_rate=cfg.fine_tune_learning_rate, trainable_blocks=cfg.fine_tune_blocks,
-        early_stopping_patience=cfg.patience, gender_loss_weight=cfg.gender_loss_weight, batch_size=cfg.batch_size)
+        early_stopping_patience=cfg.patience, gender_loss_weight=cfg.gender_loss_weight, batch_size=cfg.batch_size,
+        flip=cfg.flip)
     rows = []
-    feats = acts = None
+    frozen = None
     for starred in (False, True):
         use = face_count == 1 if starred else np.ones(len(crops), bool)
         train, evl, test = ((data.fold == f) & use for f in ("train", "eval", "test"))
         tf.keras.utils.set_random_seed(cfg.seed)
         model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
                             float(data.male[train].mean()))
-        backbone_model = finetune.backbone_of(model)
-        cache = os.path.join(cfg.out_dir, f"frozen_{backbone}_{size}_{cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else 0}_"
+        cut = cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else f"0{cfg.facenet_features}"  # what the cache holds
+        cache = os.path.join(cfg.out_dir, f"frozen_{backbone}_{size}_{cut}_"
                              f"{os.path.basename(crops_key)}_{hashlib.sha1(open(weights, 'rb').read()).hexdigest()[:8]}.npz")
-        if feats is None and os.path.exists(cache):
-            z = np.load(cache)
-            feats, acts = z["feats"], (z["acts"] if "acts" in z else None)
-        if feats is None:  # the frozen backbone's outputs: the same for both variants, computed once
-            t1 = time.time()
-            images = tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32))
-            if cfg.fine_tune_epochs > 0:  # below the top blocks nothing ever trains
-                frozen, top_backbone, _ = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
-                acts = frozen.predict(images, verbose=0).astype(np.float16)
-                feats = top_backbone.predict(acts.astype(np.float32), batch_size=64, verbose=0)
-            else:
-                feats = backbone_model.predict(images, verbose=0)
-            log(f"{backbone}: backbone features {feats.shape} in {time.time() - t1:.0f} s "
-                f"({len(crops) / (time.time() - t1):.1f} photos/s)")
-            np.savez(cache, feats=feats, **({"acts": acts} if acts is not None else {}))
+        if frozen is None:  # the same for both variants
+            frozen = frozen_outputs(cfg, model, backbone, crops, cache, log)
         t1 = time.time()
         head = finetune.head_on_features(model)
         finetune.set_trainable(model, backbone, 0, batch_norm=False)
-        h = fit_phase(head, _dataset(feats, data, train, cfg.batch_size, True, False),
-                      _dataset(feats, data, evl, 256, False, False), tcfg,
+        h = fit_phase(head, _dataset(frozen["feats"], data, train, cfg.batch_size, True, frozen.get("feats_flipped")),
+                      _dataset(frozen["feats"], data, evl, 256, False), tcfg,
                       Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
         name = WEIGHTS_NAMES[backbone] + ("*" if starred else "")
-        p = head.predict(feats[test], verbose=0)
+        p = head.predict(frozen["feats"][test], verbose=0)
         rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], train))
         log(f"{name}: head phase {len(h.epoch)} epochs in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
         if cfg.fine_tune_epochs > 0:
             t1 = time.time()
             trainable = finetune.set_trainable(model, backbone, cfg.fine_tune_blocks, batch_norm=False)
             _, _, top = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
-            h = fit_phase(top, _dataset(acts, data, train, cfg.batch_size, True, False, cast=True),
-                          _dataset(acts, data, evl, 64, False, False, cast=True), tcfg,
+            h = fit_phase(top, _dataset(frozen["acts"], data, train, cfg.batch_size, True, frozen.get("acts_flipped")),
+                          _dataset(frozen["acts"], data, evl, 64, False), tcfg,
                           Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, cfg.fine_tune_blocks))
-            p = top.predict(acts[test].astype(np.float32), verbose=0)
+            p = top.predict(frozen["acts"][test].astype(np.float32), verbose=0)
             rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], train))
             log(f"{name}: fine-tuning {len(h.epoch)} epochs of the top {cfg.fine_tune_blocks} blocks ({trainable} layers with "
                 f"weights) in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")

@@ -81,6 +81,6 @@ def test_synthetic_photos_give_mtcnn_one_two_or_no_faces(tmp_path):
     demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), num_users=40, bad_rows=False, seed=4))
     users = _rows(demo_data.data_tables(str(tmp_path))[0])
     photos = [open(os.path.join(tmp_path, u["photo_uri"]), "rb").read() for u in users]
-    counts = np.bincount(face_inputs(tf.constant(photos), 75, (-1.0, 1.0), features.FACE_CANVAS)[features.FACE_COUNT_XF].numpy(),
+    counts = np.bincount(face_inputs(tf.constant(photos), 75, features.BACKBONES["inception_v3"], features.FACE_CANVAS)[features.FACE_COUNT_XF].numpy(),
                          minlength=3)
     assert counts.sum() == 40 and 0.3 <= counts[1] / 40 <= 0.7 and counts[2] > 0 and counts[0] > 0

@@ -24,7 +24,7 @@ GOLDEN_SPEC = os.path.join(os.path.dirname(__file__), "golden", "pipeline_spec.j
 # so they are compile-time (`deepattraction compile --backbone --image-size`).
 RUNTIME_HPARAMS = ("weights", "task", "head_layers", "head_width", "dropout", "learning_rate", "epochs", "head_epochs",
                    "fine_tune_learning_rate", "trainable_blocks", "early_stopping_patience", "starred_only",
-                   "batch_size", "gender_loss_weight")
+                   "batch_size", "gender_loss_weight", "facenet_features", "flip")
 KFP_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 __all__ = ["DEFAULT_IMAGE", "ClusterConfig", "BeamConfig", "compile_pipeline", "kfp_config", "submit"]
 

@@ -17,6 +17,7 @@ MIN_IMAGE_SIZE = 75
 BN_MOMENTUM = 0.995  # the original's (TF-slim) batch-norm settings
 BN_EPSILON = 0.001
 MODEL_NAME = "inception_resnet_v1"
+POOL_LAYER = "AvgPool"  # the 1792-d global average pool under the embedding
 
 
 @tf.keras.utils.register_keras_serializable(package="deepattraction")
@@ -110,7 +111,7 @@ def inception_resnet_v1(image_size: int = 160, dropout: float = 0.2) -> tf.keras
         x = _block8(x, f"Block8_{i}")
     x = _block8(x, "Block8_6", scale=1.0, activation=False)
 
-    x = tf.keras.layers.GlobalAveragePooling2D(name="AvgPool")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
     x = tf.keras.layers.Dropout(dropout, name="Dropout")(x)
     x = tf.keras.layers.Dense(EMBEDDING_SIZE, use_bias=False, name="Bottleneck")(x)
     x = tf.keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=False,

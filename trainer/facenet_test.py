@@ -21,7 +21,20 @@ SIZE = features.BACKBONES["facenet"].image_size
 
 @pytest.fixture(scope="module")
 def pretrained(facenet_weights):
-    return build_backbone(ModelConfig(backbone="facenet", weights=facenet_weights), SIZE)
+    """The whole network, up to its 128-d embedding."""
+    return build_backbone(ModelConfig(backbone="facenet", weights=facenet_weights, facenet_features="embedding"), SIZE)
+
+
+def test_the_default_head_input_is_the_pool_under_the_embedding_with_the_same_weights(facenet_weights, pretrained):
+    pool = build_backbone(ModelConfig(backbone="facenet", weights=facenet_weights), SIZE)
+    assert pool.output_shape == (None, 1792) and pretrained.output_shape == (None, facenet.EMBEDDING_SIZE)
+    assert pool.name == pretrained.name == facenet.MODEL_NAME  # the fine-tuning schedule finds it by name
+    assert "Bottleneck" not in [layer.name for layer in pool.layers]
+    x = np.random.default_rng(1).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype("float32")
+    below = tf.keras.Model(pretrained.input, pretrained.get_layer(facenet.POOL_LAYER).output)
+    np.testing.assert_allclose(pool(x, training=False).numpy(), below(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="facenet_features"):
+        ModelConfig(backbone="facenet", facenet_features="logits")
 
 
 def test_architecture_is_the_published_network():
@@ -108,11 +121,11 @@ def test_full_model_on_the_pretrained_backbone_trains(facenet_weights):
     x = np.random.default_rng(0).uniform(-1, 1, (4, SIZE, SIZE, 3)).astype("float32")
     y = {features.RATIO_LABEL: np.array([[0.2], [0.7], [0.4], [0.9]], "float32"),
          features.GENDER_LABEL: np.array([[0.0], [1.0], [1.0], [0.0]], "float32")}
-    bottleneck = model.get_layer(facenet.MODEL_NAME).get_layer("Bottleneck").kernel
-    before = bottleneck.numpy().copy()
+    top_conv = model.get_layer(facenet.MODEL_NAME).get_layer("Block8_6_Conv2d_1x1").kernel  # the last conv under the pool
+    before = top_conv.numpy().copy()
     history = model.fit(x, y, epochs=1, batch_size=2, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    assert not np.allclose(before, bottleneck.numpy())
+    assert not np.allclose(before, top_conv.numpy())
 
 
 def _embed(model: tf.keras.Model, images: np.ndarray) -> np.ndarray:
@@ -148,7 +161,7 @@ def test_pretrained_embeddings_tell_real_faces_apart_far_better_than_random(pret
     photos = face_parity.scut_photos(SCUT_DIR, 24, seed=7)
     margin = 20
     crops = preprocessing.face_inputs(tf.constant([b for _, b in photos]), SIZE + margin,
-                                      features.BACKBONES["facenet"].pixel_range, features.FACE_CANVAS)
+                                      features.BACKBONES["facenet"], features.FACE_CANVAS)
     single = features.is_starred(crops[features.FACE_COUNT_XF]).numpy()  # the others are letterboxed photos
     assert single.sum() >= 20, f"MTCNN found exactly one face on only {single.sum()} of {len(photos)} SCUT photos"
     photos = [p for p, keep in zip(photos, single) if keep]

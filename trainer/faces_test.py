@@ -90,7 +90,7 @@ def test_awkward_photos_give_a_face_count_not_a_crash():
         _encode(rgb.resize((8, 6)), "PNG"), _encode(huge, "JPEG"),
         _encode(Image.fromarray(np.zeros((5, 500, 3), np.uint8)), "PNG"),
     ]
-    out = preprocessing.face_inputs(tf.constant(photos), 75, (-1.0, 1.0), 384)
+    out = preprocessing.face_inputs(tf.constant(photos), 75, features.BACKBONES["inception_v3"], 384)
     assert out[features.FACE_COUNT_XF].numpy().tolist() == [0] * len(photos)
     assert out[features.IMAGE_XF].shape == (len(photos), 75, 75, 3)
     assert np.isfinite(out[features.IMAGE_XF].numpy()).all()

@@ -34,9 +34,9 @@ class PreprocessConfig:
         return self.image_size or features.BACKBONES[self.backbone].image_size
 
 
-def face_inputs(image_bytes: tf.Tensor, size: int, pixel_range: tuple[float, float], canvas: int) -> dict:
-    """Detects faces and makes the backbone input: a crop of the face with a margin when exactly
-    one face counts, else the whole photo letterboxed, so unstarred photos still train."""
+def face_inputs(image_bytes: tf.Tensor, size: int, backbone: features.Backbone, canvas: int) -> dict:
+    """Detects faces and makes the backbone input: a crop of the face with the backbone's margin
+    when exactly one face counts, else the whole photo letterboxed, so unstarred photos still train."""
     canvases, hws, factors, d = faces.detect_photos(image_bytes, faces.DetectorConfig(canvas=canvas))
     h, w = hws[:, 0], hws[:, 1]
     boxes = d["boxes"]
@@ -46,7 +46,7 @@ def face_inputs(image_bytes: tf.Tensor, size: int, pixel_range: tuple[float, flo
     box = tf.gather(boxes, first, batch_dims=1)
     has_face = face_count > 0
     x1, y1, x2, y2 = tf.unstack(box, axis=1)
-    side = tf.maximum(x2 - x1, y2 - y1) * (1 + 2 * features.FACE_MARGIN)
+    side = tf.maximum(x2 - x1, y2 - y1) * (1 + 2 * backbone.face_margin)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     full_side, fcx, fcy = tf.maximum(h, w), w / 2, h / 2
     single = features.is_starred(face_count)
@@ -55,7 +55,7 @@ def face_inputs(image_bytes: tf.Tensor, size: int, pixel_range: tuple[float, flo
     # Mid-grey beyond the canvas too, so every letterbox band and off-photo margin looks the same.
     crops = tf.image.crop_and_resize(canvases, region, tf.range(tf.shape(canvases)[0]), [size, size],
                                      extrapolation_value=127.5)
-    lo, hi = pixel_range
+    lo, hi = backbone.pixel_range
     zero = tf.zeros_like(box)
     inv = (1.0 / factors)[:, None]
     marks = tf.gather(d["landmarks"], first, batch_dims=1)
@@ -71,7 +71,7 @@ def face_inputs(image_bytes: tf.Tensor, size: int, pixel_range: tuple[float, flo
 def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
     """The served model feeds only the photo: the Transform layer prunes the label outputs."""
     cfg = PreprocessConfig.from_dict(custom_config)
-    out = face_inputs(inputs[features.IMAGE_KEY], cfg.size, features.BACKBONES[cfg.backbone].pixel_range, cfg.face_canvas)
+    out = face_inputs(inputs[features.IMAGE_KEY], cfg.size, features.BACKBONES[cfg.backbone], cfg.face_canvas)
     swipes = tf.cast(inputs[features.SWIPE_COUNT_KEY], tf.float32)
     out[features.RATIO_XF] = tf.cast(inputs[features.LIKE_RATIO_KEY], tf.float32)
     # Swipe-count weights normalised by the training mean, so a weight of 1 is a typical photo.

@@ -1,4 +1,6 @@
 """Transform graph shapes and ranges, run through real tf.Transform on Beam."""
+import dataclasses
+import os
 import tempfile
 
 import numpy as np
@@ -8,11 +10,13 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
+from conftest import SCUT_DIR
+from deepattraction import face_parity
 from deepattraction.trainer import features, preprocessing
 
 
 def test_photos_without_a_face_are_letterboxed_whole(jpeg_bytes, png_bytes):
-    out = preprocessing.face_inputs(tf.constant([jpeg_bytes, png_bytes]), 80, (-1.0, 1.0), 384)
+    out = preprocessing.face_inputs(tf.constant([jpeg_bytes, png_bytes]), 80, features.BACKBONES["inception_v3"], 384)
     img = out[features.IMAGE_XF].numpy()
     assert img.shape == (2, 80, 80, 3) and img.min() >= -1.0 and img.max() <= 1.0
     assert out[features.FACE_COUNT_XF].numpy().tolist() == [0, 0]
@@ -23,9 +27,25 @@ def test_photos_without_a_face_are_letterboxed_whole(jpeg_bytes, png_bytes):
     assert np.allclose(img[1, :, 0], 0.0) and np.allclose(img[1, :, -1], 0.0)
 
 
+def test_the_crop_shows_the_backbones_margin_around_the_face():
+    """The same SCUT face cropped with margins 0.1 and 0.3: the tight crop is the wide one's
+    centre (1 + 2 * 0.1) / (1 + 2 * 0.3) of it, resized."""
+    assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR}"
+    photo = tf.constant([face_parity.scut_photos(SCUT_DIR, 1, seed=3)[0][1]])
+    tight, wide = (dataclasses.replace(features.BACKBONES["facenet"], face_margin=m) for m in (0.1, 0.3))
+    a, b = (preprocessing.face_inputs(photo, 96, bb, 384) for bb in (tight, wide))
+    assert a[features.FACE_COUNT_XF].numpy().tolist() == [1]
+    np.testing.assert_array_equal(a[features.FACE_BOX_XF].numpy(), b[features.FACE_BOX_XF].numpy())
+    f = (1 + 2 * 0.1) / (1 + 2 * 0.3)
+    centre = tf.image.crop_and_resize(b[features.IMAGE_XF], [[(1 - f) / 2, (1 - f) / 2, (1 + f) / 2, (1 + f) / 2]], [0], [96, 96])
+    assert np.abs(centre.numpy() - a[features.IMAGE_XF].numpy()).mean() < 0.03
+    assert np.abs(b[features.IMAGE_XF].numpy() - a[features.IMAGE_XF].numpy()).mean() > 0.1
+    assert features.BACKBONES["facenet"].face_margin < features.BACKBONES["inception_v3"].face_margin
+
+
 def test_undecodable_image_raises():
     with pytest.raises(tf.errors.InvalidArgumentError):
-        preprocessing.face_inputs(tf.constant([b"not an image"]), 75, (0.0, 1.0), 384)
+        preprocessing.face_inputs(tf.constant([b"not an image"]), 75, features.BACKBONES["inception_v3"], 384)
 
 
 def test_config_validates_backbone_and_size():

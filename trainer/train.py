@@ -43,6 +43,7 @@ class TrainConfig:
     bn_recalibration_batches: int = 20
     starred_only: int = 0  # 1: train on photos where exactly one face counts (features.is_starred)
     cache_transformed: int = 1  # 1: run the Transform graph (face detection) once, not every epoch
+    flip: int = 1  # 1: mirror each training photo with probability 1/2 (a mirror changes neither label)
     seed: int = 0
 
     @classmethod
@@ -109,7 +110,16 @@ def make_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput, cfg: 
         ds = ds.cache()
     if training:
         ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+        if cfg.flip:
+            ds = ds.map(random_flip, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(cfg.batch_size).map(to_xy).prefetch(tf.data.AUTOTUNE)
+
+
+def random_flip(xf: dict) -> dict:
+    """The training augmentation: one transformed example's image mirrored left-right with
+    probability 1/2, after the cache, so each epoch draws anew."""
+    image = xf[features.IMAGE_XF]
+    return {**xf, features.IMAGE_XF: tf.where(tf.random.uniform(()) < 0.5, tf.image.flip_left_right(image), image)}
 
 
 def image_size_of(tf_transform_output: tft.TFTransformOutput) -> int:
