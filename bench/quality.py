@@ -237,7 +237,7 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
     from deepattraction.trainer import features, finetune, metrics
     from deepattraction.trainer.model import ModelConfig, build_model
     from deepattraction.trainer.train import Phase, TrainConfig, fit_phase
-    from deepattraction.weights import fetch
+    from deepattraction.weights import fetch, sha256
 
     t0 = time.time()
     fetch_name, _ = WEIGHTS_FILES[backbone]
@@ -261,10 +261,9 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
         tf.keras.utils.set_random_seed(cfg.seed)
         model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
                             float(data.male[train].mean()))
-        cut = cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else f"0{cfg.facenet_features}"  # what the cache holds
-        cache = os.path.join(cfg.out_dir, f"frozen_{backbone}_{size}_{cut}_"
-                             f"{os.path.basename(crops_key)}_{hashlib.sha1(open(weights, 'rb').read()).hexdigest()[:8]}.npz")
         if frozen is None:  # the same for both variants
+            cut = cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else f"0{cfg.facenet_features}"  # what the cache holds
+            cache = os.path.join(cfg.out_dir, f"frozen_{backbone}_{size}_{cut}_{os.path.basename(crops_key)}_{sha256(weights)[:8]}.npz")
             frozen = frozen_outputs(cfg, model, backbone, crops, cache, log)
         t1 = time.time()
         head = finetune.head_on_features(model)
