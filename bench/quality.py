@@ -2,8 +2,10 @@
 
 Ratings stand in for swipes as the data's README says: a rating of 4 or 5 is a like, and each
 photo keeps a random subset of its 60 raters (3 to 60), so swipe counts and label noise vary.
-A fixed fifth of the photos (by a hash of the file name) is held out as the test set; a tenth of
-the rest is the eval set that early stopping watches.
+Photos fall into five folds by a hash of the file name. With --folds 5 (the default) each fold
+is the test set once (5-fold cross-validation) and the table gives each figure's mean over the
+folds, with the standard deviation of the correlations; --folds 1 tests on fold 0 alone, a fixed
+held-out fifth. A fixed tenth of the other photos is the eval set that early stopping watches.
 
 Each backbone runs the trainer's own schedule (trainer/train.py, trainer/finetune.py): the head
 on the frozen backbone, then the top blocks fine-tuned at a lower rate. The layers below the top
@@ -13,7 +15,7 @@ the two per photo at random, which is the trainer's random_flip. Faces are cropp
 Transform graph's own function (preprocessing.face_inputs), with each backbone's margin.
 Rows marked * train and test on the starred subset (exactly one face counts).
 
-    python -m bench.quality [--photos 0] [--fine-tune-epochs 5] [--backbones facenet]
+    python -m bench.quality [--folds 5] [--photos 0] [--fine-tune-epochs 5] [--backbones facenet]
 
 Prints the table (also written to build/bench/quality/results.md and .json) and ends with
 `quality: facenet pearson <x>, mse/constant <y>, mse/gender-constant <z>, gender accuracy <a>`.
@@ -37,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
 LIKE_SCORE = 4  # README: ratings of 4 or 5 are about 25% of all; the like ratio then tracks the mean best
 WEIGHTS_FILES = {"inception_v3": ("inception", "inception_v3_nsfwjs.h5"), "facenet": ("facenet", "facenet_inception_resnet_v1.h5")}
+FOLDS = 5
 WEIGHTS_NAMES = {"inception_v3": "Inception v3 (nsfwjs: ImageNet lower layers)", "facenet": "FaceNet (MS-Celeb)"}
 
 
@@ -46,6 +49,7 @@ class BenchConfig:
     out_dir: str = os.path.join(ROOT, "build", "bench", "quality")
     weights_dir: str = os.path.join(ROOT, "build", "weights")
     photos: int = 0  # 0: all 3,300
+    folds: int = FOLDS  # how many of the FOLDS folds are test sets in turn: FOLDS is cross-validation, 1 a fixed fifth
     min_swipes: int = 3
     max_swipes: int = 60
     seed: int = 0
@@ -65,6 +69,10 @@ class BenchConfig:
     batch_size: int = 32
     patience: int = 3
 
+    def __post_init__(self):
+        if not 1 <= self.folds <= FOLDS:
+            raise ValueError(f"folds must be 1 to {FOLDS}, got {self.folds}")
+
 
 @dataclasses.dataclass
 class Data:
@@ -75,7 +83,8 @@ class Data:
     mean_score: np.ndarray
     likes: np.ndarray
     swipes: np.ndarray
-    fold: np.ndarray  # "train", "eval" or "test"
+    fold: np.ndarray  # 0 to FOLDS - 1: the fold whose test set holds the photo
+    eval_pool: np.ndarray  # True: an eval photo whenever it is not a test photo
 
     @property
     def ratio(self) -> np.ndarray:
@@ -84,6 +93,18 @@ class Data:
 
 def _bucket(name: str, salt: str) -> int:
     return int(hashlib.sha1(f"{salt}:{name}".encode()).hexdigest(), 16) % 100
+
+
+def fold_of(name: str) -> int:
+    """The photo's fold. Fold 0 is the fixed fifth that earlier runs held out."""
+    return _bucket(name, "test") * FOLDS // 100
+
+
+def split(data: Data, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, eval, test) masks with `fold` as the test set; they partition the photos."""
+    test = data.fold == fold
+    evl = ~test & data.eval_pool
+    return ~test & ~evl, evl, test
 
 
 def load(cfg: BenchConfig) -> Data:
@@ -102,9 +123,9 @@ def load(cfg: BenchConfig) -> Data:
         with open(os.path.join(cfg.scut_dir, "images", row["filename"]), "rb") as f:
             photos.append(f.read())
     ids = [os.path.splitext(r["filename"])[0] for r in rows]
-    fold = np.array(["test" if _bucket(i, "test") < 20 else "eval" if _bucket(i, "eval") < 10 else "train" for i in ids])
     return Data(ids, photos, np.array([r["group"].endswith("M") for r in rows], np.int64), np.array([r["group"] for r in rows]),
-                np.array([float(r["mean_score"]) for r in rows]), np.array(likes, np.float64), np.array(swipes, np.float64), fold)
+                np.array([float(r["mean_score"]) for r in rows]), np.array(likes, np.float64), np.array(swipes, np.float64),
+                np.array([fold_of(i) for i in ids]), np.array([_bucket(i, "eval") < 10 for i in ids]))
 
 
 def crop_cache_path(data: Data, size: int, backbone: str, cache_dir: str) -> str:
@@ -138,18 +159,19 @@ def face_crops(data: Data, size: int, backbone: str, cache_dir: str) -> tuple[np
     return crops, counts
 
 
-def constant_rows(data: Data, test: np.ndarray, train: np.ndarray) -> list[dict]:
+def constant_rows(data: Data, test: np.ndarray, train: np.ndarray, fold: int) -> list[dict]:
     from deepattraction.trainer import metrics
 
     const = metrics.best_constant(data.ratio[train], data.swipes[train])
     gc = metrics.group_constants(data.ratio[train], data.swipes[train], data.male[train])
     majority, _ = metrics.majority(data.male[train])
-    return [score("Baseline: best constant", data, test, np.full(test.sum(), const), np.full(test.sum(), float(majority)), train),
+    return [score("Baseline: best constant", data, test, np.full(test.sum(), const), np.full(test.sum(), float(majority)), train, fold),
             score("Baseline: gender-conditional constant", data, test, np.array([gc[m] for m in data.male[test]]),
-                  np.full(test.sum(), float(majority)), train)]
+                  np.full(test.sum(), float(majority)), train, fold)]
 
 
-def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_prob: np.ndarray, train: np.ndarray) -> dict:
+def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_prob: np.ndarray, train: np.ndarray,
+          fold: int) -> dict:
     """Weighted MSE against both constants fitted on the same training photos, and the
     correlations of the predicted ratio with the photo's mean score over all 60 raters."""
     from scipy import stats
@@ -163,7 +185,7 @@ def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_
     c_mse = metrics.weighted_mse(y, np.full_like(y, const), w)
     g_mse = metrics.weighted_mse(y, np.array([gc[m] for m in data.male[test]]), w)
     constant_pred = np.ptp(ratio_pred) == 0
-    return {"model": name, "photos": int(test.sum()), "weighted_mse": mse, "mse_over_constant": mse / c_mse,
+    return {"model": name, "fold": fold, "photos": int(test.sum()), "weighted_mse": mse, "mse_over_constant": mse / c_mse,
             "mse_over_gender_constant": mse / g_mse,
             "pearson": None if constant_pred else float(stats.pearsonr(ratio_pred, data.mean_score[test])[0]),
             "spearman": None if constant_pred else float(stats.spearmanr(ratio_pred, data.mean_score[test])[0]),
@@ -255,37 +277,40 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
         flip=cfg.flip)
     rows = []
     frozen = None
-    for starred in (False, True):
-        use = face_count == 1 if starred else np.ones(len(crops), bool)
-        train, evl, test = ((data.fold == f) & use for f in ("train", "eval", "test"))
-        tf.keras.utils.set_random_seed(cfg.seed)
-        model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
-                            float(data.male[train].mean()))
-        if frozen is None:  # the same for both variants
-            cut = cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else f"0{cfg.facenet_features}"  # what the cache holds
-            cache = os.path.join(cfg.out_dir, f"frozen_{backbone}_{size}_{cut}_{os.path.basename(crops_key)}_{sha256(weights)[:8]}.npz")
-            frozen = frozen_outputs(cfg, model, backbone, crops, cache, log)
-        t1 = time.time()
-        head = finetune.head_on_features(model)
-        finetune.set_trainable(model, backbone, 0, batch_norm=False)
-        h = fit_phase(head, _dataset(frozen["feats"], data, train, cfg.batch_size, True, frozen.get("feats_flipped")),
-                      _dataset(frozen["feats"], data, evl, 256, False), tcfg,
-                      Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
-        name = WEIGHTS_NAMES[backbone] + ("*" if starred else "")
-        p = head.predict(frozen["feats"][test], verbose=0)
-        rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], train))
-        log(f"{name}: head phase {len(h.epoch)} epochs in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
-        if cfg.fine_tune_epochs > 0:
+    for fold in range(cfg.folds):
+        for starred in (False, True):
+            use = face_count == 1 if starred else np.ones(len(crops), bool)
+            train, evl, test = (m & use for m in split(data, fold))
+            tf.keras.utils.set_random_seed(cfg.seed)
+            model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
+                                float(data.male[train].mean()))
+            if frozen is None:  # the same for every fold and variant
+                cut = cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else f"0{cfg.facenet_features}"  # what the cache holds
+                cache = os.path.join(cfg.out_dir, f"frozen_{backbone}_{size}_{cut}_{os.path.basename(crops_key)}_{sha256(weights)[:8]}.npz")
+                frozen = frozen_outputs(cfg, model, backbone, crops, cache, log)
             t1 = time.time()
-            trainable = finetune.set_trainable(model, backbone, cfg.fine_tune_blocks, batch_norm=False)
-            _, _, top = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
-            h = fit_phase(top, _dataset(frozen["acts"], data, train, cfg.batch_size, True, frozen.get("acts_flipped")),
-                          _dataset(frozen["acts"], data, evl, 64, False), tcfg,
-                          Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, cfg.fine_tune_blocks))
-            p = top.predict(frozen["acts"][test].astype(np.float32), verbose=0)
-            rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0], train))
-            log(f"{name}: fine-tuning {len(h.epoch)} epochs of the top {cfg.fine_tune_blocks} blocks ({trainable} layers with "
-                f"weights) in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
+            head = finetune.head_on_features(model)
+            finetune.set_trainable(model, backbone, 0, batch_norm=False)
+            h = fit_phase(head, _dataset(frozen["feats"], data, train, cfg.batch_size, True, frozen.get("feats_flipped")),
+                          _dataset(frozen["feats"], data, evl, 256, False), tcfg,
+                          Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
+            name = WEIGHTS_NAMES[backbone] + ("*" if starred else "")
+            p = head.predict(frozen["feats"][test], verbose=0)
+            rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0],
+                              train, fold))
+            log(f"{name}: fold {fold}: head phase {len(h.epoch)} epochs in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
+            if cfg.fine_tune_epochs > 0:
+                t1 = time.time()
+                trainable = finetune.set_trainable(model, backbone, cfg.fine_tune_blocks, batch_norm=False)
+                _, _, top = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
+                h = fit_phase(top, _dataset(frozen["acts"], data, train, cfg.batch_size, True, frozen.get("acts_flipped")),
+                              _dataset(frozen["acts"], data, evl, 64, False), tcfg,
+                              Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, cfg.fine_tune_blocks))
+                p = top.predict(frozen["acts"][test].astype(np.float32), verbose=0)
+                rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0],
+                                  train, fold))
+                log(f"{name}: fold {fold}: fine-tuning {len(h.epoch)} epochs of the top {cfg.fine_tune_blocks} blocks "
+                    f"({trainable} layers with weights) in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
     return rows
 
 
@@ -293,10 +318,33 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def table(rows: list[dict]) -> str:
-    cols = ["model", "photos", "weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson", "spearman", "gender_accuracy"]
+FIGURES = ("weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson", "spearman", "gender_accuracy")
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per model, in first-seen order: each figure's mean over the folds it was tested
+    on, the photos tested in all, and the correlations' standard deviation across folds."""
+    by_model: dict = {}
+    for r in rows:
+        by_model.setdefault(r["model"], []).append(r)
+    out = []
+    for name, rs in by_model.items():
+        s = {"model": name, "folds": len(rs), "photos": sum(r["photos"] for r in rs)}
+        for c in FIGURES:
+            v = [r[c] for r in rs if r[c] is not None]
+            s[c] = float(np.mean(v)) if v else None
+        for c in ("pearson", "spearman"):
+            v = [r[c] for r in rs if r[c] is not None]
+            s[f"{c}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else None
+        out.append(s)
+    return out
+
+
+def table(summary: list[dict]) -> str:
+    cols = ["model", "folds", "photos", "weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson", "pearson_sd",
+            "spearman", "spearman_sd", "gender_accuracy"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in summary]
     return "\n".join(lines)
 
 
@@ -316,25 +364,30 @@ def main(argv=None) -> None:
         print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
 
     data = load(cfg)
-    test_all, train_all = data.fold == "test", data.fold == "train"
     log(f"SCUT: {len(data.ids)} photos, {int(data.swipes.sum())} swipes ({data.swipes.min():.0f}-{data.swipes.max():.0f} per photo), "
-        f"like = score >= {LIKE_SCORE}; folds {dict(zip(*np.unique(data.fold, return_counts=True)))}")
-    rows = constant_rows(data, test_all, train_all)
+        f"like = score >= {LIKE_SCORE}; photos per fold {np.bincount(data.fold, minlength=FOLDS).tolist()}, "
+        f"{cfg.folds} of them tested")
     from scipy import stats
 
-    ceiling = float(stats.pearsonr(data.ratio[test_all], data.mean_score[test_all])[0])
-    log(f"label ceiling: Pearson of the observed like ratio with the mean score on the test photos = {ceiling:.4f}")
+    rows, ceilings = [], []
+    for fold in range(cfg.folds):
+        train, _, test = split(data, fold)
+        rows += constant_rows(data, test, train, fold)
+        ceilings.append(float(stats.pearsonr(data.ratio[test], data.mean_score[test])[0]))
+    log(f"label ceiling: Pearson of the observed like ratio with the mean score on the test photos = "
+        f"{np.mean(ceilings):.4f} (per fold {', '.join(f'{c:.4f}' for c in ceilings)})")
     for b in cfg.backbones:
         rows += run_backbone(cfg, data, b, log)
-    text = table(rows)
+    summary = summarize(rows)
+    text = table(summary)
     print(text)
     with open(os.path.join(cfg.out_dir, "results.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
-        json.dump({"config": dataclasses.asdict(cfg), "label_ceiling_pearson": ceiling, "rows": rows,
+        json.dump({"config": dataclasses.asdict(cfg), "label_ceiling_pearson": ceilings, "summary": summary, "rows": rows,
                    "seconds": time.time() - t0}, f, indent=1)
     log(f"done in {time.time() - t0:.0f} s")
-    fn = [r for r in rows if r["model"].startswith(WEIGHTS_NAMES["facenet"] + ",")]
+    fn = [r for r in summary if r["model"].startswith(WEIGHTS_NAMES["facenet"] + ",")]
     if fn:
         best = fn[-1]
         print(f"quality: facenet pearson {_fmt(best['pearson'])}, mse/constant {best['mse_over_constant']:.4f}, "
