@@ -90,25 +90,36 @@ def source_gender_labels(labels: Labels) -> dict:
 
 
 def evaluate_slices(labels: Labels, base: dict, ratio_pred=None, male_prob=None, face_count=None) -> dict:
-    """evaluate() on each slice that has photos; slice -> the same keys as the whole split."""
+    """evaluate() on each slice that has photos; slice -> the same keys as the whole split. A
+    source_gender slice is scored against that swiper gender's own baselines."""
     def pick(a, mask):
         return None if a is None else np.asarray(a)[mask]
 
     slices = {name: (mask, subset(labels, mask)) for name, mask in slice_masks(labels, face_count).items()}
     slices.update(source_gender_labels(labels))
-    return {name: evaluate(sub, base, pick(ratio_pred, mask), pick(male_prob, mask))
+    own = base.get("source_gender", {})
+    return {name: evaluate(sub, {**base, **own.get(name, {})}, pick(ratio_pred, mask), pick(male_prob, mask))
             for name, (mask, sub) in slices.items() if mask.any()}
 
 
+def _ratio_baselines(labels: Labels) -> dict:
+    return {"constant": metrics.best_constant(labels.like_ratio, labels.swipe_count),
+            "gender_constants": {int(k): v for k, v in metrics.group_constants(labels.like_ratio, labels.swipe_count, labels.male).items()}}
+
+
 def baselines(train: Labels) -> dict:
-    """Every baseline comes from the training split, never from the data it is scored on."""
+    """Every baseline comes from the training split, never from the data it is scored on.
+
+    "source_gender": per swiper gender, the same like-ratio baselines fitted on that gender's own
+    swipes. Its gender constants are the study's table of mean like ratio by source and target
+    gender; women and men judge differently, so the all-swiper constants are no fair baseline
+    for one gender's like ratio."""
     majority_class, _ = metrics.majority(train.male)
-    return {
-        "constant": metrics.best_constant(train.like_ratio, train.swipe_count),
-        "gender_constants": {int(k): v for k, v in metrics.group_constants(train.like_ratio, train.swipe_count, train.male).items()},
-        "majority_male": majority_class,
-        "male_share": float(np.mean(train.male)),
-    }
+    base = {**_ratio_baselines(train), "majority_male": majority_class, "male_share": float(np.mean(train.male))}
+    own = {name: _ratio_baselines(sub) for name, (mask, sub) in source_gender_labels(train).items() if mask.any()}
+    if own:
+        base["source_gender"] = own
+    return base
 
 
 def _errors(prefix: str, y, pred, w) -> dict:

@@ -127,16 +127,27 @@ def test_degenerate_slices_give_none_and_valid_json():
     json.dumps({"all": m, "slices": slices}, allow_nan=False)
 
 
-def test_source_gender_slices_use_each_swiper_gender_s_own_ratio_and_weights():
+def test_source_gender_slices_use_each_swiper_gender_s_own_ratio_weights_and_baselines():
     labels = _rich_labels()
     base = baselines(labels)
     slices = evaluate_slices(labels, base, PRED, MALE_PROB)
     for name, counts in (("source_gender=female", FROM_FEMALE), ("source_gender=male", FROM_MALE)):
         seen = counts[:, 1] > 0
-        y, w = counts[seen, 0] / counts[seen, 1], counts[seen, 1]
-        ref = _reference(y, PRED[seen], w, labels.male[seen], MALE_PROB[seen], base)
+        y, w, male = counts[seen, 0] / counts[seen, 1], counts[seen, 1], labels.male[seen]
+        own = base["source_gender"][name]
+        # That gender's swipe-weighted like ratio, overall and by target gender: the study's table.
+        assert own["constant"] == pytest.approx(counts[seen, 0].sum() / w.sum())
+        assert own["gender_constants"] == {m: pytest.approx(counts[seen][male == m, 0].sum() / w[male == m].sum()) for m in (0, 1)}
+        assert own["constant"] != pytest.approx(base["constant"])
+        ref = _reference(y, PRED[seen], w, male, MALE_PROB[seen], {**base, **own})
         assert slices[name]["count"] == seen.sum() == 5
         assert {k: slices[name][k] for k in ref} == pytest.approx(ref)
+        assert slices[name]["mse_ratio"] == pytest.approx(ref["ratio_weighted_mse"] / ref["constant_weighted_mse"])
+    json.dumps(base, allow_nan=False)
+
+
+def test_without_source_counts_there_are_no_source_gender_baselines():
+    assert "source_gender" not in baselines(_labels())
 
 
 def test_group_and_swipe_count_slices():

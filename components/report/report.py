@@ -156,12 +156,11 @@ def slices_table(metrics: dict, slices: dict) -> str:
 
 
 def baselines_table(base: dict) -> str:
-    rows = []
-    for k, v in base.items():
-        if isinstance(v, dict):
-            rows += [[f"{k} [{sub}]", sv] for sub, sv in v.items()]
-        else:
-            rows.append([k, v])
+    """One row per value; nested baselines (per gender, per swiper gender) as "key [sub] [subsub]"."""
+    def flat(prefix, v):
+        return [r for sub, sv in v.items() for r in flat(f"{prefix} [{sub}]", sv)] if isinstance(v, dict) else [[prefix, v]]
+
+    rows = [r for k, v in base.items() for r in flat(k, v)]
     return table(["baseline (from the training split)", "value"], rows, "baselines")
 
 

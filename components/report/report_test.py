@@ -21,7 +21,8 @@ def _jpeg(seed: int) -> bytes:
 def _run(photos, history=None, metrics_extra=None) -> RunInputs:
     metrics = {"count": len(photos), "ratio_weighted_mse": 0.012, "gender_accuracy": 0.75, "blessed": False,
                "not_blessed_because": ["gender accuracy 0.7500 is not above majority <b>0.8</b>"],
-               "baselines": {"constant": 0.4, "gender_constants": {"0": 0.3, "1": 0.5}, "majority_male": 1},
+               "baselines": {"constant": 0.4, "gender_constants": {"0": 0.3, "1": 0.5}, "majority_male": 1,
+                             "source_gender": {"source_gender=female": {"constant": 0.25, "gender_constants": {"0": 0.1, "1": 0.35}}}},
                "gate": {"eval_split": "test"}, "baseline_model": {"uri": "/x", "ratio_weighted_mse": 0.02},
                "slices": {"female": {"count": 5, "gender_accuracy": 0.6}, "male": {"count": 5, "ratio_mae": 0.1, "gender_auc": None}},
                **(metrics_extra or {})}
@@ -53,6 +54,7 @@ def test_page_has_tables_plots_galleries_and_no_external_references():
     assert _gallery_ids(page, "gender") == [p.user_id for p in worst]
     assert "like-ratio weighted MSE" in page and "last blessed model" in page and "ratio_mae" not in page  # labelled
     assert "like-ratio MAE" in page and "gender_constants [1]" in page
+    assert "<td>source_gender [source_gender=female] [gender_constants] [1]</td><td>0.35</td>" in page
     assert "&lt;b&gt;0.8&lt;/b&gt;" in page  # text is escaped
     assert "predicts <b>attractiveness</b>" in page and "<h1>card</h1>" in page
     assert page.count('alt="predicted vs true like ratio"') == 1 and 'alt="calibration curve"' in page
