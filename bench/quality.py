@@ -5,7 +5,8 @@ photo keeps a random subset of its 60 raters (3 to 60), so swipe counts and labe
 Photos fall into five folds by a hash of the file name. With --folds 5 (the default) each fold
 is the test set once (5-fold cross-validation) and the table gives each figure's mean over the
 folds, with the standard deviation of the correlations; --folds 1 tests on fold 0 alone, a fixed
-held-out fifth. A fixed tenth of the other photos is the eval set that early stopping watches.
+held-out fifth. A fixed tenth of all photos, less those in the test fold, is the eval set that
+early stopping watches.
 
 Each backbone runs the trainer's own schedule (trainer/train.py, trainer/finetune.py): the head
 on the frozen backbone, then the top blocks fine-tuned at a lower rate. The layers below the top
