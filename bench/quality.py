@@ -96,9 +96,11 @@ def _bucket(name: str, salt: str) -> int:
     return int(hashlib.sha1(f"{salt}:{name}".encode()).hexdigest(), 16) % 100
 
 
-def fold_of(name: str) -> int:
-    """The photo's fold. Fold 0 is the fixed fifth that earlier runs held out."""
-    return _bucket(name, "test") * FOLDS // 100
+def assign_folds(ids: list) -> tuple[np.ndarray, np.ndarray]:
+    """(fold, eval_pool) per photo, from hashes of its name: Data.fold and Data.eval_pool.
+    Fold 0 is the fixed fifth that earlier runs held out."""
+    return (np.array([_bucket(i, "test") * FOLDS // 100 for i in ids], np.int64),
+            np.array([_bucket(i, "eval") < 10 for i in ids], bool))
 
 
 def split(data: Data, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,7 +128,7 @@ def load(cfg: BenchConfig) -> Data:
     ids = [os.path.splitext(r["filename"])[0] for r in rows]
     return Data(ids, photos, np.array([r["group"].endswith("M") for r in rows], np.int64), np.array([r["group"] for r in rows]),
                 np.array([float(r["mean_score"]) for r in rows]), np.array(likes, np.float64), np.array(swipes, np.float64),
-                np.array([fold_of(i) for i in ids]), np.array([_bucket(i, "eval") < 10 for i in ids]))
+                *assign_folds(ids))
 
 
 def crop_cache_path(data: Data, size: int, backbone: str, cache_dir: str) -> str:
@@ -319,7 +321,8 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-FIGURES = ("weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson", "spearman", "gender_accuracy")
+CORRELATIONS = ("pearson", "spearman")  # the figures whose spread across folds the table shows
+FIGURES = ("weighted_mse", "mse_over_constant", "mse_over_gender_constant", *CORRELATIONS, "gender_accuracy")
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -334,9 +337,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         for c in FIGURES:
             v = [r[c] for r in rs if r[c] is not None]
             s[c] = float(np.mean(v)) if v else None
-        for c in ("pearson", "spearman"):
-            v = [r[c] for r in rs if r[c] is not None]
-            s[f"{c}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else None
+            if c in CORRELATIONS:
+                s[f"{c}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else None
         out.append(s)
     return out
 

@@ -12,8 +12,7 @@ NAMES = [f"{g}{i}" for g in ("AF", "AM", "CF", "CM") for i in range(1, 401)]
 def _data(names):
     n = len(names)
     z = np.zeros(n)
-    return quality.Data(names, [b""] * n, z.astype(np.int64), np.array(["AF"] * n), z, z, z + 1,
-                        np.array([quality.fold_of(i) for i in names]), np.array([quality._bucket(i, "eval") < 10 for i in names]))
+    return quality.Data(names, [b""] * n, z.astype(np.int64), np.array(["AF"] * n), z, z, z + 1, *quality.assign_folds(names))
 
 
 def test_cross_validation_tests_every_photo_once_and_never_trains_or_stops_early_on_it():
