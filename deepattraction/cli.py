@@ -9,11 +9,14 @@ import sys
 import time
 
 from deepattraction import __version__  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from deepattraction.demo_data import LIKE_RULES
 
 # From scratch on 2 cores: the ratio's MSE gradients are ~20x smaller than gender's log-loss, so
 # gender would shape the shared backbone alone; 0.1 balances the two.
 DEMO_HPARAMS = {"epochs": 12, "batch_size": 16, "learning_rate": 1e-3, "gender_loss_weight": 0.1}
 DEMO_IMAGE_SIZE = 75
+LIKE_RULE_HELP = ('SCUT only: "graded" (a rating s is a like with probability (s-1)/4) or "threshold" '
+                  '(ratings of 4 or 5 are likes); demo_data.rating_likes says why graded is the default')
 
 
 def _parse_hparams(pairs: list[str]) -> dict:
@@ -75,7 +78,7 @@ def cmd_demo_data(a) -> None:
     from deepattraction.demo_data import DemoDataConfig, make_demo_data
 
     s = make_demo_data(DemoDataConfig(out_dir=a.out, source=a.source, num_users=a.num_users,
-                                      bad_rows=not a.no_bad_rows, seed=a.seed))
+                                      bad_rows=not a.no_bad_rows, seed=a.seed, like_rule=a.like_rule))
     print(f"demo-data: {s.users} users, {s.swipes} swipes ({s.pre_update_swipes} before a photo update, "
           f"{s.bad_users} bad users, {s.bad_swipes} bad swipes) in {a.out}")
 
@@ -174,7 +177,8 @@ def cmd_demo(a) -> None:
     work = os.path.abspath(a.workdir)
     data = os.path.join(work, "data")
     if not os.path.exists(os.path.join(data, "users.csv")):
-        cmd_demo_data(argparse.Namespace(out=data, source=a.source, num_users=a.num_users, no_bad_rows=False, seed=0))
+        cmd_demo_data(argparse.Namespace(out=data, source=a.source, num_users=a.num_users, no_bad_rows=False, seed=0,
+                                         like_rule=a.like_rule))
     args = argparse.Namespace(users=None, swipes=None, data=data, pipeline_root=os.path.join(work, "pipeline"),
                               serving_base=None, backbone="inception_v3", image_size=a.image_size, hparam=a.hparam,
                               max_mse_ratio=1.0, min_accuracy_gain=0.0, max_mse_regression=0.0,
@@ -193,7 +197,8 @@ def cmd_experiments(a) -> dict:
     if a.data or not (users and swipes):
         data = a.data or os.path.join(a.workdir, "data")
         if not a.data and not os.path.exists(os.path.join(data, "users.csv")):
-            cmd_demo_data(argparse.Namespace(out=data, source="synthetic", num_users=240, no_bad_rows=False, seed=0))
+            cmd_demo_data(argparse.Namespace(out=data, source="synthetic", num_users=240, no_bad_rows=False, seed=0,
+                                             like_rule=LIKE_RULES[0]))
         users, swipes = data_tables(data)
     sizes = {k: int(v) for k, v in (_parse_hparams(a.image_size)).items()}
     cfg = experiments.ExperimentsConfig(
@@ -213,6 +218,7 @@ def main(argv=None) -> int:
     d.add_argument("--num-users", type=int, default=240, help="photos to write (SCUT: a random subset; 0 = all)")
     d.add_argument("--no-bad-rows", action="store_true", help="leave out the rows that must be rejected")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--like-rule", choices=LIKE_RULES, default=LIKE_RULES[0], help=LIKE_RULE_HELP)
 
     r = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner, sqlite MLMD)")
     _add_pipeline_args(r)
@@ -263,6 +269,7 @@ def main(argv=None) -> int:
     dm.add_argument("--workdir", default="build/demo")
     dm.add_argument("--source", default="synthetic")
     dm.add_argument("--num-users", type=int, default=240)
+    dm.add_argument("--like-rule", choices=LIKE_RULES, default=LIKE_RULES[0], help=LIKE_RULE_HELP)
     dm.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE)
     dm.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
 

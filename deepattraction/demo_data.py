@@ -22,7 +22,8 @@ USER_COLUMNS = ("user_id", "gender", "photo_uri", "photo_updated_at")
 GROUP_COLUMN = "group"  # optional; written only when some user has one (SCUT: AF/AM/CF/CM)
 SWIPE_COLUMNS = ("swiper_id", "target_id", "liked", "swiped_at")
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
-LIKE_SCORE = 4  # a SCUT rating of 4 or 5 counts as a like
+LIKE_SCORE = 4  # the "threshold" rule: a SCUT rating of 4 or 5 counts as a like
+LIKE_RULES = ("graded", "threshold")  # the first is the default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,11 @@ class DemoDataConfig:
     max_swipes: int = 60
     bad_rows: bool = True
     seed: int = 0
+    like_rule: str = LIKE_RULES[0]  # SCUT only: see rating_likes
+
+    def __post_init__(self):
+        if self.like_rule not in LIKE_RULES:
+            raise ValueError(f"like_rule must be one of {LIKE_RULES}, got {self.like_rule!r}")
 
 
 @dataclasses.dataclass
@@ -207,8 +213,35 @@ def _read_scut_ratings(folder: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def like_probability(rule: str) -> np.ndarray:
+    """P(like) of a SCUT rating of 1 to 5 (index 0 to 4) under `rule`.
+
+    "graded": (s - 1) / 4, so a rater on the fence (3) likes half the time and a photo's expected
+    like ratio is (mean score - 1) / 4. Swipes stay binary and noisy, but a perfect like-ratio
+    model is then also a perfect mean-score model. "threshold": 1 for ratings of LIKE_SCORE or
+    more; the ratio then saturates, and even the ratio over all 60 raters correlates only 0.939
+    with the mean score (the data's README).
+    """
+    scores = np.arange(1, 6)
+    if rule == "graded":
+        return (scores - 1) / 4
+    if rule == "threshold":
+        return (scores >= LIKE_SCORE).astype(np.float64)
+    raise ValueError(f"like_rule must be one of {LIKE_RULES}, got {rule!r}")
+
+
+def rating_likes(scores: np.ndarray, rule: str, rng: np.random.Generator) -> np.ndarray:
+    """Which of these ratings (1 to 5) become likes. A rule without chance draws nothing, so its
+    swipes do not depend on the random stream."""
+    p = like_probability(rule)[np.asarray(scores, np.int64) - 1]
+    if np.isin(like_probability(rule), (0.0, 1.0)).all():
+        return p == 1.0
+    return rng.random(len(p)) < p
+
+
 def make_scut(cfg: DemoDataConfig) -> DemoDataSummary:
-    """SCUT-FBP5500 photos; 60 raters (given genders) become swipers, ratings >= 4 likes."""
+    """SCUT-FBP5500 photos; 60 raters (given genders) become swipers, their ratings likes or
+    dislikes by cfg.like_rule."""
     rng = np.random.default_rng(cfg.seed)
     rows = _read_scut_ratings(cfg.source)
     if cfg.num_users and cfg.num_users < len(rows):
@@ -227,8 +260,8 @@ def make_scut(cfg: DemoDataConfig) -> DemoDataSummary:
         scores = np.repeat(np.arange(1, 6), [int(row[f"n_score_{k}"]) for k in range(1, 6)])
         rng.shuffle(scores)
         n = int(rng.integers(cfg.min_swipes, min(cfg.max_swipes, len(scores)) + 1))
-        for rater, score in zip(raters[:n], scores[:n]):
-            w.add_swipe(rater, uid, score >= LIKE_SCORE, updated + timedelta(hours=float(rng.uniform(1, 500))))
+        for rater, liked in zip(raters[:n], rating_likes(scores[:n], cfg.like_rule, rng)):
+            w.add_swipe(rater, uid, bool(liked), updated + timedelta(hours=float(rng.uniform(1, 500))))
         for rater in raters[n:n + int(rng.integers(0, 3))]:
             w.add_swipe(rater, uid, True, updated - timedelta(hours=float(rng.uniform(1, 90))))
             pre += 1

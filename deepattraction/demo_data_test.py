@@ -1,4 +1,4 @@
-"""The demo-data generator: the input contract, pre-update swipes, bad rows, and SCUT mode."""
+"""The demo-data generator: the input contract, pre-update swipes, bad rows, SCUT mode and its like rules."""
 import csv
 import os
 
@@ -84,3 +84,31 @@ def test_synthetic_photos_give_mtcnn_one_two_or_no_faces(tmp_path):
     counts = np.bincount(face_inputs(tf.constant(photos), 75, features.BACKBONES["inception_v3"], features.FACE_CANVAS)[features.FACE_COUNT_XF].numpy(),
                          minlength=3)
     assert counts.sum() == 40 and 0.3 <= counts[1] / 40 <= 0.7 and counts[2] > 0 and counts[0] > 0
+
+
+def test_like_rules_count_ratings_of_four_or_more_or_like_in_proportion_to_the_rating():
+    rng = np.random.default_rng(0)
+    scores = np.repeat(np.arange(1, 6), [10, 20, 30, 20, 10])  # mean 3.0
+    assert demo_data.rating_likes(scores, "threshold", rng).sum() == 30
+    graded = [demo_data.rating_likes(scores, "graded", rng).sum() for _ in range(2000)]
+    assert np.mean(graded) == pytest.approx(90 * (3.0 - 1) / 4, rel=0.02)  # expected ratio (mean - 1) / 4
+    assert np.std(graded) > 1  # each swipe is drawn, not the expectation rounded
+    assert not demo_data.rating_likes(np.ones(50), "graded", rng).any() and demo_data.rating_likes(np.full(50, 5), "graded", rng).all()
+    with pytest.raises(ValueError, match="like_rule must be one of"):
+        demo_data.DemoDataConfig(out_dir="x", like_rule="score>=3")
+
+
+@pytest.mark.parametrize("rule", demo_data.LIKE_RULES)
+def test_scut_swipes_follow_the_like_rule(tmp_path, rule):
+    """Over 60 photos' counted swipes, the like ratio is what the rule expects of their ratings:
+    (mean score - 1) / 4 graded, the share of 4s and 5s by threshold (about half against a quarter)."""
+    demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), source=SCUT_DIR, num_users=60, bad_rows=False,
+                                                      seed=1, like_rule=rule))
+    users, swipes = (_rows(p) for p in demo_data.data_tables(str(tmp_path)))
+    updated = {u["user_id"]: parse_time(u["photo_updated_at"]) for u in users}
+    counted = [s for s in swipes if parse_time(s["swiped_at"]) > updated[s["target_id"]]]
+    ratings = {os.path.splitext(r["filename"])[0]: r for r in _rows(os.path.join(SCUT_DIR, "ratings.csv"))}
+    n = {k: np.array([int(ratings[s["target_id"]][f"n_score_{k}"]) for s in counted]) for k in range(1, 6)}
+    expected = (sum((k - 1) / 4 * n[k] for k in n) if rule == "graded" else n[4] + n[5]) / 60
+    observed = np.mean([s["liked"] == "1" for s in counted])
+    assert len(counted) > 600 and observed == pytest.approx(expected.mean(), abs=0.03)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from bench import quality
+from deepattraction import demo_data
 
 NAMES = [f"{g}{i}" for g in ("AF", "AM", "CF", "CM") for i in range(1, 401)]
 
@@ -12,7 +13,7 @@ NAMES = [f"{g}{i}" for g in ("AF", "AM", "CF", "CM") for i in range(1, 401)]
 def _data(names):
     n = len(names)
     z = np.zeros(n)
-    return quality.Data(names, [b""] * n, z.astype(np.int64), np.array(["AF"] * n), z, z, z + 1, *quality.assign_folds(names))
+    return quality.Data(names, [b""] * n, z.astype(np.int64), np.array(["AF"] * n), z, z, z + 1, z, *quality.assign_folds(names))
 
 
 def test_cross_validation_tests_every_photo_once_and_never_trains_or_stops_early_on_it():
@@ -46,6 +47,26 @@ def test_the_table_gives_each_figure_s_mean_over_folds_and_the_spread_of_the_cor
     assert "| net | 2 | 20 | 0.0300 |" in quality.table(summary)
 
 
-def test_folds_outside_one_to_five_are_refused():
+def test_folds_outside_one_to_five_and_unknown_like_rules_are_refused():
     with pytest.raises(ValueError, match="folds must be 1 to 5"):
         quality.BenchConfig(folds=0)
+    with pytest.raises(ValueError, match="like_rule must be one of"):
+        quality.BenchConfig(like_rule="score>=3")
+
+
+
+@pytest.mark.parametrize("rule", demo_data.LIKE_RULES)
+def test_the_ceiling_row_predicts_the_rule_s_expected_ratio_over_all_60_ratings(rule):
+    """Graded, the expected ratio is (mean score - 1) / 4, so the ceiling's Pearson is 1; by
+    threshold it is the share of 4s and 5s, which saturates (about 0.94 on the whole set)."""
+    data = quality.load(quality.BenchConfig(photos=300, like_rule=rule))
+    train, _, test = quality.split(data, 0)
+    rows = {r["model"].split(":")[0]: r for r in quality.baseline_rows(data, test, train, 0)}
+    ceiling = rows["Ceiling"]
+    assert ceiling["gender_accuracy"] is None and ceiling["weighted_mse"] < 0.5 * rows["Baseline"]["weighted_mse"]
+    if rule == "graded":
+        np.testing.assert_allclose(data.expected_ratio, (data.mean_score - 1) / 4, atol=1e-3)
+        assert ceiling["pearson"] > 0.999
+    else:
+        assert 0.85 < ceiling["pearson"] < 0.98
+    assert abs(np.average(data.ratio, weights=data.swipes) - data.expected_ratio.mean()) < 0.03
