@@ -16,7 +16,7 @@ from deepattraction.demo_data import LIKE_RULES
 DEMO_HPARAMS = {"epochs": 12, "batch_size": 16, "learning_rate": 1e-3, "gender_loss_weight": 0.1}
 DEMO_IMAGE_SIZE = 75
 LIKE_RULE_HELP = ('SCUT only: "graded" (a rating s is a like with probability (s-1)/4) or "threshold" '
-                  '(ratings of 4 or 5 are likes); demo_data.rating_likes says why graded is the default')
+                  '(ratings of 4 or 5 are likes); demo_data.like_probability says why graded is the default')
 
 
 def _parse_hparams(pairs: list[str]) -> dict:

@@ -26,7 +26,9 @@ use on photos of people who did not consent; use on children. Do not use it to j
 ## Data
 Users, swipes and photos as described in the README's data contract. Only ids, a binary gender,
 photos and swipes are used; no other identity data is kept. Demo runs use synthetic faces;
-benchmarks use SCUT-FBP5500 (research use only), whose 60 raters stand in for swipers.
+benchmarks use SCUT-FBP5500 (research use only), whose 60 raters stand in for swipers: a rating
+s becomes a like with probability (s - 1) / 4 by default (README, Benchmarks), so those swipes are
+simulated from ratings, not observed.
 The **starred subset** is the photos in which exactly one face counts (MTCNN, confidence and size
 rules in trainer/features.py), as in the study; the slices `starred` and `unstarred` report it.
 
