@@ -90,7 +90,7 @@ report-screenshot: install browser
 	$(BIN)/python -m deepattraction.components.report.browser $(REPORT) --screenshot build/report.png
 
 # The study's table on the 3,300 real SCUT faces in ../shared, ends with a `quality:` line. 5-fold
-# cross-validation by default (about 3.5 hours on 2 cores, most of it fine-tuning Inception);
+# cross-validation by default (about 2.5 hours on 2 cores, most of it fine-tuning Inception);
 # FOLDS=1 tests on one fixed fifth (about 50 minutes). LIKE_RULE=threshold counts ratings of 4 or 5
 # as likes instead of the graded rule (README, Benchmarks).
 FOLDS ?= 5
