@@ -79,8 +79,7 @@ class BenchConfig:
     def __post_init__(self):
         if not 1 <= self.folds <= FOLDS:
             raise ValueError(f"folds must be 1 to {FOLDS}, got {self.folds}")
-        if self.like_rule not in LIKE_RULES:
-            raise ValueError(f"like_rule must be one of {LIKE_RULES}, got {self.like_rule!r}")
+        like_probability(self.like_rule)  # refuses an unknown rule
 
 
 @dataclasses.dataclass

@@ -41,8 +41,7 @@ class DemoDataConfig:
     like_rule: str = LIKE_RULES[0]  # SCUT only: see rating_likes
 
     def __post_init__(self):
-        if self.like_rule not in LIKE_RULES:
-            raise ValueError(f"like_rule must be one of {LIKE_RULES}, got {self.like_rule!r}")
+        like_probability(self.like_rule)  # refuses an unknown rule
 
 
 @dataclasses.dataclass
@@ -233,8 +232,9 @@ def like_probability(rule: str) -> np.ndarray:
 def rating_likes(scores: np.ndarray, rule: str, rng: np.random.Generator) -> np.ndarray:
     """Which of these ratings (1 to 5) become likes. A rule without chance draws nothing, so its
     swipes do not depend on the random stream."""
-    p = like_probability(rule)[np.asarray(scores, np.int64) - 1]
-    if np.isin(like_probability(rule), (0.0, 1.0)).all():
+    by_score = like_probability(rule)
+    p = by_score[np.asarray(scores, np.int64) - 1]
+    if np.isin(by_score, (0.0, 1.0)).all():
         return p == 1.0
     return rng.random(len(p)) < p
 
