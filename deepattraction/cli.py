@@ -9,28 +9,20 @@ import sys
 import time
 
 from deepattraction import __version__  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from deepattraction.demo import NUM_USERS
 from deepattraction.demo_data import LIKE_RULES
+from deepattraction.pipeline.params import parse_hparams
 
-# From scratch on 2 cores: the ratio's MSE gradients are ~20x smaller than gender's log-loss, so
-# gender would shape the shared backbone alone; 0.1 balances the two.
-DEMO_HPARAMS = {"epochs": 12, "batch_size": 16, "learning_rate": 1e-3, "gender_loss_weight": 0.1}
-DEMO_IMAGE_SIZE = 75
 LIKE_RULE_HELP = ('SCUT only: "graded" (a rating s is a like with probability (s-1)/4) or "threshold" '
                   '(ratings of 4 or 5 are likes); demo_data.like_probability says why graded is the default')
+THREADS_HELP = "TensorFlow's intra-op threads (0: one per core); a fixed count gives the same floats run after run"
 
 
 def _parse_hparams(pairs: list[str]) -> dict:
-    """k=v pairs; values are parsed as JSON when they can be (numbers), else kept as strings."""
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"--hparam {pair!r}: expected name=value")
-        k, v = pair.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
+    try:
+        return parse_hparams(pairs)
+    except ValueError as e:
+        raise SystemExit(f"--hparam: {e}") from None
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/pipeline") -> None:
@@ -50,6 +42,7 @@ def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/p
     p.add_argument("--max-accuracy-regression", type=float, default=0.0,
                    help="bless only if gender accuracy >= the last blessed model's - this")
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline argument")
+    p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
 
 
 def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None):
@@ -83,9 +76,18 @@ def cmd_demo_data(a) -> None:
           f"{s.bad_users} bad users, {s.bad_swipes} bad swipes) in {a.out}")
 
 
+def _set_threads(a) -> None:
+    """Before any TensorFlow op runs: thread pools are fixed when TF starts."""
+    if getattr(a, "threads", 0):
+        from deepattraction.trainer.distribute import set_threads
+
+        set_threads(a.threads)
+
+
 def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
     from deepattraction.pipeline import local_runner, results
 
+    _set_threads(a)
     cfg = pipeline_config(a, hparams_defaults)
     t0 = time.time()
     print(f"run: pipeline root {cfg.pipeline_root}", flush=True)
@@ -172,21 +174,12 @@ def cmd_serve(a) -> int:
     return 0
 
 
-def cmd_demo(a) -> None:
-    """Makes the demo data, runs the whole pipeline locally and prints the headline figures."""
-    work = os.path.abspath(a.workdir)
-    data = os.path.join(work, "data")
-    if not os.path.exists(os.path.join(data, "users.csv")):
-        cmd_demo_data(argparse.Namespace(out=data, source=a.source, num_users=a.num_users, no_bad_rows=False, seed=0,
-                                         like_rule=a.like_rule))
-    args = argparse.Namespace(users=None, swipes=None, data=data, pipeline_root=os.path.join(work, "pipeline"),
-                              serving_base=None, backbone="inception_v3", image_size=a.image_size, hparam=a.hparam,
-                              max_mse_ratio=1.0, min_accuracy_gain=0.0, max_mse_regression=0.0,
-                              max_accuracy_regression=0.0, beam_arg=[])
-    r = cmd_run(args, DEMO_HPARAMS)
-    print(r.report_lines())
-    print(f"report: {r.report_path}")  # the line just before the last
-    print(r.demo_line())
+def cmd_demo(a) -> int:
+    from deepattraction import demo
+
+    _set_threads(a)
+    return demo.run(demo.DemoConfig(workdir=a.workdir, source=a.source, num_users=a.num_users, seed=a.seed,
+                                    like_rule=a.like_rule, weights_dir=a.weights_dir, hparams=_parse_hparams(a.hparam)))
 
 
 def cmd_experiments(a) -> dict:
@@ -265,13 +258,15 @@ def main(argv=None) -> int:
     sv.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     sv.add_argument("--ready-timeout", type=float, default=600.0)
 
-    dm = sub.add_parser("demo", help="demo data + local run + results")
+    dm = sub.add_parser("demo", help="demo data, the pipeline with FaceNet, the pushed model served and asked over gRPC")
     dm.add_argument("--workdir", default="build/demo")
     dm.add_argument("--source", default="synthetic")
-    dm.add_argument("--num-users", type=int, default=240)
+    dm.add_argument("--num-users", type=int, default=NUM_USERS)
+    dm.add_argument("--seed", type=int, default=0, help="of the demo data and of training")
     dm.add_argument("--like-rule", choices=LIKE_RULES, default=LIKE_RULES[0], help=LIKE_RULE_HELP)
-    dm.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE)
-    dm.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
+    dm.add_argument("--weights-dir", default="build/weights", help="where `weights fetch` keeps the pretrained weights")
+    dm.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE", help="over the demo's recipe")
+    dm.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
 
     sub.add_parser("schema", help="print the raw-data schema generated from the features module")
 
@@ -306,7 +301,7 @@ def main(argv=None) -> int:
     elif a.command == "serve":
         return cmd_serve(a)
     elif a.command == "demo":
-        cmd_demo(a)
+        return cmd_demo(a)
     elif a.command == "schema":
         from deepattraction.pipeline.schema import schema_text
 

@@ -57,13 +57,17 @@ def _ts(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
+def _background(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A random plain backdrop, drawn independently of appeal and gender: the labels must be
+    learnt from the face, as a face model learns them, not from the wall behind it."""
+    return tuple(int(v) for v in rng.integers(40, 216, 3))
+
+
 def _synthetic_face(rng: np.random.Generator, appeal: float, male: bool, size: int) -> Image.Image:
-    """A face-like drawing whose appeal shows as smile, skin brightness and a warm background;
-    gender shows as hair shape. Both are visible, so a CNN can learn them."""
+    """A face-like drawing whose appeal shows in the face (smile, skin brightness and warmth);
+    gender shows as hair shape. The background says nothing of either."""
     s = size
-    bg = np.array([90 + 130 * appeal, 110 + 40 * rng.random(), 200 - 120 * appeal])
-    bg += rng.normal(0, 12, 3)
-    img = Image.new("RGB", (s, s), tuple(int(v) for v in np.clip(bg, 0, 255)))
+    img = Image.new("RGB", (s, s), _background(rng))
     d = ImageDraw.Draw(img)
     cx, cy = s / 2 + rng.normal(0, s * 0.03), s / 2 + rng.normal(0, s * 0.03)
     fw, fh = s * (0.26 + 0.04 * rng.random()), s * (0.33 + 0.04 * rng.random())
@@ -115,8 +119,7 @@ def _photo(rng: np.random.Generator, appeal: float, male: bool, size: int) -> Im
     kind = rng.choice(kinds, p=shares)
     if kind == "drawing":
         return _synthetic_face(rng, appeal, male, size)
-    bg = np.array([90 + 130 * appeal, 110 + 40 * rng.random(), 200 - 120 * appeal]) + rng.normal(0, 12, 3)
-    img = Image.new("RGB", (size, size), tuple(int(v) for v in np.clip(bg, 0, 255)))
+    img = Image.new("RGB", (size, size), _background(rng))
     n = 1 if kind == "one_face" else 2
     for k in range(n):
         face = _face_patch(rng, appeal, male, int(size * (rng.uniform(0.45, 0.6) if n == 1 else rng.uniform(0.3, 0.38))))

@@ -128,7 +128,7 @@ def cluster_from_args(a) -> ClusterConfig:
 
 
 def compile_from_args(a) -> str:
-    from deepattraction.cli import _parse_hparams
+    from deepattraction.pipeline.params import parse_hparams as _parse_hparams
 
     cfg = kfp_config(a.pipeline_root, a.backbone, a.image_size, _parse_hparams(a.hparam), a.serving_base)
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
@@ -218,7 +218,7 @@ def parser():
 
 
 def main(argv=None) -> int:
-    from deepattraction.cli import _parse_hparams
+    from deepattraction.pipeline.params import parse_hparams as _parse_hparams
 
     p = parser()
     a = p.parse_args(argv)

@@ -7,7 +7,7 @@ import os
 
 import tensorflow as tf
 
-from deepattraction.components.evaluator.executor import METRICS_FILE
+from deepattraction.components.evaluator.executor import METRICS_FILE, PREDICTIONS_FILE
 from deepattraction.components.report.executor import REPORT_FILE
 from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FILE, REJECTS_FILE, SUMMARY_FILE
 from deepattraction.pipeline.configs import PipelineConfig
@@ -37,6 +37,7 @@ class RunResults:
     pushed_versions: list[int]
     push_dir: str
     report_path: str  # the run's self-contained HTML report
+    predictions_path: str  # the Evaluator's predictions.csv: the test split, one row per photo
 
     def summary_line(self) -> str:
         state = "blessed" if self.metrics.get("blessed") else "NOT blessed"
@@ -60,8 +61,11 @@ class RunResults:
                                 self.metrics, self.data_summary, self.gender_table)
 
     def demo_line(self) -> str:
+        """The demo's last line; it says first when the model was not blessed, so no one takes a
+        failed demo for a working one."""
         m = self.metrics
-        return (f"demo: like-ratio weighted MSE {m['ratio_weighted_mse']:.4f} vs constant {m['constant_weighted_mse']:.4f} "
+        state = "" if m.get("blessed") else f"model NOT blessed ({'; '.join(m.get('not_blessed_because', []))}): "
+        return (f"demo: {state}like-ratio weighted MSE {m['ratio_weighted_mse']:.4f} vs constant {m['constant_weighted_mse']:.4f} "
                 f"(ratio {m['mse_ratio']:.3f}), gender accuracy {m['gender_accuracy']:.3f} vs majority {m['majority_accuracy']:.3f}")
 
 
@@ -74,4 +78,5 @@ def latest(cfg: PipelineConfig) -> RunResults:
         gender_table=_read(os.path.join(report, GENDER_TABLE_FILE)),
         rejects_path=os.path.join(report, REJECTS_FILE),
         pushed_versions=model_dir.versions(cfg.push_dir), push_dir=cfg.push_dir,
-        report_path=os.path.join(latest_output(cfg.pipeline_root, "RunReport", "report"), REPORT_FILE))
+        report_path=os.path.join(latest_output(cfg.pipeline_root, "RunReport", "report"), REPORT_FILE),
+        predictions_path=os.path.join(evaluation, PREDICTIONS_FILE))

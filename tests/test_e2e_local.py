@@ -11,7 +11,8 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from deepattraction.cli import DEMO_HPARAMS, cmd_run, pipeline_config
+from deepattraction import demo
+from deepattraction.cli import cmd_run, pipeline_config
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
 from deepattraction.pipeline import local_runner, results
@@ -40,14 +41,19 @@ def executions(cfg: PipelineConfig) -> dict:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
+def hparams(facenet_weights):
+    """The demo's recipe: FaceNet's real weights, the head fitted on its frozen outputs."""
+    return {**demo.HPARAMS, "weights": facenet_weights}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, hparams):
     work = tmp_path_factory.mktemp("e2e")
     data = str(work / "data")
     made = make_demo_data(DemoDataConfig(out_dir=data, num_users=240, image_size=96, seed=11))
     users, swipes = data_tables(data)
     cfg = PipelineConfig(pipeline_root=str(work / "root"), users_uri=users, swipes_uri=swipes,
-                         serving_base=str(work / "serving"), image_size=75,
-                         hparams=dict(DEMO_HPARAMS, epochs=10))
+                         serving_base=str(work / "serving"), backbone=demo.BACKBONE, hparams=hparams)
     local_runner.run(cfg)
     return cfg, made, data
 
@@ -124,7 +130,7 @@ def test_cli_names_a_bad_photo_and_still_predicts_the_good_one(first_run, tmp_pa
     assert lines[0].startswith(f"{bad}: error:") and lines[1].startswith(f"{good}: like_ratio")
 
 
-def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, capsys):
+def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, hparams, capsys):
     """Through `deepattraction run` (its arguments give the first run's config but the gate), which
     prints where this run's report is."""
     cfg, _, _ = first_run
@@ -132,10 +138,10 @@ def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, capsys)
     strict = dataclasses.replace(cfg, gate=GateConfig(max_mse_ratio=0.0))
     args = argparse.Namespace(users=cfg.users_uri, swipes=cfg.swipes_uri, data=None, pipeline_root=cfg.pipeline_root,
                               serving_base=cfg.serving_base, backbone=cfg.backbone, image_size=cfg.image_size,
-                              hparam=["epochs=10"], max_mse_ratio=0.0, min_accuracy_gain=0.0, max_mse_regression=0.0,
-                              max_accuracy_regression=0.0, beam_arg=[])
-    assert pipeline_config(args, DEMO_HPARAMS) == strict  # so the cached steps are reused
-    r = cmd_run(args, DEMO_HPARAMS)
+                              hparam=[], max_mse_ratio=0.0, min_accuracy_gain=0.0, max_mse_regression=0.0,
+                              max_accuracy_regression=0.0, beam_arg=[], threads=0)
+    assert pipeline_config(args, hparams) == strict  # so the cached steps are reused
+    r = cmd_run(args, hparams)
     assert not r.metrics["blessed"] and "not below 0.0 x constant" in r.metrics["not_blessed_because"][0]
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("report: ")]
     assert printed == [f"report: {r.report_path}"] and r.report_path.startswith(cfg.pipeline_root)

@@ -81,3 +81,15 @@ def float_policy(name: str):
         yield
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
+
+
+def set_threads(intra_op: int, inter_op: int = 0) -> None:
+    """Fixes TensorFlow's thread pools for this process; call it before any op runs. Float
+    reductions split by thread, so the same count gives the same sums run after run; different
+    counts (machines) may differ in the last bits."""
+    if intra_op < 0 or inter_op < 0:
+        raise ValueError(f"thread counts must be >= 0 (0: TensorFlow's default), got {intra_op}, {inter_op}")
+    if intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    if inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 import tensorflow as tf
-import tensorflow_transform as tft
 
 from deepattraction.trainer import faces, features
 
@@ -74,7 +73,9 @@ def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
     out = face_inputs(inputs[features.IMAGE_KEY], cfg.size, features.BACKBONES[cfg.backbone], cfg.face_canvas)
     swipes = tf.cast(inputs[features.SWIPE_COUNT_KEY], tf.float32)
     out[features.RATIO_XF] = tf.cast(inputs[features.LIKE_RATIO_KEY], tf.float32)
-    # Swipe-count weights normalised by the training mean, so a weight of 1 is a typical photo.
-    out[features.WEIGHT_XF] = swipes / tft.mean(swipes)
+    # The swipe count is the example weight. No analyzer here (the Trainer divides by the training
+    # mean, train.label_stats): a Transform without analyzers never passes over the photos, so
+    # MTCNN runs once per photo, in the Trainer, not also in Transform's analysis.
+    out[features.WEIGHT_XF] = swipes
     out[features.GENDER_XF] = tf.cast(tf.equal(inputs[features.GENDER_KEY], features.GENDERS[1]), tf.int64)
     return out

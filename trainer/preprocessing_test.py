@@ -73,6 +73,6 @@ def test_preprocessing_fn_in_tf_transform(jpeg_bytes, png_bytes):
     out = sorted(out, key=lambda r: r[features.RATIO_XF])
     assert np.asarray(out[0][features.IMAGE_XF]).shape == (75, 75, 3)
     assert [r[features.GENDER_XF] for r in out] == [1, 0]
-    # Weights are swipe counts over the training mean (20): 0.5 and 1.5.
-    assert [pytest.approx(r[features.WEIGHT_XF]) for r in out] == [0.5, 1.5]
+    # Weights are the swipe counts; the Trainer divides them by the training mean.
+    assert [pytest.approx(r[features.WEIGHT_XF]) for r in out] == [10, 30]
     assert all(r[features.FACE_COUNT_XF] == 0 for r in out)  # noise photos: no face counts

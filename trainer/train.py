@@ -4,13 +4,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from deepattraction.trainer import distribute, features, finetune, metrics
+from deepattraction.trainer import distribute, features, finetune, frozen, metrics
 from deepattraction.trainer.model import ModelConfig, build_model
 
 SERVING_DEFAULT = "serving_default"  # raw photo bytes in
@@ -43,6 +44,10 @@ class TrainConfig:
     bn_recalibration_batches: int = 20
     starred_only: int = 0  # 1: train on photos where exactly one face counts (features.is_starred)
     cache_transformed: int = 1  # 1: run the Transform graph (face detection) once, not every epoch
+    # 1: a phase that leaves the backbone (or all but its top blocks) frozen trains on the frozen
+    # part's outputs, computed once per photo and kept on disk (trainer/frozen.py)
+    frozen_cache: int = 1
+    deterministic: int = 1  # 1: tf.config.experimental.enable_op_determinism (same seed, same model)
     flip: int = 1  # 1: mirror each training photo with probability 1/2 (a mirror changes neither label)
     seed: int = 0
 
@@ -75,26 +80,42 @@ def label_stats(file_pattern) -> dict:
         swipes.append(b[features.SWIPE_COUNT_KEY])
         male.append(b[features.GENDER_KEY] == features.GENDERS[1].encode())
     ratio, swipes, male = (np.concatenate(a) for a in (ratio, swipes, male))
-    return {"ratio_prior": metrics.best_constant(ratio, swipes), "male_prior": float(male.mean()), "count": int(len(ratio))}
+    return {"ratio_prior": metrics.best_constant(ratio, swipes), "male_prior": float(male.mean()), "count": int(len(ratio)),
+            "mean_swipes": float(swipes.mean()) if len(swipes) else 1.0}
 
 
 TRANSFORM_BATCH = 32
 
 
-def make_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig, training: bool) -> tf.data.Dataset:
-    """Raw examples -> Transform layer -> (image, labels, sample weights) batches.
+def transformed_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig,
+                        cache: bool = True, mean_swipes: float = 1.0) -> tf.data.Dataset:
+    """Raw examples -> Transform layer -> one dict of transformed features per photo, the
+    swipe-count weight divided by the training split's mean (label_stats), so a weight of 1 is a
+    typical photo.
 
-    The Transform layer (decoding, MTCNN, cropping) runs once per photo when cache_transformed is
-    set; shuffling and batching come after it, so each epoch still sees new batches."""
+    With `cache` and cfg.cache_transformed, the Transform layer (decoding, MTCNN, cropping) runs
+    once per photo and its outputs stay in memory; phases on frozen outputs need one pass only."""
     files = _gzip_files(file_pattern)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     raw_spec = tf_transform_output.raw_feature_spec()
     tft_layer = tf_transform_output.transform_features_layer()
-    outputs = cfg.model.outputs
 
     def transform(serialized):
         xf = tft_layer(tf.io.parse_example(serialized, raw_spec))
-        return {k: xf[k] for k in (features.IMAGE_XF, features.RATIO_XF, features.WEIGHT_XF, features.GENDER_XF, features.FACE_COUNT_XF)}
+        out = {k: xf[k] for k in (features.IMAGE_XF, features.RATIO_XF, features.GENDER_XF, features.FACE_COUNT_XF)}
+        out[features.WEIGHT_XF] = tf.cast(xf[features.WEIGHT_XF], tf.float32) / mean_swipes
+        return out
+
+    ds = ds.batch(TRANSFORM_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if cfg.starred_only:
+        ds = ds.filter(lambda xf: features.is_starred(xf[features.FACE_COUNT_XF]))
+    return ds.cache() if cache and cfg.cache_transformed else ds
+
+
+def batches(ds: tf.data.Dataset, cfg: TrainConfig, training: bool) -> tf.data.Dataset:
+    """Transformed examples -> (image, labels, sample weights) batches; training shuffles and
+    mirrors after any cache, so each epoch sees new batches."""
+    outputs = cfg.model.outputs
 
     def to_xy(xf):
         labels = {features.RATIO_LABEL: xf[features.RATIO_XF][:, None],
@@ -103,16 +124,17 @@ def make_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput, cfg: 
         return ({features.IMAGE_XF: xf[features.IMAGE_XF]},
                 {k: labels[k] for k in outputs}, {k: weights[k] for k in outputs})
 
-    ds = ds.batch(TRANSFORM_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    if cfg.starred_only:
-        ds = ds.filter(lambda xf: features.is_starred(xf[features.FACE_COUNT_XF]))
-    if cfg.cache_transformed:
-        ds = ds.cache()
     if training:
         ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
         if cfg.flip:
             ds = ds.map(random_flip, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(cfg.batch_size).map(to_xy).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig, training: bool,
+                 mean_swipes: float = 1.0) -> tf.data.Dataset:
+    """Raw examples -> Transform layer -> (image, labels, sample weights) batches."""
+    return batches(transformed_dataset(file_pattern, tf_transform_output, cfg, mean_swipes=mean_swipes), cfg, training)
 
 
 def random_flip(xf: dict) -> dict:
@@ -176,56 +198,105 @@ def fit_phase(model: tf.keras.Model, train_ds: tf.data.Dataset, eval_ds: tf.data
                      epochs=initial_epoch + phase.epochs, callbacks=cbs, verbose=2)
 
 
-def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, cfg: TrainConfig,
-               callbacks: list | None = None) -> dict:
-    """Runs every phase on built datasets; returns the training history the report plots.
+class FrozenInputs:
+    """The training and eval splits' transformed examples, and where a phase's frozen outputs go.
 
+    for_phase computes a phase's frozen outputs once (trainer/frozen.py) and gives the part of the
+    model that trains, with its datasets; a phase that trains the whole backbone gets None."""
+
+    def __init__(self, train_xf: tf.data.Dataset, eval_xf: tf.data.Dataset, cfg: TrainConfig, work_dir: str):
+        self.train_xf, self.eval_xf, self.cfg, self.work_dir = train_xf, eval_xf, cfg, work_dir
+
+    def for_phase(self, model: tf.keras.Model, phase: Phase):
+        if phase.trainable_blocks < 0:
+            return None
+        cfg = self.cfg
+        part, top = frozen.split_model(model, cfg.model.backbone, phase.trainable_blocks)
+        # The head's inputs are small; activations inside the backbone are stored at half precision.
+        dtype = tf.float32 if phase.trainable_blocks == 0 else tf.float16
+        where = os.path.join(self.work_dir, f"{phase.name}_top{phase.trainable_blocks}")
+        train_split = frozen.write(part, self.train_xf, os.path.join(where, "train.tfrecord"), bool(cfg.flip), dtype)
+        eval_split = frozen.write(part, self.eval_xf, os.path.join(where, "eval.tfrecord"), False, dtype)
+        _require_photos(train_split.count, "training", cfg)
+        _require_photos(eval_split.count, "eval", cfg)
+        outputs = cfg.model.outputs
+        return (top, frozen.dataset(train_split, outputs, cfg.batch_size, True, cfg.shuffle_buffer, cfg.seed),
+                frozen.dataset(eval_split, outputs, cfg.batch_size, False))
+
+
+def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset | None, eval_ds: tf.data.Dataset | None, cfg: TrainConfig,
+               callbacks: list | None = None, frozen_inputs: FrozenInputs | None = None) -> dict:
+    """Runs every phase; returns the training history the report plots.
+
+    A phase trains the whole model on the image batches (train_ds, eval_ds) or, given
+    frozen_inputs and a frozen part, only its trainable part on frozen outputs computed once.
     Pretrained backbones keep their BatchNorm statistics frozen; from scratch they train."""
     history: dict = {"phases": [], "history": {}, "monitor": monitored_metric(cfg)}
     epoch = 0
     for phase in phases(cfg):
         trainable = finetune.set_trainable(model, cfg.model.backbone, phase.trainable_blocks,
                                            batch_norm=cfg.model.weights in ("", "none"))
-        logging.info("phase %s: %d epochs at learning rate %g, %d backbone layers train",
-                     phase.name, phase.epochs, phase.learning_rate, trainable)
-        h = fit_phase(model, train_ds, eval_ds, cfg, phase, epoch, callbacks)
+        on_frozen = frozen_inputs.for_phase(model, phase) if frozen_inputs is not None else None
+        fit_model, fit_train, fit_eval = on_frozen or (model, train_ds, eval_ds)
+        logging.info("phase %s: %d epochs at learning rate %g, %d backbone layers train, %s",
+                     phase.name, phase.epochs, phase.learning_rate, trainable,
+                     "on frozen outputs computed once" if on_frozen else "on images")
+        h = fit_phase(fit_model, fit_train, fit_eval, cfg, phase, epoch, callbacks)
         ran = len(h.epoch)
         history["phases"].append({"name": phase.name, "first_epoch": epoch, "epochs": ran,
-                                  "learning_rate": phase.learning_rate, "trainable_backbone_layers": trainable})
+                                  "learning_rate": phase.learning_rate, "trainable_backbone_layers": trainable,
+                                  "on_frozen_outputs": bool(on_frozen)})
         for k, v in h.history.items():
             history["history"].setdefault(k, []).extend(float(x) for x in v)
         epoch += ran
     return history
 
 
-def _require_photos(ds: tf.data.Dataset, split: str) -> None:
-    """A filter can leave a split empty; say why instead of Keras' "Empty logs". With the
-    transformed cache on, this pass fills the cache that the first epoch would fill."""
-    if not sum(int(tf.shape(x[features.IMAGE_XF])[0]) for x, _, _ in ds):
+def _require_photos(count: int, split: str, cfg: TrainConfig) -> None:
+    """A filter can leave a split empty; say why instead of Keras' "Empty logs"."""
+    if count:
+        return
+    if cfg.starred_only:
         raise ValueError(f"starred_only=1 left no {split} photos: none has exactly one face that counts "
                          f"(confidence >= {features.FACE_MIN_CONFIDENCE}, width >= {features.FACE_MIN_FRACTION} of the shorter side)")
+    raise ValueError(f"the {split} split has no photos")
+
+
+def _count(ds: tf.data.Dataset) -> int:
+    """Photos in a batched dataset. With the transformed cache on, this pass fills the cache
+    that the first epoch would fill."""
+    return sum(int(tf.shape(x[features.IMAGE_XF])[0]) for x, _, _ in ds)
 
 
 def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig,
-          log_dir: str | None = None, machine: distribute.Machine | None = None) -> tf.keras.Model:
+          log_dir: str | None = None, machine: distribute.Machine | None = None, work_dir: str | None = None) -> tf.keras.Model:
     """Fits the model and returns it. The strategy and float policy follow the machine; eval
-    metrics per epoch go to TensorBoard and, with the phases, to HISTORY_FILE in log_dir."""
+    metrics per epoch go to TensorBoard and, with the phases, to HISTORY_FILE in log_dir.
+    Frozen outputs go to work_dir (by default a temporary folder, removed after training)."""
     tf.keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
     machine = machine or distribute.detect()
     kind, policy = distribute.strategy_kind(machine), distribute.precision(machine, cfg.precision)
     logging.info("machine %s: strategy %s, precision %s", machine, kind, policy)
     priors = label_stats(train_files)
     logging.info("training priors: %s", priors)
-    with distribute.make_strategy(kind).scope(), distribute.float_policy(policy):
+    # Images are cached in memory only for phases that run the whole backbone on them every epoch.
+    on_images = not cfg.frozen_cache or any(p.trainable_blocks < 0 for p in phases(cfg))
+    with tempfile.TemporaryDirectory(prefix="frozen-") as scratch, \
+            distribute.make_strategy(kind).scope(), distribute.float_policy(policy):
         model = build_model(cfg.model, image_size_of(tf_transform_output), priors["ratio_prior"], priors["male_prior"])
-        train_ds = make_dataset(train_files, tf_transform_output, cfg, training=True)
-        eval_ds = make_dataset(eval_files, tf_transform_output, cfg, training=False)
-        if cfg.starred_only:
-            _require_photos(train_ds, "training")
-            _require_photos(eval_ds, "eval")
+        train_xf = transformed_dataset(train_files, tf_transform_output, cfg, on_images, priors["mean_swipes"])
+        eval_xf = transformed_dataset(eval_files, tf_transform_output, cfg, on_images, priors["mean_swipes"])
+        train_ds, eval_ds = batches(train_xf, cfg, training=True), batches(eval_xf, cfg, training=False)
+        frozen_inputs = FrozenInputs(train_xf, eval_xf, cfg, work_dir or scratch) if cfg.frozen_cache else None
+        if on_images:
+            _require_photos(_count(train_ds), "training", cfg)
+            _require_photos(_count(eval_ds), "eval", cfg)
         callbacks = [tf.keras.callbacks.TensorBoard(log_dir, profile_batch=0)] if log_dir else []
-        history = fit_phases(model, train_ds, eval_ds, cfg, callbacks)
-    recalibrate_batch_norm(model, train_ds, cfg.bn_recalibration_batches)
+        history = fit_phases(model, train_ds, eval_ds, cfg, callbacks, frozen_inputs)
+        if on_images:
+            recalibrate_batch_norm(model, train_ds, cfg.bn_recalibration_batches)
     if log_dir:
         with tf.io.gfile.GFile(os.path.join(log_dir, HISTORY_FILE), "w") as f:
             json.dump(history, f, indent=1)

@@ -1,0 +1,76 @@
+"""Frozen outputs computed once: the same training as running the frozen backbone every epoch."""
+import numpy as np
+import tensorflow as tf
+
+from deepattraction.trainer import features, finetune, frozen
+from deepattraction.trainer.model import ModelConfig, build_model
+from deepattraction.trainer.train import FrozenInputs, TrainConfig, batches, fit_phases
+
+N = 24
+
+
+def _transformed(seed: int) -> tf.data.Dataset:
+    """Transformed examples as the Transform layer gives them, one dict per photo."""
+    rng = np.random.default_rng(seed)
+    return tf.data.Dataset.from_tensor_slices({
+        features.IMAGE_XF: rng.uniform(-1, 1, (N, 75, 75, 3)).astype("float32"),
+        features.RATIO_XF: rng.uniform(0, 1, N).astype("float32"),
+        features.WEIGHT_XF: rng.uniform(0.5, 2, N).astype("float32"),
+        features.GENDER_XF: rng.integers(0, 2, N),
+        features.FACE_COUNT_XF: np.ones(N, "int64")})
+
+
+def test_written_outputs_are_the_frozen_parts_of_each_photo_and_its_mirror(tmp_path):
+    model = build_model(ModelConfig(head_layers=1), 75, 0.3, 0.5)
+    backbone = finetune.backbone_of(model)
+    xf = _transformed(0)
+    split = frozen.write(backbone, xf, str(tmp_path / "train.tfrecord"), flip=True)
+    assert split.count == N and split.shape == (2048,) and split.flipped
+    images = np.stack([x[features.IMAGE_XF] for x in xf.as_numpy_iterator()])
+    want = backbone(images, training=False).numpy()
+    want_mirror = backbone(images[:, :, ::-1], training=False).numpy()
+    raw = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(split.files)]
+    got = np.stack([np.frombuffer(e.features.feature[frozen.FROZEN].bytes_list.value[0], np.float32) for e in raw])
+    got_mirror = np.stack([np.frombuffer(e.features.feature[frozen.FROZEN_FLIPPED].bytes_list.value[0], np.float32) for e in raw])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got_mirror, want_mirror, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got, got_mirror)
+    # Eval batches carry the photo's own view, its labels and its weight.
+    x, y, w = next(iter(frozen.dataset(split, (features.RATIO_LABEL,), N, training=False)))
+    np.testing.assert_allclose(x.numpy(), want, rtol=1e-4, atol=1e-5)
+    ratios = np.array([e[features.RATIO_XF] for e in xf.as_numpy_iterator()])
+    np.testing.assert_allclose(y[features.RATIO_LABEL].numpy()[:, 0], ratios)
+    assert w[features.RATIO_LABEL].shape == (N,)
+
+
+def test_training_on_frozen_outputs_gives_the_same_head_as_training_on_images(tmp_path):
+    """Without shuffling or mirroring both paths see the same batches in the same order, so the
+    head must come out the same; the frozen path never runs the backbone after the first pass."""
+    cfg = TrainConfig(model=ModelConfig(head_layers=2, head_width=8, dropout=0.0), head_epochs=3, epochs=0, batch_size=8,
+                      shuffle_buffer=1, flip=0, learning_rate=1e-2)
+    heads = []
+    for use_frozen in (False, True):
+        tf.keras.utils.set_random_seed(0)
+        model = build_model(cfg.model, 75, 0.3, 0.5)
+        train_xf, eval_xf = _transformed(1), _transformed(2)
+        inputs = FrozenInputs(train_xf, eval_xf, cfg, str(tmp_path / f"frozen{use_frozen}")) if use_frozen else None
+        history = fit_phases(model, batches(train_xf, cfg, True), batches(eval_xf, cfg, False), cfg, frozen_inputs=inputs)
+        assert history["phases"][0]["on_frozen_outputs"] is use_frozen
+        heads.append((model.get_layer("head_dense_0").kernel.numpy(), history["history"]["val_like_ratio_wmse"]))
+    # Adam magnifies float noise in gradients near zero, so kernels agree to a small absolute step.
+    np.testing.assert_allclose(heads[1][0], heads[0][0], atol=3e-3)
+    np.testing.assert_allclose(heads[1][1], heads[0][1], rtol=2e-3)
+    assert (tmp_path / "frozenTrue" / "head_top0" / "train.tfrecord").exists()
+
+
+def test_a_mirrored_split_gives_either_view_at_random(tmp_path):
+    model = build_model(ModelConfig(head_layers=1), 75, 0.3, 0.5)
+    split = frozen.write(finetune.backbone_of(model), _transformed(3).take(1), str(tmp_path / "t.tfrecord"), flip=True)
+    ex = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(split.files))).numpy())
+    own, mirror = (np.frombuffer(ex.features.feature[k].bytes_list.value[0], np.float32)
+                   for k in (frozen.FROZEN, frozen.FROZEN_FLIPPED))
+    tf.random.set_seed(0)
+    ds = frozen.dataset(split, (features.RATIO_LABEL,), 1, training=True).repeat(200)
+    views = [0 if np.array_equal(x.numpy()[0], own) else 1 for x, _, _ in ds]
+    assert all(np.array_equal(x.numpy()[0], own) or np.array_equal(x.numpy()[0], mirror) for x, _, _ in ds.take(5))
+    assert 60 <= sum(views) <= 140
