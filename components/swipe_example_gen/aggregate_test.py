@@ -95,7 +95,9 @@ def test_post_update_counts_and_rejects(tables):
         assert_that(agg.rejects | beam.Map(lambda r: (r.kind, r.id.split("@")[0], r.reason.split(" (")[0].split(":")[0])), equal_to([
             ("user", "nosw", "no swipes after the photo update"),
             ("user", "lost", "photo not readable"),
+            ("swipes", "lost", "1 post-update swipe(s) to this target do not count"),
             ("user", "broken", "photo " + os.path.join(os.path.dirname(users), "photos/broken.jpg")),
+            ("swipes", "broken", "1 post-update swipe(s) to this target do not count"),
             ("user", "weird", "gender 'other' not in"),
             ("user", "dup", "duplicate user_id"),
             ("user", "dup", "duplicate user_id"),
@@ -114,14 +116,17 @@ def test_post_update_counts_and_rejects(tables):
         assert_that(agg.counts["examples"], equal_to([3]), label="examples_count")
         assert_that(agg.counts["users_rejected"], equal_to([6]), label="users_rejected")
         assert_that(agg.counts["swipes_before_update"], equal_to([3]), label="pre_update")
-        assert_that(agg.counts["swipes_rejected"], equal_to([4]), label="swipes_rejected")
+        # 4 bad rows, and the post-update swipes to lost and broken, whose photos were refused.
+        assert_that(agg.counts["swipes_rejected"], equal_to([6]), label="swipes_rejected")
+        assert_that(agg.counts["swipes_counted"], equal_to([6]), label="swipes_counted")
+        assert_that(agg.counts["swipes_in"], equal_to([15]), label="swipes_in")
 
 
 def test_broken_photo_reason_names_the_file(tables):
     users, swipes = tables
     with TestPipeline() as p:
         agg = aggregate.aggregate(p, users, swipes)
-        broken = agg.rejects | beam.Filter(lambda r: r.id == "broken") | beam.Map(lambda r: ("broken.jpg" in r.reason, "undecodable" in r.reason))
+        broken = agg.rejects | beam.Filter(lambda r: r.kind == "user" and r.id == "broken") | beam.Map(lambda r: ("broken.jpg" in r.reason, "undecodable" in r.reason))
         assert_that(broken, equal_to([(True, True)]))
 
 

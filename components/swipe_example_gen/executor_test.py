@@ -37,8 +37,13 @@ def test_every_user_ends_in_one_split_or_in_the_rejects(tiny_data, tiny_examples
     assert summary["users_in_splits"] == {s: len(ids) for s, ids in splits.items()}
     assert all(len(ids) > 0 for ids in splits.values())
     assert summary["swipes_before_update"] == made.pre_update_swipes
-    assert summary["swipes_rejected"] == made.bad_swipes
-    reasons = {r["id"]: r["reason"] for r in rejects}
+    # The bad swipe rows, and the post-update swipes to the two targets whose photo is refused.
+    refused = {r["id"]: int(r["reason"].split(" ")[0]) for r in rejects if r["kind"] == "swipes"}
+    assert refused == {"bad-missing-photo": 3, "bad-corrupt-photo": 3}
+    assert summary["swipes_rejected"] == made.bad_swipes + sum(refused.values())
+    assert summary["swipes_in"] == made.swipes == (
+        summary["swipes_counted"] + summary["swipes_before_update"] + summary["swipes_rejected"])
+    reasons = {r["id"]: r["reason"] for r in rejects if r["kind"] != "swipes"}
     assert "photo not readable" in reasons["bad-missing-photo"]
     assert "undecodable image" in reasons["bad-corrupt-photo"]
     assert "no swipes after the photo update" in reasons["bad-no-swipes"]
