@@ -180,3 +180,38 @@ def test_parse_time_accepts_iso_and_epoch():
     assert aggregate.parse_time("1767225600") == 1767225600.0
     with pytest.raises(ValueError):
         aggregate.parse_time("yesterday")
+
+
+def test_photo_check_accepts_and_rejects_exactly_what_the_transform_decoder_does(jpeg_bytes, png_bytes):
+    """The check decodes without the EXIF step; on every kind of photo it must agree with
+    `faces.decode`, the Transform graph's decoder."""
+    import io as _io
+
+    from PIL import Image
+
+    from deepattraction.trainer import faces
+
+    def save(fmt, mode="RGB", **kw):
+        buf = _io.BytesIO()
+        Image.new(mode, (24, 16), 90).save(buf, format=fmt, **kw)
+        return buf.getvalue()
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the Transform graph turns it upright
+    photos = {
+        "jpeg": jpeg_bytes, "png": png_bytes, "gif": save("GIF", "P"), "bmp": save("BMP"), "gray": save("PNG", "L"),
+        "rgba": save("PNG", "RGBA"), "cmyk": save("JPEG", "CMYK"), "exif": save("JPEG", exif=exif.tobytes()),
+        "truncated": jpeg_bytes[: len(jpeg_bytes) // 2], "webp": save("WEBP"), "garbage": b"\xff\xd8\xff\xe0 not a jpeg",
+        "svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>', "empty": b"",
+    }
+    check = aggregate.photo_check()
+    verdicts = {}
+    for name, data in photos.items():
+        try:
+            faces.decode(tf.constant(data))
+            transform_ok = True
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            transform_ok = False
+        verdicts[name] = (aggregate.photo_error(data, check) is None, transform_ok)
+    assert all(ours == theirs for ours, theirs in verdicts.values()), verdicts
+    assert {n for n, (ok, _) in verdicts.items() if not ok} == {"truncated", "webp", "garbage", "svg", "empty"}
