@@ -34,7 +34,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.csv as pacsv  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-T0 = 1_735_689_600  # 2025-01-01: photo updates fall in the next 100 days, swipes in the next 200
+T0 = 1_735_689_600  # 2025-01-01: swipes fall in the next 200 days, photo updates in days 90-190 (~70% before)
 DAY = 86_400
 ROW_GROUP = 1_000_000
 BAD_PHOTO_USERS = ("u-missing", "u-corrupt", "u-webp", "u-escape")  # valid rows whose photo is refused
@@ -86,7 +86,7 @@ def make_users(cfg: BenchConfig) -> str:
 
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(os.path.join(out, "photos", "u-webp.webp"), format="WEBP")
     genders = np.where(rng.random(cfg.users) < 0.42, "female", "male")
-    updated = T0 + rng.integers(0, 100 * DAY, cfg.users)
+    updated = T0 + rng.integers(90 * DAY, 190 * DAY, cfg.users)
     extra = {"u-missing": "photos/none.jpg", "u-corrupt": "photos/u-corrupt.jpg", "u-webp": "photos/u-webp.webp",
              "u-badgender": "photos/u0.jpg", "u-escape": "../../../../etc/passwd"}
     table = pa.table({
@@ -179,31 +179,32 @@ def read_labels(out_dir: str) -> dict[str, tuple[int, int]]:
 
 
 def expected(users: str, swipes: str, now: float, bad_photo_users=BAD_PHOTO_USERS) -> tuple[dict, dict]:
-    """The labels and swipe accounting by the README's rules, computed with pyarrow group-bys
-    (none of SwipeExampleGen's code): a valid swipe names two different valid users, says 1/0,
-    and has a finite time in [1970, now]; it counts when strictly after the target's update, and
-    rows repeating a pair's time are one swipe (a like if they disagree)."""
-    u = pq.read_table(users)
-    valid_u = u.filter(pc.is_in(u["gender"], pa.array(["female", "male"])))
-    s = pq.read_table(swipes)
-    t = pc.cast(s["swiped_at"], pa.float64())
-    ok = pc.and_(pc.and_(pc.is_finite(t), pc.greater_equal(t, 0)), pc.less_equal(t, now))
-    ok = pc.and_(ok, pc.is_in(pc.cast(s["liked"], pa.int64()), pa.array([0, 1])))
-    ok = pc.and_(ok, pc.not_equal(s["swiper_id"], s["target_id"]))
-    ok = pc.and_(ok, pc.is_in(s["swiper_id"], valid_u["user_id"]))
-    ok = pc.and_(ok, pc.is_in(s["target_id"], valid_u["user_id"]))
-    good = s.filter(pc.fill_null(ok, False))
-    good = good.join(valid_u.select(["user_id", "photo_updated_at"]), "target_id", "user_id")
-    after = pc.greater(pc.cast(good["swiped_at"], pa.float64()), pc.cast(good["photo_updated_at"], pa.float64()))
-    before = len(good) - pc.sum(after).as_py()
-    post = good.filter(after)
-    pairs = pa.table({"swiper_id": post["swiper_id"], "target_id": post["target_id"], "swiped_at": post["swiped_at"],
-                      "liked": pc.cast(post["liked"], pa.int64())}).group_by(
-        ["swiper_id", "target_id", "swiped_at"]).aggregate([("liked", "max")])
-    per_target = pa.table({"target_id": pairs["target_id"], "liked": pairs["liked_max"]}).group_by("target_id").aggregate(
-        [("liked", "sum"), ("liked", "count")])
-    labels = {tid: (likes, n) for tid, likes, n in zip(per_target["target_id"].to_pylist(), per_target["liked_sum"].to_pylist(),
-                                                        per_target["liked_count"].to_pylist())}
+    """The labels and swipe accounting by the README's rules, computed with pandas (none of
+    SwipeExampleGen's code): a valid swipe names two different valid users, says 1/0, and has a
+    finite time in [1970, now]; it counts when strictly after the target's update, and rows
+    repeating a pair's time are one swipe (a like if they disagree)."""
+    import pandas as pd
+
+    u = pq.read_table(users).to_pandas()
+    valid = u[u["gender"].isin(["female", "male"]) & ~u["user_id"].duplicated(keep=False)]
+    pos = pd.Series(np.arange(len(valid)), index=valid["user_id"].astype(str))
+    updated = valid["photo_updated_at"].to_numpy(float)
+    s = pq.read_table(swipes).to_pandas(strings_to_categorical=True)
+
+    def code(col):
+        return pd.Series(col.cat.categories).map(pos).to_numpy(float)[col.cat.codes.to_numpy()]
+
+    sw, tg = code(s["swiper_id"]), code(s["target_id"])
+    t, liked = s["swiped_at"].to_numpy(float), s["liked"].to_numpy(float)
+    ok = ~np.isnan(sw) & ~np.isnan(tg) & (sw != tg) & np.isin(liked, [0, 1]) & np.isfinite(t) & (t >= 0) & (t <= now)
+    sw, tg, t, liked = sw[ok].astype(np.int64), tg[ok].astype(np.int64), t[ok], liked[ok].astype(np.int64)
+    after = t > updated[tg]
+    before = int((~after).sum())
+    post = pd.DataFrame({"tg": tg[after], "sw": sw[after], "t": t[after], "liked": liked[after]})
+    once = post.groupby(["tg", "sw", "t"], sort=False)["liked"].max().reset_index()
+    per_target = once.groupby("tg")["liked"].agg(["sum", "count"])
+    ids = valid["user_id"].astype(str).to_numpy()
+    labels = {ids[i]: (int(a), int(n)) for i, a, n in zip(per_target.index, per_target["sum"], per_target["count"])}
     for b in bad_photo_users:
         labels.pop(b, None)
     counted = sum(n for _, n in labels.values())
