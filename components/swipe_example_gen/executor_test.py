@@ -3,6 +3,7 @@ import csv
 import json
 import os
 
+import pytest
 import tensorflow as tf
 
 from deepattraction.components.swipe_example_gen import executor
@@ -72,3 +73,12 @@ def test_per_source_gender_counts_add_up_to_the_label(tiny_examples):
         assert f[features.GROUP_KEY].bytes_list.value == [b""]  # the synthetic users table has no group column
         both += min(swipes) > 0
     assert both > 0
+
+
+def test_counts_that_do_not_add_up_fail_the_run():
+    ok = {"users_in": 5, "users_in_splits": {"train": 3}, "users_rejected": 1, "users_swipe_only": 1,
+          "swipes_in": 10, "swipes_counted": 6, "swipes_before_update": 3, "swipes_rejected": 1}
+    executor.check_accounting(ok)
+    for key in ("swipes_counted", "users_swipe_only"):
+        with pytest.raises(RuntimeError, match="do not add up"):
+            executor.check_accounting({**ok, key: ok[key] - 1})
