@@ -76,6 +76,11 @@ bench-faces: install
 clean:
 	rm -rf build $(VENV) *.egg-info
 
+# Ingest at the study's scale: 76k users, 1M..40M Parquet swipes, labels checked independently.
+.PHONY: bench-ingest
+bench-ingest: install
+	$(BIN)/python -m bench.ingest
+
 # Serving load benchmark on loopback: the local TF-Serving-compatible server, 4 clients x 20 s.
 .PHONY: bench-serving
 bench-serving: install

@@ -48,7 +48,8 @@ class RunResults:
         s = self.data_summary
         return "\n".join([
             f"data: {s['users_in']} users in, {sum(s['users_in_splits'].values())} in splits {s['users_in_splits']}, "
-            f"{s['users_rejected']} rejected; {s['swipes_in']} swipes in, {s['swipes_before_update']} before a photo update "
+            f"{s['users_rejected']} rejected, {s.get('users_swipe_only', 0)} swipe only; {s['swipes_in']} swipes in, "
+            f"{s.get('swipes_counted', '?')} counted, {s['swipes_before_update']} before a photo update "
             f"(not counted), {s['swipes_rejected']} rejected; rejects: {self.rejects_path}",
             "mean like ratio by source x target gender:",
             self.gender_table.rstrip(),

@@ -71,8 +71,12 @@ def test_counts_add_up_and_rejects_have_reasons(first_run):
     s = r.data_summary
     assert s["users_in"] == made.users == sum(s["users_in_splits"].values()) + s["users_rejected"]
     assert s["users_rejected"] == made.bad_users and s["swipes_before_update"] == made.pre_update_swipes
+    assert s["swipes_in"] == made.swipes == s["swipes_counted"] + s["swipes_before_update"] + s["swipes_rejected"]
     with open(r.rejects_path) as f:
-        assert f.readline().strip() == "kind,id,reason,source" and len(f.readlines()) == made.bad_users + made.bad_swipes
+        assert f.readline().strip() == "kind,id,reason,source"
+        kinds = [line.split(",")[0] for line in f]
+    # Each refused photo's target also has one `swipes` row for the swipes on it that cannot count.
+    assert (kinds.count("user"), kinds.count("swipe"), kinds.count("swipes")) == (made.bad_users, made.bad_swipes, 2)
 
 
 def test_learnable_data_gives_a_blessed_pushed_model(first_run):

@@ -1,37 +1,58 @@
 """Swipe aggregation as Beam transforms: tables in, tf.Examples, rejects and the gender table out.
 
 A like ratio counts only swipes made strictly after the target's last photo update. Every input
-row ends either in an example or in the rejects with its reason.
+row ends in exactly one place: an example's swipe count, the before-update count, or a reject
+with its reason. Swipes move as Arrow/NumPy columns (one Beam element per batch, not per row):
+at 40M swipes a per-element pipeline spends an hour on the Python DirectRunner alone.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
+import math
 import os
+import posixpath
+import time
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 import apache_beam as beam
+from apache_beam.io import fileio
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import tensorflow as tf
 
-from deepattraction.trainer import faces, features
+from deepattraction.trainer import features
 
 USER_COLUMNS = ("user_id", "gender", "photo_uri", "photo_updated_at")
 USER_OPTIONAL_COLUMNS = ("group",)  # a cohort label for evaluation slices, e.g. SCUT-FBP5500's AF/AM/CF/CM
 SWIPE_COLUMNS = ("swiper_id", "target_id", "liked", "swiped_at")
 REJECT = "reject"
 REJECT_COLUMNS = ("kind", "id", "reason", "source")
-TRUE_VALUES = {"1", "true", "t", "yes", "y", "like", "liked"}
-FALSE_VALUES = {"0", "false", "f", "no", "n", "dislike", "disliked"}
+# 1.0/0.0: what pandas writes for an integer column with gaps.
+TRUE_VALUES = {"1", "1.0", "true", "t", "yes", "y", "like", "liked"}
+FALSE_VALUES = {"0", "0.0", "false", "f", "no", "n", "dislike", "disliked"}
+MILLISECONDS_FROM = 1e11  # an epoch value this large is milliseconds: 1e11 seconds is the year 5138
+CSV_BLOCK_BYTES = 1 << 26  # the largest CSV row pyarrow can read; a 1 MB cell fits
+ID_CHARS = 100  # a rejected row's ids are cut to this length in rejects.csv
+SWIPE_SHARDS = 16  # swipes are grouped by a hash of the target into this many columnar shards
+
+# Tagged outputs besides REJECT: each a number summed into summary.json.
+SWIPES_IN, BEFORE_UPDATE, COUNTED, SECONDS = "swipes_in", "before_update", "counted", "seconds"
 
 
 @dataclasses.dataclass(frozen=True)
 class Reject:
-    kind: str  # "user" or "swipe"
+    kind: str  # "user", "swipe", or "swipes": every post-update swipe of a rejected target, `rows` of them
     id: str
     reason: str
     source: str  # the file the row came from
+    rows: int = 1  # input rows this reject stands for (not written: the reason says it)
 
     def csv_line(self) -> str:
         buf = io.StringIO()
@@ -49,28 +70,93 @@ class User:
 
 
 @dataclasses.dataclass(frozen=True)
-class Swipe:
-    swiper_id: str
-    target_id: str
-    liked: bool
-    swiped_at: float
+class Candidate:
+    """A user with counted swipes, before its photo is read."""
+
+    user: User
+    likes: int
+    swipes: int
+    by_source_gender: tuple  # ((source_gender, likes, swipes), ...)
+
+
+def _numpy(col) -> np.ndarray:
+    """An Arrow array or chunked array as NumPy (nulls as NaN or None)."""
+    return (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).to_numpy(zero_copy_only=False)
+
+
+def _epoch(value: float) -> float:
+    return value / 1000.0 if abs(value) >= MILLISECONDS_FROM else value
 
 
 def parse_time(value) -> float:
-    """ISO 8601 (naive means UTC) or epoch seconds, to epoch seconds."""
+    """ISO 8601 (naive means UTC) or epoch seconds (milliseconds when >= 1e11), to epoch seconds;
+    NaN and infinities raise ValueError."""
     if isinstance(value, datetime):
         t = value
-    elif isinstance(value, (int, float)):
-        return float(value)
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite time: {value!r}")
+        return _epoch(float(value))
     else:
         text = str(value).strip()
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             t = datetime.fromisoformat(text)
+        else:
+            return parse_time(number)
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
     return t.timestamp()
+
+
+def epoch_seconds(col) -> tuple[np.ndarray, np.ndarray]:
+    """A time column (text, numbers or Parquet timestamps) -> (epoch seconds, unparseable text).
+
+    Null, NaN and infinite values come out NaN and are not `unparseable`: they have their own reason."""
+    t = col.type
+    if pa.types.is_timestamp(t):
+        micros = pc.cast(pc.cast(col, pa.timestamp("us", t.tz)), pa.int64())
+        return _numpy(pc.divide(pc.cast(micros, pa.float64()), 1e6)).astype(float), np.zeros(len(col), bool)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        v = _numpy(pc.cast(col, pa.float64())).astype(float)
+        return np.where(np.abs(v) >= MILLISECONDS_FROM, v / 1000.0, v), np.zeros(len(col), bool)
+    text = pd.Series(_numpy(pc.cast(col, pa.string())), dtype=object).fillna("").str.strip()
+    v = pd.to_numeric(text, errors="coerce").to_numpy(float)
+    iso = np.isnan(v) & text.ne("").to_numpy() & ~text.str.lower().isin({"nan", "-nan", "+nan"}).to_numpy()
+    if iso.any():
+        parsed = pd.to_datetime(text[iso], utc=True, errors="coerce")
+        ok = parsed.notna().to_numpy()
+        v[np.flatnonzero(iso)[ok]] = parsed[ok].astype("int64").to_numpy() / 1e9
+        iso[np.flatnonzero(iso)[ok]] = False
+    return np.where(np.abs(v) >= MILLISECONDS_FROM, v / 1000.0, v), iso
+
+
+def id_strings(col) -> pa.Array:
+    """Ids as trimmed text, so Parquet's int 7 and CSV's " 7" name one user; null becomes ""."""
+    t = col.type
+    if pa.types.is_floating(t):  # an int column with gaps, as pandas writes it
+        v = _numpy(pc.cast(col, pa.float64()))
+        whole = np.isfinite(v) & (np.mod(np.where(np.isfinite(v), v, 0), 1) == 0)
+        col = pa.array(np.where(whole, v, 0).astype(np.int64), mask=~whole)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return pc.fill_null(pc.utf8_trim_whitespace(pc.cast(col, pa.string())), "")
+
+
+def liked_values(col) -> tuple[np.ndarray, np.ndarray]:
+    """A liked column -> (liked, valid): booleans, 1/0 numbers, or the words in TRUE/FALSE_VALUES."""
+    t = col.type
+    if pa.types.is_boolean(t):
+        valid = _numpy(pc.is_valid(col))
+        return _numpy(pc.fill_null(col, False)).astype(bool), valid
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        v = _numpy(pc.cast(col, pa.float64()))
+        return v == 1, (v == 1) | (v == 0)
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(pc.cast(col, pa.string()), "")))
+    liked = _numpy(pc.is_in(text, value_set=pa.array(sorted(TRUE_VALUES))))
+    disliked = _numpy(pc.is_in(text, value_set=pa.array(sorted(FALSE_VALUES))))
+    return liked, liked | disliked
 
 
 def resolve_uri(uri: str, base_dir: str) -> str:
@@ -78,6 +164,20 @@ def resolve_uri(uri: str, base_dir: str) -> str:
     if "://" in uri or os.path.isabs(uri):
         return uri
     return os.path.join(base_dir, uri)
+
+
+def confined_uri(uri: str, base_dir: str) -> tuple[str, str | None]:
+    """(resolved URI, why it is refused). A relative URI must stay inside the users table's folder
+    after `..` and symlinks are resolved: a table must not reach files its owner did not ship."""
+    path = resolve_uri(uri, base_dir)
+    if "://" in uri or os.path.isabs(uri):
+        return path, None
+    if "://" in base_dir:
+        inside = posixpath.normpath(path).startswith(posixpath.normpath(base_dir) + "/")
+    else:
+        real_base = os.path.realpath(base_dir)
+        inside = os.path.realpath(path).startswith(real_base + os.sep)
+    return path, None if inside else f"photo_uri {uri!r} leaves the data folder {base_dir}"
 
 
 def table_format(uri: str) -> str:
@@ -90,11 +190,14 @@ def table_format(uri: str) -> str:
 def check_columns(uri: str, required: tuple[str, ...]) -> list[str]:
     """Fail the run early, naming the file, when a table lacks a required column; the header."""
     if table_format(uri) == "csv":
-        with tf.io.gfile.GFile(uri) as f:
-            header = next(csv.reader([f.readline()]), [])
+        with tf.io.gfile.GFile(uri, "rb") as f:
+            first = f.readline()
+        try:
+            line = first.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{uri}: the header is not UTF-8 text ({e}); save the table as UTF-8") from e
+        header = [h.strip() for h in next(csv.reader([line]), [])]
     else:
-        import pyarrow.parquet as pq
-
         header = pq.read_schema(uri).names  # pyarrow reads local paths and gs:// itself
     missing = [c for c in required if c not in header]
     if missing:
@@ -102,160 +205,294 @@ def check_columns(uri: str, required: tuple[str, ...]) -> list[str]:
     return list(header)
 
 
-class ReadTable(beam.PTransform):
-    """Reads a CSV (header row) or Parquet table as dicts of its columns; `optional` columns
-    are read when the table has them."""
+class _ReadCsv(beam.DoFn):
+    """One CSV file -> Arrow tables of text columns, through pyarrow's reader: it handles a BOM,
+    CRLF, blank lines and quoted newlines. A row with too few or too many fields is a reject."""
 
-    def __init__(self, uri: str, columns: tuple[str, ...], optional: tuple[str, ...] = ()):
+    def __init__(self, uri: str, header: list[str], columns: list[str], kind: str):
+        self._uri, self._header, self._columns, self._kind = uri, header, columns, kind
+
+    def process(self, readable) -> Iterator:
+        bad: list[Reject] = []
+
+        def on_invalid(row) -> str:
+            where = f"line {row.number}" if row.number and row.number > 0 else f"row {row.text[:60]!r}"
+            bad.append(Reject(self._kind, where, f"{row.actual_columns} fields where the header has {row.expected_columns}", self._uri))
+            return "skip"
+
+        with readable.open() as f:
+            try:
+                reader = pacsv.open_csv(
+                    f, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                    parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types={c: pa.string() for c in self._header}, include_columns=self._columns,
+                        strings_can_be_null=False))
+                for batch in reader:
+                    yield pa.Table.from_batches([batch])
+                    yield from (beam.pvalue.TaggedOutput(REJECT, r) for r in bad)
+                    bad.clear()
+            except pa.ArrowInvalid as e:
+                if "utf8" in str(e).lower():
+                    raise ValueError(f"{self._uri}: not UTF-8 text ({e}); save the table as UTF-8") from e
+                raise ValueError(f"{self._uri}: {e}") from e
+        yield from (beam.pvalue.TaggedOutput(REJECT, r) for r in bad)
+
+
+class ReadTable(beam.PTransform):
+    """A CSV (header row) or Parquet table as Arrow tables of its columns (main output) and the
+    CSV rows that could not be split into fields (REJECT); `optional` columns when present."""
+
+    def __init__(self, uri: str, columns: tuple[str, ...], kind: str, optional: tuple[str, ...] = ()):
         super().__init__()
-        self._uri = uri
-        self._columns = columns
-        self._optional = optional
+        self._uri, self._columns, self._kind, self._optional = uri, columns, kind, optional
 
     def expand(self, pbegin):
         header = check_columns(self._uri, self._columns)
+        columns = list(self._columns) + [c for c in self._optional if c in header]
         if table_format(self._uri) == "parquet":
-            columns = list(self._columns) + [c for c in self._optional if c in header]
-            return pbegin | beam.io.ReadFromParquet(self._uri, columns=columns)
-        return (
-            pbegin
-            | beam.io.ReadFromText(self._uri, skip_header_lines=1)
-            | "ParseCsv" >> beam.Map(lambda line, h=tuple(header): dict(zip(h, next(csv.reader([line]), []))))
-        )
+            tables = pbegin | beam.io.ReadFromParquetBatched(self._uri, columns=columns)
+            return {"ok": tables, REJECT: pbegin | "NoRejects" >> beam.Create([])}
+        out = (pbegin | fileio.MatchFiles(self._uri) | fileio.ReadMatches()
+               | beam.ParDo(_ReadCsv(self._uri, header, columns, self._kind)).with_outputs(REJECT, main="ok"))
+        return {"ok": out.ok, REJECT: out[REJECT]}
 
 
-def validate_user(row: dict, source: str) -> Iterator:
-    uid = str(row.get("user_id") or "").strip()
-    if not uid:
-        yield beam.pvalue.TaggedOutput(REJECT, Reject("user", repr(row), "empty user_id", source))
-        return
-    gender = str(row.get("gender") or "").strip().lower()
-    if gender not in features.GENDERS:
-        yield beam.pvalue.TaggedOutput(REJECT, Reject("user", uid, f"gender {gender!r} not in {features.GENDERS}", source))
-        return
-    try:
-        updated = parse_time(row.get("photo_updated_at"))
-    except (TypeError, ValueError):
-        yield beam.pvalue.TaggedOutput(
-            REJECT, Reject("user", uid, f"bad photo_updated_at {row.get('photo_updated_at')!r}", source))
-        return
-    yield User(uid, gender, str(row.get("photo_uri") or "").strip(), updated, str(row.get("group") or "").strip())
+@dataclasses.dataclass
+class UserIndex:
+    """The users table, validated: row i of the columns is valid user i (the swipes' join key),
+    and `rejected` says why each other user row failed, so a swipe naming it can say so too."""
+
+    ids: pa.Array
+    genders: np.ndarray  # int8 index into features.GENDERS
+    updated_at: np.ndarray  # epoch seconds
+    photo_uris: list[str]
+    groups: list[str]
+    rejected: dict[str, str]  # user_id -> reason
+    rows_in: int
+
+    def user(self, i: int) -> User:
+        return User(self.ids[i].as_py(), features.GENDERS[self.genders[i]], self.photo_uris[i],
+                    float(self.updated_at[i]), self.groups[i])
 
 
-def validate_swipe(row: dict, source: str) -> Iterator:
-    swiper, target = str(row.get("swiper_id") or "").strip(), str(row.get("target_id") or "").strip()
-    rid = f"{swiper}->{target}@{row.get('swiped_at')}"
-    liked = str(row.get("liked")).strip().lower()
-    if not swiper or not target:
-        reason = "empty swiper_id or target_id"
-    elif liked not in TRUE_VALUES | FALSE_VALUES:
-        reason = f"liked {row.get('liked')!r} is not a boolean"
-    else:
-        try:
-            yield Swipe(swiper, target, liked in TRUE_VALUES, parse_time(row.get("swiped_at")))
-            return
-        except (TypeError, ValueError):
-            reason = f"bad swiped_at {row.get('swiped_at')!r}"
-    yield beam.pvalue.TaggedOutput(REJECT, Reject("swipe", rid, reason, source))
-
-
-def _single_user(users: list, source: str) -> tuple[User | None, list[Reject]]:
-    if len(users) > 1:
-        return None, [Reject("user", u.user_id, f"duplicate user_id ({len(users)} rows)", source) for u in users]
-    return (users[0] if users else None), []
-
-
-def join_swiper(element, swipes_source: str) -> Iterator:
-    """Attach the swiper's gender to each swipe, keyed by target; reject unknown swipers."""
-    swiper_id, grouped = element
-    users = list(grouped["users"])
-    for swipe in grouped["swipes"]:
-        if len(users) != 1:
-            why = "unknown swiper_id" if not users else "swiper_id names a duplicate user"
-            yield beam.pvalue.TaggedOutput(REJECT, Reject("swipe", f"{swiper_id}->{swipe.target_id}", why, swipes_source))
+def build_user_index(tables: list[pa.Table], source: str) -> tuple[UserIndex, list[Reject]]:
+    """Validates every user row; a user_id on two rows rejects both (neither can be trusted)."""
+    table = pa.concat_tables(tables, promote=True) if tables else pa.table({c: pa.array([], pa.string()) for c in USER_COLUMNS})
+    n = table.num_rows
+    ids = id_strings(table["user_id"]).to_pylist()
+    genders = [str(g or "").strip().lower() for g in table["gender"].to_pylist()] if n else []
+    uris = [str(u or "").strip() for u in table["photo_uri"].to_pylist()] if n else []
+    groups = [str(g or "").strip() for g in table["group"].to_pylist()] if "group" in table.column_names else [""] * n
+    times, unparseable = epoch_seconds(table["photo_updated_at"]) if n else (np.zeros(0), np.zeros(0, bool))
+    raw_times = table["photo_updated_at"].to_pylist() if n else []
+    seen: dict[str, int] = {}
+    for uid in ids:
+        seen[uid] = seen.get(uid, 0) + 1
+    rejects, keep, rejected = [], [], {}
+    for i, uid in enumerate(ids):
+        if not uid:
+            why, uid = "empty user_id", f"row {i + 1}"
+        elif seen[uid] > 1:
+            why = f"duplicate user_id ({seen[uid]} rows)"
+        elif genders[i] not in features.GENDERS:
+            why = f"gender {genders[i]!r} not in {features.GENDERS}"
+        elif unparseable[i] or not np.isfinite(times[i]):
+            why = f"bad photo_updated_at {raw_times[i]!r}"
         else:
-            yield swipe.target_id, (users[0].gender, swipe)
+            keep.append(i)
+            continue
+        rejected[uid] = why
+        rejects.append(Reject("user", uid, why, source))
+    index = UserIndex(
+        ids=pa.array([ids[i] for i in keep], pa.string()),
+        genders=np.array([features.GENDERS.index(genders[i]) for i in keep], np.int8),
+        updated_at=times[keep] if keep else np.zeros(0), photo_uris=[uris[i] for i in keep],
+        groups=[groups[i] for i in keep], rejected=rejected, rows_in=n)
+    return index, rejects
 
 
 @dataclasses.dataclass(frozen=True)
-class Candidate:
-    """A user with counted swipes, before its photo is read."""
+class SwipeRules:
+    """What makes a swipe row usable; `now` is the run's start (swipes after it are refused)."""
 
-    user: User
-    likes: int
-    swipes: int
-    by_source_gender: tuple  # ((source_gender, likes, swipes), ...)
+    now: float
 
 
-def aggregate_target(element, users_source: str, swipes_source: str) -> Iterator:
-    """Counts post-update likes per target. Outputs a Candidate, or rejects with reasons."""
-    target_id, grouped = element
-    user, dup_rejects = _single_user(list(grouped["users"]), users_source)
-    for r in dup_rejects:
-        yield beam.pvalue.TaggedOutput(REJECT, r)
-    swipes = list(grouped["swipes"])
-    if user is None:
-        if not dup_rejects:
-            for _, s in swipes:
-                yield beam.pvalue.TaggedOutput(REJECT, Reject("swipe", f"{s.swiper_id}->{target_id}", "unknown target_id", swipes_source))
+class CheckSwipes(beam.DoFn):
+    """One Arrow table of swipes -> per-shard columns of usable swipes (int user indexes), the
+    before-update count, and rejects; the users table arrives as a side input."""
+
+    def __init__(self, source: str, rules: SwipeRules):
+        self._source, self._rules = source, rules
+
+    def process(self, table: pa.Table, index: UserIndex) -> Iterator:
+        start = time.process_time()
+        n = table.num_rows
+        yield beam.pvalue.TaggedOutput(SWIPES_IN, n)
+        swiper, target = id_strings(table["swiper_id"]), id_strings(table["target_id"])
+        si = _numpy(pc.index_in(swiper, value_set=index.ids))
+        ti = _numpy(pc.index_in(target, value_set=index.ids))
+        liked, liked_ok = liked_values(table["liked"])
+        t, unparseable = epoch_seconds(table["swiped_at"])
+        reason = np.zeros(n, np.int8)  # 0: usable; else the index into `why` below
+        known_s, known_t = ~np.isnan(si), ~np.isnan(ti)
+        empty = (_numpy(pc.equal(swiper, ""))) | (_numpy(pc.equal(target, "")))
+        checks = [
+            empty, ~known_s, ~known_t, _numpy(pc.equal(swiper, target)), ~liked_ok,
+            unparseable, ~unparseable & ~np.isfinite(t), t < 0, t > self._rules.now]
+        for code, bad in enumerate(checks, start=1):
+            reason[(reason == 0) & bad] = code
+        if (reason > 0).any():
+            yield from self._rejects(table, swiper, target, reason, index)
+        ok = reason == 0
+        si, ti, t, liked = si[ok].astype(np.int32), ti[ok].astype(np.int32), t[ok], liked[ok]
+        before = t <= index.updated_at[ti]
+        yield beam.pvalue.TaggedOutput(BEFORE_UPDATE, int(before.sum()))
+        after = ~before
+        si, ti, t, liked = si[after], ti[after], t[after], liked[after]
+        shard = ti % SWIPE_SHARDS
+        for s in np.unique(shard):
+            m = shard == s
+            yield int(s), (si[m], ti[m], t[m], liked[m])
+        yield beam.pvalue.TaggedOutput(SECONDS, ("swipes", time.process_time() - start))
+
+    def _rejects(self, table, swiper, target, reason, index: UserIndex) -> Iterator:
+        rows = np.flatnonzero(reason)
+        sw = [v[:ID_CHARS] for v in swiper.take(pa.array(rows)).to_pylist()]
+        tg = [v[:ID_CHARS] for v in target.take(pa.array(rows)).to_pylist()]
+        liked_raw = table["liked"].take(pa.array(rows)).to_pylist()
+        times = table["swiped_at"].take(pa.array(rows)).to_pylist()
+
+        def unknown(role: str, uid: str) -> str:
+            if uid in index.rejected:
+                return f"{role} names a rejected user row ({index.rejected[uid]})"
+            return f"unknown {role}"
+
+        for k, row in enumerate(rows):
+            code = reason[row]
+            why = {1: "empty swiper_id or target_id", 2: lambda: unknown("swiper_id", sw[k]),
+                   3: lambda: unknown("target_id", tg[k]), 4: "swiper_id equals target_id (a self-swipe)",
+                   5: f"liked {liked_raw[k]!r} is not a boolean", 6: f"bad swiped_at {times[k]!r}",
+                   7: f"swiped_at {times[k]!r} is not a finite time", 8: f"swiped_at {times[k]!r} is before 1970",
+                   9: f"swiped_at {times[k]!r} is after the run started"}[int(code)]
+            yield beam.pvalue.TaggedOutput(REJECT, Reject("swipe", f"{sw[k]}->{tg[k]}@{times[k]}", why() if callable(why) else why, self._source))
+
+
+class CountTargets(beam.DoFn):
+    """All post-update swipes of one shard of targets -> per-target counts by source gender.
+
+    Each post-update swipe counts, re-swipes of a pair at other times too (the data cannot tell a
+    changed mind from a second look); rows repeating a pair's time are one swipe (a like when they
+    disagree), and the repeats are rejects."""
+
+    def __init__(self, source: str):
+        self._source = source
+
+    def process(self, element, index: UserIndex) -> Iterator:
+        start = time.process_time()
+        _, parts = element
+        parts = list(parts)
+        si = np.concatenate([p[0] for p in parts])
+        ti = np.concatenate([p[1] for p in parts])
+        t = np.concatenate([p[2] for p in parts])
+        liked = np.concatenate([p[3] for p in parts])
+        order = np.lexsort((liked, t, si, ti))
+        si, ti, t, liked = si[order], ti[order], t[order], liked[order]
+        last = np.ones(len(si), bool)
+        last[:-1] = (si[1:] != si[:-1]) | (ti[1:] != ti[:-1]) | (t[1:] != t[:-1])
+        for k in np.flatnonzero(~last):
+            yield beam.pvalue.TaggedOutput(REJECT, Reject(
+                "swipe", f"{index.ids[int(si[k])].as_py()}->{index.ids[int(ti[k])].as_py()}@{t[k]:.3f}",
+                "a duplicate of the same pair's swipe at the same time, which counts once", self._source))
+        si, ti, liked = si[last], ti[last], liked[last]
+        g = index.genders[si].astype(np.int64)
+        n_users, n_genders = len(index.updated_at), len(features.GENDERS)
+        key = ti.astype(np.int64) * n_genders + g
+        likes = np.bincount(key, weights=liked, minlength=n_users * n_genders).reshape(n_users, n_genders)
+        swipes = np.bincount(key, minlength=n_users * n_genders).reshape(n_users, n_genders)
+        targets = np.flatnonzero(swipes.sum(axis=1))
+        yield targets, likes[targets].astype(np.int64), swipes[targets]
+        yield beam.pvalue.TaggedOutput(SECONDS, ("swipes", time.process_time() - start))
+
+
+class _DenseSum(beam.CombineFn):
+    """(target indexes, likes [k, G], swipes [k, G]) parts -> dense [users, G] likes and swipes."""
+
+    def create_accumulator(self):
+        return np.zeros((0, 2 * len(features.GENDERS)), np.int64)
+
+    @staticmethod
+    def _grow(acc, n):
+        return acc if len(acc) >= n else np.concatenate([acc, np.zeros((n - len(acc), acc.shape[1]), np.int64)])
+
+    def add_input(self, acc, part):
+        targets, likes, swipes = part
+        if len(targets):
+            acc = self._grow(acc, int(targets.max()) + 1)
+            acc[targets] += np.concatenate([likes, swipes], axis=1)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        n = max(len(a) for a in accs)
+        total = self._grow(self.create_accumulator(), n)
+        for a in accs:
+            total[: len(a)] += a
+        return total
+
+    def extract_output(self, acc):
+        return acc
+
+
+def candidates(_, index: UserIndex, counts: np.ndarray, users_source: str) -> Iterator:
+    """Every valid user -> a Candidate, or a reject when it has no photo or no post-update swipe
+    (its post-update swipes, if any, become one `swipes` reject)."""
+    g = len(features.GENDERS)
+    counts = _DenseSum._grow(counts, len(index.updated_at))
+    for i in range(len(index.updated_at)):
+        likes, swipes = counts[i, :g], counts[i, g:]
+        user = index.user(i)
+        total = int(swipes.sum())
+        if not user.photo_uri:
+            if total:
+                yield beam.pvalue.TaggedOutput(REJECT, Reject("user", user.user_id, "no photo_uri: swipes on it cannot count", users_source))
+                yield beam.pvalue.TaggedOutput(REJECT, swipes_reject(user.user_id, total, "the target has no photo_uri", users_source))
+            else:
+                yield beam.pvalue.TaggedOutput("swiper_only", 1)
+        elif total == 0:
+            yield beam.pvalue.TaggedOutput(REJECT, Reject("user", user.user_id, "no swipes after the photo update", users_source))
         else:
-            for _, s in swipes:
-                yield beam.pvalue.TaggedOutput(REJECT, Reject("swipe", f"{s.swiper_id}->{target_id}", "target_id names a duplicate user", swipes_source))
-        return
-    counts: dict[str, list[int]] = {}
-    pre_update = 0
-    for source_gender, s in swipes:
-        if s.swiped_at <= user.photo_updated_at:
-            pre_update += 1
-            continue
-        c = counts.setdefault(source_gender, [0, 0])
-        c[0] += int(s.liked)
-        c[1] += 1
-    yield beam.pvalue.TaggedOutput("pre_update", pre_update)
-    total = sum(c[1] for c in counts.values())
-    if not user.photo_uri:
-        yield beam.pvalue.TaggedOutput(REJECT, Reject("user", user.user_id, "no photo_uri (swiper only)", users_source))
-    elif total == 0:
-        yield beam.pvalue.TaggedOutput(REJECT, Reject(
-            "user", user.user_id, f"no swipes after the photo update ({pre_update} before)", users_source))
-    else:
-        yield Candidate(user, sum(c[0] for c in counts.values()), total,
-                        tuple(sorted((g, c[0], c[1]) for g, c in counts.items())))
+            yield Candidate(user, int(likes.sum()), total, tuple(
+                (features.GENDERS[k], int(likes[k]), int(swipes[k])) for k in range(g) if swipes[k]))
 
 
-class ReadPhoto(beam.DoFn):
-    """Reads and decodes each candidate's photo; a missing or undecodable one is a reject."""
-
-    def __init__(self, photo_base_dir: str, users_source: str):
-        self._base = photo_base_dir
-        self._source = users_source
-
-    def process(self, cand: Candidate) -> Iterator:
-        uri = resolve_uri(cand.user.photo_uri, self._base)
-        try:
-            with tf.io.gfile.GFile(uri, "rb") as f:
-                data = f.read()
-        except (tf.errors.NotFoundError, tf.errors.OpError, OSError) as e:
-            yield beam.pvalue.TaggedOutput(REJECT, Reject("user", cand.user.user_id, f"photo not readable: {uri} ({type(e).__name__})", self._source))
-            return
-        error = photo_error(data)
-        if error:
-            yield beam.pvalue.TaggedOutput(REJECT, Reject("user", cand.user.user_id, f"photo {uri}: {error}", self._source))
-            return
-        yield to_example(cand, data)
-        for g, likes, n in cand.by_source_gender:
-            yield beam.pvalue.TaggedOutput("gender_cells", ((g, cand.user.gender), (likes, n)))
+def swipes_reject(target_id: str, rows: int, why: str, source: str) -> Reject:
+    return Reject("swipes", target_id, f"{rows} post-update swipe(s) to this target do not count: {why}", source, rows)
 
 
-def photo_error(data: bytes) -> str | None:
+@tf.autograph.experimental.do_not_convert
+def _decoded_shape(data):
+    """`faces.decode` fails exactly when its `decode_image` does (its EXIF step cannot fail and
+    only turns the pixels), so the check runs that op alone: a fifth of the full decode's cost."""
+    return tf.shape(tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False))
+
+
+def photo_check() -> tf.types.experimental.GenericFunction:
+    """The photo's decoded shape, as a graph traced once (build it once per worker): eager
+    decoding retraces `faces.decode`'s tf.map_fn on every call (~180 ms a photo)."""
+    return tf.function(_decoded_shape, input_signature=[tf.TensorSpec([], tf.string)])
+
+
+def photo_error(data: bytes, check=None) -> str | None:
     """Why the photo cannot be used, with the same decoder as Transform; None when it can."""
     if not data:
         return "empty file"
     try:
-        img = faces.decode(data)
+        shape = (check or photo_check())(tf.constant(data)).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
         return f"undecodable image ({_tf_message(e)})"
-    if img.shape[0] < 1 or img.shape[1] < 1:
+    if shape[0] < 1 or shape[1] < 1:
         return "image has no pixels"
     return None
 
@@ -263,6 +500,48 @@ def photo_error(data: bytes) -> str | None:
 def _tf_message(e: tf.errors.OpError) -> str:
     """The readable part of a TF error message, without the {{function_node ...}} prefix."""
     return e.message.split("}}")[-1].strip().splitlines()[0][:160]
+
+
+class ReadPhoto(beam.DoFn):
+    """Reads and checks each candidate's photo; a refused one rejects the user and its swipes."""
+
+    def __init__(self, photo_base_dir: str, users_source: str):
+        self._base = photo_base_dir
+        self._source = users_source
+        self._check = None
+
+    def setup(self):
+        self._check = photo_check()
+
+    def process(self, cand: Candidate) -> Iterator:
+        start = time.process_time()
+        uri, error, data = self._read(cand.user.photo_uri)
+        if error is None:
+            decode_error = photo_error(data, self._check)
+            error = decode_error and f"photo {uri}: {decode_error}"
+        uid = cand.user.user_id
+        if error:
+            yield beam.pvalue.TaggedOutput(REJECT, Reject("user", uid, error, self._source))
+            yield beam.pvalue.TaggedOutput(REJECT, swipes_reject(uid, cand.swipes, "the target's photo was refused", self._source))
+        else:
+            yield to_example(cand, data)
+            yield beam.pvalue.TaggedOutput(COUNTED, cand.swipes)
+            for g, likes, n in cand.by_source_gender:
+                yield beam.pvalue.TaggedOutput("gender_cells", ((g, cand.user.gender), (likes, n)))
+        yield beam.pvalue.TaggedOutput(SECONDS, ("photos", time.process_time() - start))
+
+    def _read(self, photo_uri: str) -> tuple[str, str | None, bytes]:
+        """(resolved URI, why it cannot be read, its bytes)."""
+        uri, refused = confined_uri(photo_uri, self._base)
+        if refused:
+            return uri, refused, b""
+        try:
+            if tf.io.gfile.isdir(uri):
+                return uri, f"photo {uri} is a directory", b""
+            with tf.io.gfile.GFile(uri, "rb") as f:
+                return uri, None, f.read()
+        except (tf.errors.NotFoundError, tf.errors.OpError, OSError) as e:
+            return uri, f"photo not readable: {uri} ({type(e).__name__})", b""
 
 
 def to_example(cand: Candidate, photo: bytes) -> tf.train.Example:
@@ -294,44 +573,55 @@ def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
 
 @dataclasses.dataclass
 class Aggregated:
-    """The PCollections that SwipesToExamples produces."""
+    """The PCollections that `aggregate` produces."""
 
     examples: beam.PCollection
     rejects: beam.PCollection
     gender_table: beam.PCollection  # ((source_gender, target_gender), (likes, swipes))
     counts: dict  # name -> singleton PCollection of int
+    seconds: beam.PCollection  # (stage, CPU seconds summed over workers)
 
 
-def aggregate(pipeline, users_uri: str, swipes_uri: str) -> Aggregated:
-    """The whole join: validate rows, attach swiper genders, count post-update swipes, read photos."""
-    users = (pipeline | "ReadUsers" >> ReadTable(users_uri, USER_COLUMNS, USER_OPTIONAL_COLUMNS)
-             | "ValidateUsers" >> beam.FlatMap(validate_user, users_uri).with_outputs(REJECT, main="ok"))
-    swipes = (pipeline | "ReadSwipes" >> ReadTable(swipes_uri, SWIPE_COLUMNS)
-              | "ValidateSwipes" >> beam.FlatMap(validate_swipe, swipes_uri).with_outputs(REJECT, main="ok"))
-    users_by_id = users.ok | "KeyUsers" >> beam.Map(lambda u: (u.user_id, u))
-    by_swiper = (
-        {"users": users_by_id, "swipes": swipes.ok | "KeySwiper" >> beam.Map(lambda s: (s.swiper_id, s))}
-        | "GroupBySwiper" >> beam.CoGroupByKey()
-        | "JoinSwiper" >> beam.FlatMap(join_swiper, swipes_uri).with_outputs(REJECT, main="ok"))
-    targets = (
-        {"users": users_by_id, "swipes": by_swiper.ok}
-        | "GroupByTarget" >> beam.CoGroupByKey()
-        | "CountSwipes" >> beam.FlatMap(aggregate_target, users_uri, swipes_uri).with_outputs(REJECT, "pre_update", main="ok"))
-    photos = targets.ok | "ReadPhotos" >> beam.ParDo(
-        ReadPhoto(os.path.dirname(users_uri), users_uri)).with_outputs(REJECT, "gender_cells", main="ok")
-    rejects = ((users[REJECT], swipes[REJECT], by_swiper[REJECT], targets[REJECT], photos[REJECT])
+def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | None = None) -> Aggregated:
+    """The whole join: validate rows, count post-update swipes per target by swiper gender, read photos."""
+    rules = rules or SwipeRules(now=time.time())
+    users = pipeline | "ReadUsers" >> ReadTable(users_uri, USER_COLUMNS, "user", USER_OPTIONAL_COLUMNS)
+    built = (users["ok"] | "AllUserRows" >> beam.combiners.ToList()
+             | "IndexUsers" >> beam.Map(build_user_index, users_uri))
+    index = beam.pvalue.AsSingleton(built | "Index" >> beam.Map(lambda b: b[0]))
+    swipe_tables = pipeline | "ReadSwipes" >> ReadTable(swipes_uri, SWIPE_COLUMNS, "swipe")
+    checked = swipe_tables["ok"] | "CheckSwipes" >> beam.ParDo(CheckSwipes(swipes_uri, rules), index).with_outputs(
+        REJECT, SWIPES_IN, BEFORE_UPDATE, SECONDS, main="ok")
+    counted = (checked.ok | "ByTargetShard" >> beam.GroupByKey()
+               | "CountTargets" >> beam.ParDo(CountTargets(swipes_uri), index).with_outputs(REJECT, SECONDS, main="ok"))
+    dense = counted.ok | "DenseCounts" >> beam.CombineGlobally(_DenseSum())
+    cands = (pipeline | "Once" >> beam.Create([None])
+             | "Candidates" >> beam.FlatMap(candidates, index, beam.pvalue.AsSingleton(dense), users_uri).with_outputs(
+                 REJECT, "swiper_only", main="ok"))
+    photos = (cands.ok | "SpreadPhotos" >> beam.Reshuffle()
+              | "ReadPhotos" >> beam.ParDo(ReadPhoto(os.path.dirname(users_uri), users_uri)).with_outputs(
+                  REJECT, "gender_cells", COUNTED, SECONDS, main="ok"))
+    user_rejects = built | "UserRejects" >> beam.FlatMap(lambda b: b[1])
+    rejects = ((users[REJECT], user_rejects, swipe_tables[REJECT], checked[REJECT], counted[REJECT], cands[REJECT], photos[REJECT])
                | "AllRejects" >> beam.Flatten())
     gender_table = photos.gender_cells | "GenderTable" >> beam.CombinePerKey(_sum_pairs)
 
-    def count(label, pcoll):
-        return pcoll | label >> beam.combiners.Count.Globally()
+    def total(label, pcoll):
+        return pcoll | label >> beam.CombineGlobally(sum)
 
     counts = {
-        "users_in": count("CountUsersIn", (users.ok, users[REJECT]) | "UsersIn" >> beam.Flatten()),
-        "swipes_in": count("CountSwipesIn", (swipes.ok, swipes[REJECT]) | "SwipesIn" >> beam.Flatten()),
-        "examples": count("CountExamples", photos.ok),
-        "users_rejected": count("CountUserRejects", rejects | "UserRejects" >> beam.Filter(lambda r: r.kind == "user")),
-        "swipes_rejected": count("CountSwipeRejects", rejects | "SwipeRejects" >> beam.Filter(lambda r: r.kind == "swipe")),
-        "swipes_before_update": targets.pre_update | "SumPreUpdate" >> beam.CombineGlobally(sum),
+        "users_in": total("SumUsersIn", (built | "UserRows" >> beam.Map(lambda b: b[0].rows_in),
+                                         users[REJECT] | "BadUserLines" >> beam.Map(lambda r: r.rows))
+                          | "UsersIn" >> beam.Flatten()),
+        "users_swipe_only": total("SumSwipeOnly", cands.swiper_only),
+        "swipes_in": total("SumSwipesIn", (checked[SWIPES_IN], swipe_tables[REJECT] | "BadSwipeLines" >> beam.Map(lambda r: r.rows))
+                           | "SwipesIn" >> beam.Flatten()),
+        "examples": photos.ok | "CountExamples" >> beam.combiners.Count.Globally(),
+        "users_rejected": total("SumUserRejects", rejects | "UserRejectRows" >> beam.Map(lambda r: r.rows if r.kind == "user" else 0)),
+        "swipes_rejected": total("SumSwipeRejects", rejects | "SwipeRejectRows" >> beam.Map(lambda r: r.rows if r.kind != "user" else 0)),
+        "swipes_before_update": total("SumBeforeUpdate", checked[BEFORE_UPDATE]),
+        "swipes_counted": total("SumCounted", photos[COUNTED]),
     }
-    return Aggregated(photos.ok, rejects, gender_table, counts)
+    seconds = ((checked[SECONDS], counted[SECONDS], photos[SECONDS]) | "AllSeconds" >> beam.Flatten()
+               | "SumSeconds" >> beam.CombinePerKey(sum))
+    return Aggregated(photos.ok, rejects, gender_table, counts, seconds)

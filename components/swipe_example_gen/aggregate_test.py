@@ -95,7 +95,9 @@ def test_post_update_counts_and_rejects(tables):
         assert_that(agg.rejects | beam.Map(lambda r: (r.kind, r.id.split("@")[0], r.reason.split(" (")[0].split(":")[0])), equal_to([
             ("user", "nosw", "no swipes after the photo update"),
             ("user", "lost", "photo not readable"),
+            ("swipes", "lost", "1 post-update swipe(s) to this target do not count"),
             ("user", "broken", "photo " + os.path.join(os.path.dirname(users), "photos/broken.jpg")),
+            ("swipes", "broken", "1 post-update swipe(s) to this target do not count"),
             ("user", "weird", "gender 'other' not in"),
             ("user", "dup", "duplicate user_id"),
             ("user", "dup", "duplicate user_id"),
@@ -114,14 +116,17 @@ def test_post_update_counts_and_rejects(tables):
         assert_that(agg.counts["examples"], equal_to([3]), label="examples_count")
         assert_that(agg.counts["users_rejected"], equal_to([6]), label="users_rejected")
         assert_that(agg.counts["swipes_before_update"], equal_to([3]), label="pre_update")
-        assert_that(agg.counts["swipes_rejected"], equal_to([4]), label="swipes_rejected")
+        # 4 bad rows, and the post-update swipes to lost and broken, whose photos were refused.
+        assert_that(agg.counts["swipes_rejected"], equal_to([6]), label="swipes_rejected")
+        assert_that(agg.counts["swipes_counted"], equal_to([6]), label="swipes_counted")
+        assert_that(agg.counts["swipes_in"], equal_to([15]), label="swipes_in")
 
 
 def test_broken_photo_reason_names_the_file(tables):
     users, swipes = tables
     with TestPipeline() as p:
         agg = aggregate.aggregate(p, users, swipes)
-        broken = agg.rejects | beam.Filter(lambda r: r.id == "broken") | beam.Map(lambda r: ("broken.jpg" in r.reason, "undecodable" in r.reason))
+        broken = agg.rejects | beam.Filter(lambda r: r.kind == "user" and r.id == "broken") | beam.Map(lambda r: ("broken.jpg" in r.reason, "undecodable" in r.reason))
         assert_that(broken, equal_to([(True, True)]))
 
 
@@ -175,3 +180,38 @@ def test_parse_time_accepts_iso_and_epoch():
     assert aggregate.parse_time("1767225600") == 1767225600.0
     with pytest.raises(ValueError):
         aggregate.parse_time("yesterday")
+
+
+def test_photo_check_accepts_and_rejects_exactly_what_the_transform_decoder_does(jpeg_bytes, png_bytes):
+    """The check decodes without the EXIF step; on every kind of photo it must agree with
+    `faces.decode`, the Transform graph's decoder."""
+    import io as _io
+
+    from PIL import Image
+
+    from deepattraction.trainer import faces
+
+    def save(fmt, mode="RGB", **kw):
+        buf = _io.BytesIO()
+        Image.new(mode, (24, 16), 90).save(buf, format=fmt, **kw)
+        return buf.getvalue()
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the Transform graph turns it upright
+    photos = {
+        "jpeg": jpeg_bytes, "png": png_bytes, "gif": save("GIF", "P"), "bmp": save("BMP"), "gray": save("PNG", "L"),
+        "rgba": save("PNG", "RGBA"), "cmyk": save("JPEG", "CMYK"), "exif": save("JPEG", exif=exif.tobytes()),
+        "truncated": jpeg_bytes[: len(jpeg_bytes) // 2], "webp": save("WEBP"), "garbage": b"\xff\xd8\xff\xe0 not a jpeg",
+        "svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>', "empty": b"",
+    }
+    check = aggregate.photo_check()
+    verdicts = {}
+    for name, data in photos.items():
+        try:
+            faces.decode(tf.constant(data))
+            transform_ok = True
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            transform_ok = False
+        verdicts[name] = (aggregate.photo_error(data, check) is None, transform_ok)
+    assert all(ours == theirs for ours, theirs in verdicts.values()), verdicts
+    assert {n for n, (ok, _) in verdicts.items() if not ok} == {"truncated", "webp", "garbage", "svg", "empty"}

@@ -54,13 +54,24 @@ def _SwipesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
          cells=beam.pvalue.AsList(agg.gender_table)))
     side = {k: beam.pvalue.AsSingleton(v) for k, v in agg.counts.items()}
     (pipeline | "CountsOnce" >> beam.Create([None])
-     | "WriteCounts" >> beam.Map(lambda _, **c: _write_json(os.path.join(report, _COUNTS_FILE), c), **side))
+     | "WriteCounts" >> beam.Map(
+         lambda _, seconds, **c: _write_json(os.path.join(report, _COUNTS_FILE), {**c, "cpu_seconds": seconds}),
+         seconds=beam.pvalue.AsDict(agg.seconds), **side))
     return agg.examples
 
 
 def count_split(examples_uri: str, split: str) -> int:
     files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) if files else 0
+
+
+def check_accounting(summary: dict) -> None:
+    """Every input row ends in exactly one place; a run whose counts do not add up fails."""
+    in_splits = sum(summary["users_in_splits"].values())
+    if summary["users_in"] != in_splits + summary["users_rejected"] + summary["users_swipe_only"]:
+        raise RuntimeError(f"users do not add up (in = in splits + rejected + swipe only): {summary}")
+    if summary["swipes_in"] != summary["swipes_counted"] + summary["swipes_before_update"] + summary["swipes_rejected"]:
+        raise RuntimeError(f"swipes do not add up (in = counted + before update + rejected): {summary}")
 
 
 class Executor(BaseExampleGenExecutor):
@@ -77,9 +88,7 @@ class Executor(BaseExampleGenExecutor):
             summary = json.load(f)
         splits = artifact_utils.decode_split_names(examples.split_names)
         summary["users_in_splits"] = {s: count_split(examples.uri, s) for s in splits}
-        in_splits = sum(summary["users_in_splits"].values())
-        if summary["users_in"] != in_splits + summary["users_rejected"]:
-            raise RuntimeError(f"users do not add up: {summary}")
+        check_accounting(summary)
         _write_json(os.path.join(report, SUMMARY_FILE), summary)
         logging.info("SwipeExampleGen: %s", summary)
         if summary["users_rejected"] or summary["swipes_rejected"]:

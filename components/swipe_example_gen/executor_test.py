@@ -3,6 +3,7 @@ import csv
 import json
 import os
 
+import pytest
 import tensorflow as tf
 
 from deepattraction.components.swipe_example_gen import executor
@@ -37,8 +38,13 @@ def test_every_user_ends_in_one_split_or_in_the_rejects(tiny_data, tiny_examples
     assert summary["users_in_splits"] == {s: len(ids) for s, ids in splits.items()}
     assert all(len(ids) > 0 for ids in splits.values())
     assert summary["swipes_before_update"] == made.pre_update_swipes
-    assert summary["swipes_rejected"] == made.bad_swipes
-    reasons = {r["id"]: r["reason"] for r in rejects}
+    # The bad swipe rows, and the post-update swipes to the two targets whose photo is refused.
+    refused = {r["id"]: int(r["reason"].split(" ")[0]) for r in rejects if r["kind"] == "swipes"}
+    assert refused == {"bad-missing-photo": 3, "bad-corrupt-photo": 3}
+    assert summary["swipes_rejected"] == made.bad_swipes + sum(refused.values())
+    assert summary["swipes_in"] == made.swipes == (
+        summary["swipes_counted"] + summary["swipes_before_update"] + summary["swipes_rejected"])
+    reasons = {r["id"]: r["reason"] for r in rejects if r["kind"] != "swipes"}
     assert "photo not readable" in reasons["bad-missing-photo"]
     assert "undecodable image" in reasons["bad-corrupt-photo"]
     assert "no swipes after the photo update" in reasons["bad-no-swipes"]
@@ -67,3 +73,12 @@ def test_per_source_gender_counts_add_up_to_the_label(tiny_examples):
         assert f[features.GROUP_KEY].bytes_list.value == [b""]  # the synthetic users table has no group column
         both += min(swipes) > 0
     assert both > 0
+
+
+def test_counts_that_do_not_add_up_fail_the_run():
+    ok = {"users_in": 5, "users_in_splits": {"train": 3}, "users_rejected": 1, "users_swipe_only": 1,
+          "swipes_in": 10, "swipes_counted": 6, "swipes_before_update": 3, "swipes_rejected": 1}
+    executor.check_accounting(ok)
+    for key in ("swipes_counted", "users_swipe_only"):
+        with pytest.raises(RuntimeError, match="do not add up"):
+            executor.check_accounting({**ok, key: ok[key] - 1})
