@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from tensorflow_serving.config import model_server_config_pb2
 
 from deepattraction.serving import model_dir, warmup
-from deepattraction.trainer.train import IMAGE_BYTES_INPUT, SERVING_DEFAULT
+from deepattraction.trainer.features import IMAGE_BYTES_INPUT, SERVING_DEFAULT
 
 State = get_model_status_pb2.ModelVersionStatus.State
 Code = grpc.StatusCode

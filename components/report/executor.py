@@ -17,7 +17,8 @@ from deepattraction.components.report import model_card
 from deepattraction.components.report.report import Photo, ReportConfig, RunInputs, build_html, gallery_ids, markdown_html
 from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FILE, SUMMARY_FILE
 from deepattraction.trainer import features
-from deepattraction.trainer.train import HISTORY_FILE, OUT_FACE_BOX, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO
+from deepattraction.trainer.features import OUT_FACE_BOX, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO
+from deepattraction.trainer.train import HISTORY_FILE
 
 REPORT_CONFIG = "report_config"
 REPORT_FILE = "report.html"
