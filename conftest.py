@@ -1,14 +1,12 @@
 """Shared pytest fixtures: tiny datasets made by the project's own generator."""
+import io
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
+from PIL import Image
 
-import io  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before any test module loads TensorFlow)
 
 SCUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data", "scut-fbp5500-train")
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build", "weights")  # `make weights`

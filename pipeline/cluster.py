@@ -1,6 +1,6 @@
 """Where each compiled step runs on Kubernetes: resources, the GPU node pool, the Beam runner.
 
-Used by kubeflow_v2_runner only, so pipeline.py stays orchestrator-neutral and local runs are
+Used by kubeflow_v2_runner and its KFP package only, so pipeline.py stays orchestrator-neutral and local runs are
 unaffected. What lands where:
 - requests/limits and the accelerator go into the PipelineSpec (`deploymentSpec.executors.
   <Step>_executor.container.resources`), the only place TFX's v2 compiler writes them;
@@ -175,3 +175,27 @@ class ClusterConfig:
             if self.resources(step).accelerator_count and config:
                 spec.platforms["kubernetes"].deployment_spec.executors[f"{step}_executor"].update(config)
         return spec
+
+
+def _pairs(items: list[str], what: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"{what} {item!r}: expected KEY=VALUE")
+        out.append(tuple(item.split("=", 1)))
+    return tuple(out)
+
+
+def cluster_from_args(a) -> ClusterConfig:
+    """The compile subcommand's cluster options (`deepattraction compile`) as a ClusterConfig."""
+    base = ClusterConfig()
+    pool = NodePool(labels=_pairs(a.gpu_node_label, "--gpu-node-label") or base.gpu_pool.labels,
+                    tolerations=tuple(Toleration(key=k) for k in a.gpu_toleration) or base.gpu_pool.tolerations)
+    steps = dict(base.steps)
+    steps["Trainer"] = dataclasses.replace(steps["Trainer"], accelerator_type=a.accelerator_type,
+                                          accelerator_count=a.accelerator_count)
+    try:
+        beam = BeamConfig(runner=a.beam_runner, args=tuple(a.beam_arg))
+    except ValueError as e:
+        raise SystemExit(f"compile: {e}") from e
+    return ClusterConfig(image=a.image or DEFAULT_IMAGE, steps=steps, gpu_pool=pool, beam=beam)

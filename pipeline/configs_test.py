@@ -1,4 +1,5 @@
 import os
+import shutil
 
 from deepattraction.pipeline import configs
 
@@ -13,8 +14,24 @@ def test_input_fingerprint_changes_with_new_swipes(tmp_path):
     assert configs.input_fingerprint(str(t)) != before
 
 
-def test_code_fingerprint_is_stable_and_push_dir_is_model_base_path():
-    assert configs.code_fingerprint() == configs.code_fingerprint()
+def test_code_fingerprint_follows_an_edit_under_trainer_but_not_a_test(tmp_path):
+    roots = []
+    for src in configs.CODE_ROOTS:
+        roots.append(str(tmp_path / os.path.basename(src)))
+        shutil.copytree(src, roots[-1], ignore=shutil.ignore_patterns("__pycache__"))
+    trainer = roots[0]
+    assert os.path.basename(trainer) == "trainer"
+    before = configs.code_fingerprint(tuple(roots))
+    assert before == configs.code_fingerprint() and before == configs.code_fingerprint(tuple(roots))
+    with open(os.path.join(trainer, "features_test.py"), "a") as f:
+        f.write("\n# a test is not code the components run\n")
+    assert configs.code_fingerprint(tuple(roots)) == before
+    with open(os.path.join(trainer, "features.py"), "a") as f:
+        f.write("\nEDITED = 1\n")
+    assert configs.code_fingerprint(tuple(roots)) != before
+
+
+def test_push_dir_is_model_base_path():
     cfg = configs.PipelineConfig(pipeline_root="/r", users_uri="u.csv", swipes_uri="s.csv", serving_base="/srv")
     assert cfg.push_dir == os.path.join("/srv", configs.MODEL_NAME)
     assert cfg.trainer_hparams["backbone"] == "inception_v3"

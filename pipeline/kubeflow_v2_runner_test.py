@@ -6,8 +6,10 @@ import os
 import pytest
 import yaml
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions, WorkerOptions
+from kfp.client.client import _extract_pipeline_yaml
 
 from deepattraction.cli import main as cli_main
+from deepattraction.pipeline import golden
 from deepattraction.pipeline import kubeflow_v2_runner as k
 from deepattraction.pipeline.cluster import BEAM_STEPS, BeamConfig, ClusterConfig
 
@@ -20,8 +22,8 @@ RESOLVERS = {"LatestBlessedModel-model-blessing-resolver", "LatestBlessedModel-m
 def golden_spec(tmp_path_factory):
     """One compilation of the golden configuration, also written as the KFP upload package."""
     tmp = tmp_path_factory.mktemp("golden")
-    compiled = k.compile_pipeline(k.golden_config(), str(tmp / "spec.json"), kfp_package=str(tmp / "pipeline.yaml"))
-    return {"spec": k.normalized_spec(compiled), "package": str(tmp / "pipeline.yaml")}
+    compiled = k.compile_pipeline(golden.golden_config(), str(tmp / "spec.json"), kfp_package=str(tmp / "pipeline.yaml"))
+    return {"spec": golden.normalized_spec(compiled), "package": str(tmp / "pipeline.yaml")}
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +42,9 @@ def dataflow_cli(tmp_path_factory):
 
 
 def test_compiled_spec_matches_golden(golden_spec):
-    with open(k.GOLDEN_SPEC) as f:
-        golden = json.load(f)
-    assert golden_spec["spec"] == golden, "pipeline changed: review it, then run `make golden`"
+    with open(golden.GOLDEN_SPEC) as f:
+        expected = json.load(f)
+    assert golden_spec["spec"] == expected, "pipeline changed: review it, then run `make golden`"
 
 
 def test_spec_has_runtime_parameters_and_every_component(golden_spec):
@@ -80,8 +82,6 @@ def test_every_step_requests_resources_and_trainer_gets_a_gpu(golden_spec):
 
 def test_kfp_package_is_what_the_kfp_client_uploads(golden_spec):
     """The KFP SDK's own reader parses the package: spec first, then the Kubernetes platform spec."""
-    from kfp.client.client import _extract_pipeline_yaml
-
     doc = _extract_pipeline_yaml(golden_spec["package"])
     assert doc.pipeline_spec.default_pipeline_root == "gs://YOUR_BUCKET/deepattraction/root"
     assert set(doc.pipeline_spec.root.dag.tasks) == STEPS | RESOLVERS
@@ -94,8 +94,6 @@ def test_kfp_package_is_what_the_kfp_client_uploads(golden_spec):
 
 def test_runtime_parameters_keep_their_defaults(golden_spec):
     """A run that sets no parameter uses the compiled defaults, in the job spec and the package."""
-    from kfp.client.client import _extract_pipeline_yaml
-
     values = golden_spec["spec"]["runtimeConfig"]["parameterValues"]
     assert values["users_uri"] == "gs://YOUR_BUCKET/deepattraction/root/data/users.csv"
     assert values["epochs"] == 5 and values["task"] == "both"
@@ -154,7 +152,7 @@ def test_cpu_only_cluster_has_no_accelerator_and_no_gpu_pool():
 
 
 def test_golden_is_free_of_local_paths():
-    with open(k.GOLDEN_SPEC) as f:
+    with open(golden.GOLDEN_SPEC) as f:
         text = f.read()
     assert os.path.dirname(os.path.dirname(os.path.abspath(__file__))) not in text
     assert "/opt/deepattraction/pipeline/schema.pbtxt" in text

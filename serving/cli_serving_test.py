@@ -7,7 +7,6 @@ import pytest
 from deepattraction import cli
 
 
-@pytest.mark.e2e
 def test_predict_through_the_server_matches_in_process_and_names_bad_photos(server, local_predictions, photos,
                                                                               tmp_path, capsys):
     paths = []

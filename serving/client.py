@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from deepattraction.serving.predict import Prediction, from_outputs
-from deepattraction.trainer.train import IMAGE_BYTES_INPUT, SERVING_DEFAULT
+from deepattraction.trainer.features import IMAGE_BYTES_INPUT, SERVING_DEFAULT
 
 
 @dataclasses.dataclass(frozen=True)

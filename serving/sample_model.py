@@ -1,30 +1,32 @@
-"""A small real model in TF Serving's layout, for tests and the serving benchmark.
+"""Models in TF Serving's layout, for tests and the serving benchmark.
 
-Real tf.Transform on 8 procedural photos, the real Keras model (InceptionV3 at 75 px, untrained,
-head kernels randomised so outputs depend on the photo), exported by trainer.train.export and
-pushed by our Pusher's copy step: what a pipeline run pushes, in a minute instead of five."""
+`export_model`: real tf.Transform on 8 procedural photos, the real Keras model (InceptionV3 at 75
+px, untrained, head kernels randomised so outputs depend on the photo), exported by
+trainer.train.export and pushed by our Pusher's copy step: what a pipeline run pushes, in a
+minute instead of five. `export_tiny_model`: the same signature over colour means, in a second,
+for tests of the server's behaviour rather than of the model."""
 from __future__ import annotations
 
 import os
 import tempfile
 
 import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+from deepattraction.components.pusher.executor import push_version
+from deepattraction.serving import warmup
+from deepattraction.trainer import features, preprocessing
+from deepattraction.trainer.model import ModelConfig, build_model
+from deepattraction.trainer.train import export
 
 MODEL_NAME = "deepattraction"
 
 
 def export_model(base: str, version: int, task: str = "both") -> str:
     """<base>/deepattraction/<version>, warmup file included; returns that folder."""
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
-
-    from deepattraction.components.pusher.executor import push_version
-    from deepattraction.serving import warmup
-    from deepattraction.trainer import features, preprocessing
-    from deepattraction.trainer.model import ModelConfig, build_model
-    from deepattraction.trainer.train import export
-
     photos = warmup.demo_photos(8, size=64, seed=1)
     raw = [{features.USER_ID_KEY: f"u{i}".encode(), features.IMAGE_KEY: p,
             features.GENDER_KEY: features.GENDERS[i % 2].encode(), features.LIKE_RATIO_KEY: 0.1 * i,
@@ -43,4 +45,28 @@ def export_model(base: str, version: int, task: str = "both") -> str:
         if "kernel" in w.name and not np.any(w.numpy()):
             w.assign(rng.normal(0, 0.05, w.shape).astype("float32"))
     staged = export(model, tft.TFTransformOutput(tft_dir), tempfile.mkdtemp(prefix="export_"))
+    return push_version(staged, os.path.join(base, MODEL_NAME, str(version)), MODEL_NAME)
+
+
+class _Tiny(tf.Module):
+    """The served signature's names, types and shapes; it decodes every photo, so a broken one
+    fails in the graph as with the real model."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
+    def serve(self, image_bytes):
+        def rgb_mean(photo):
+            pixels = tf.io.decode_image(photo, channels=3, expand_animations=False)
+            return tf.reduce_mean(tf.cast(pixels, tf.float32), axis=[0, 1]) / 255.0
+
+        rgb = tf.map_fn(rgb_mean, image_bytes, fn_output_signature=tf.TensorSpec([3], tf.float32))
+        n = tf.shape(image_bytes)[0]
+        return {features.OUT_RATIO: rgb[:, 0], features.OUT_MALE: rgb[:, 2], features.OUT_FACE_CONFIDENCE: rgb[:, 1],
+                features.OUT_FACE_COUNT: tf.ones([n], tf.int64), features.OUT_FACE_BOX: tf.zeros([n, 4])}
+
+
+def export_tiny_model(base: str, version: int) -> str:
+    """<base>/deepattraction/<version>, pushed with its warmup file like export_model."""
+    staged = os.path.join(tempfile.mkdtemp(prefix="tiny_"), "model")
+    m = _Tiny()
+    tf.saved_model.save(m, staged, signatures={features.SERVING_DEFAULT: m.serve})
     return push_version(staged, os.path.join(base, MODEL_NAME, str(version)), MODEL_NAME)

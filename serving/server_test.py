@@ -1,8 +1,10 @@
-"""The local server against TF Serving's protos and semantics, on loopback, with a real model."""
+"""The local server against TF Serving's protos and semantics, on loopback: the tiny model for
+the server's behaviour, the real one for parity."""
 import base64
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 import urllib.error
@@ -13,12 +15,15 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
+from deepattraction.components.pusher.executor import push_version
 from deepattraction.serving import warmup
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient, ServingError
-from deepattraction.serving.server import LocalServer, ServerConfig, parse_model_config_file
+from deepattraction.serving.predict import LocalModel
+from deepattraction.serving.rest import _json_depth_ok
+from deepattraction.serving.servable import ServingError as ServableError
+from deepattraction.serving.server import LocalServer, ServerConfig, State, _Gate, model_config, parse_model_config_file
 
 MODEL = "deepattraction"
-e2e = pytest.mark.e2e  # the session's model export takes minutes on shared CPUs
 
 
 def _rest(url, body=None, raw: bytes | None = None):
@@ -35,20 +40,31 @@ def _grpc_predict(server, req):
         return prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(req, timeout=60)
 
 
-@e2e
-def test_grpc_and_rest_predictions_equal_the_in_process_savedmodel(server, local_predictions, photos):
-    local = local_predictions
+@pytest.mark.e2e  # the real model's export takes minutes on shared CPUs
+def test_real_model_answers_over_grpc_and_rest_equal_the_in_process_savedmodel(exported_model, photos):
+    """The one test on the real exported model (Transform graph, MTCNN, Keras); the others use the
+    tiny model, since what they test is the server."""
+    local = LocalModel(exported_model).predict_bytes(photos)
     assert len({p.like_ratio for p in local}) > 1  # outputs depend on the photo, so equality means something
-    with ServingClient(ClientConfig(server.grpc_target, batch_size=4)) as c:
-        assert c.predict_many(photos) == local
-    assert RestClient(ClientConfig(server.rest_url)).predict(photos) == local
-    code, body = _rest(f"{server.rest_url}/v1/models/{MODEL}:predict",
-                       {"instances": [{"b64": base64.b64encode(p).decode()} for p in photos[:2]]})
+    configs = [model_config(MODEL, os.path.dirname(exported_model))]
+    with LocalServer(configs, ServerConfig(grpc_port=0, rest_port=0, poll_seconds=0.3)) as srv:
+        srv.wait_ready(300)
+        with ServingClient(ClientConfig(srv.grpc_target, batch_size=4)) as c:
+            assert c.predict_many(photos) == local
+        assert RestClient(ClientConfig(srv.rest_url)).predict(photos) == local
+        code, body = _rest(f"{srv.rest_url}/v1/models/{MODEL}:predict",
+                           {"instances": [{"b64": base64.b64encode(p).decode()} for p in photos[:2]]})
     assert code == 200 and [r["like_ratio"] for r in body["predictions"]] == pytest.approx(
         [p.like_ratio for p in local[:2]], abs=0)
 
 
-@e2e
+def test_grpc_and_rest_answers_equal_the_in_process_savedmodel(server, local_predictions, photos):
+    assert len({p.like_ratio for p in local_predictions}) > 1
+    with ServingClient(ClientConfig(server.grpc_target, batch_size=4)) as c:
+        assert c.predict_many(photos) == local_predictions
+    assert RestClient(ClientConfig(server.rest_url)).predict(photos) == local_predictions
+
+
 def test_status_metadata_and_readiness_report_the_loaded_version(server):
     c = ServingClient(ClientConfig(server.grpc_target))
     assert c.status()[0].state == "AVAILABLE"
@@ -63,7 +79,6 @@ def test_status_metadata_and_readiness_report_the_loaded_version(server):
     assert code == 200 and "serving_default" in body["metadata"]["signature_def"]["signatureDef"]
 
 
-@e2e
 def test_model_spec_resolution_errors_use_tf_servings_codes(server, photos):
     def code(**kw):
         with pytest.raises(ServingError) as e:
@@ -79,7 +94,6 @@ def test_model_spec_resolution_errors_use_tf_servings_codes(server, photos):
     assert status == 404 and "Specific(deepattraction, 99)" in body["error"]
 
 
-@e2e
 def test_malformed_grpc_requests_are_invalid_argument_and_the_server_keeps_answering(server, photos):
     def bad(inputs: dict) -> str:
         req = predict_pb2.PredictRequest()
@@ -105,7 +119,6 @@ def test_malformed_grpc_requests_are_invalid_argument_and_the_server_keeps_answe
     assert bad({"image_bytes": tf.make_tensor_proto([truncated])})
 
 
-@e2e
 def test_malformed_rest_requests_get_400_and_the_server_keeps_answering(server, photos):
     url = f"{server.rest_url}/v1/models/{MODEL}:predict"
     good = {"instances": [{"b64": base64.b64encode(photos[0]).decode()}]}
@@ -131,14 +144,13 @@ def test_malformed_rest_requests_get_400_and_the_server_keeps_answering(server, 
     assert _rest(url, good)[0] == 200
 
 
-@e2e
-def test_version_labels_and_failed_warmup_from_a_model_config_file(exported_model, tmp_path, photos):
+def test_version_labels_and_failed_warmup_from_a_model_config_file(tiny_model, tmp_path, photos):
     broken = tmp_path / "broken" / "7"
-    shutil.copytree(exported_model, broken)
+    shutil.copytree(tiny_model, broken)
     warmup.write(str(broken), warmup.warmup_logs(MODEL, [b"not a photo"], (1,)))
     cfg = tmp_path / "models.config"
     cfg.write_text(f"""model_config_list {{
-  config {{ name: "{MODEL}" base_path: "{os.path.dirname(exported_model)}" model_platform: "tensorflow"
+  config {{ name: "{MODEL}" base_path: "{os.path.dirname(tiny_model)}" model_platform: "tensorflow"
            model_version_policy {{ specific {{ versions: 1 }} }}
            version_labels {{ key: "stable" value: 1 }} }}
   config {{ name: "broken" base_path: "broken" model_platform: "tensorflow" }}
@@ -149,7 +161,7 @@ def test_version_labels_and_failed_warmup_from_a_model_config_file(exported_mode
         def settled():
             try:
                 return srv.manager.ready()[MODEL] and srv.manager.status(
-                    model_pb2.ModelSpec(name="broken")).model_version_status[0].state == 4  # END
+                    model_pb2.ModelSpec(name="broken")).model_version_status[0].state == State.END
             except Exception:  # no version seen yet
                 return False
 
@@ -168,10 +180,7 @@ def test_version_labels_and_failed_warmup_from_a_model_config_file(exported_mode
         assert code == 503 and not body["ready"] and body["models"][MODEL][0]["state"] == "AVAILABLE"
 
 
-@e2e
 def test_a_version_pushed_while_clients_call_is_picked_up_with_no_failed_request(server, photos):
-    from deepattraction.components.pusher.executor import push_version
-
     errors, versions, stop = [], [], threading.Event()
 
     def call():
@@ -201,10 +210,6 @@ def test_a_version_pushed_while_clients_call_is_picked_up_with_no_failed_request
 
 def test_client_retries_unavailable_then_reports_the_servers_answer(tmp_path):
     """UNAVAILABLE (nothing listening yet) is retried; the first real answer (NOT_FOUND) is not."""
-    import socket
-
-    from deepattraction.serving.server import model_config
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -234,20 +239,15 @@ def test_model_config_file_rejects_other_platforms(tmp_path):
 
 
 def test_json_depth_check_skips_brackets_in_strings():
-    from deepattraction.serving.server import _json_depth_ok
-
     assert _json_depth_ok(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"[[["}', 3)
     assert not _json_depth_ok(b"[[[[]]]]", 3)
     assert _json_depth_ok(b"[1, [2]]", 2)
 
 
 def test_requests_beyond_the_in_flight_bound_are_unavailable_not_queued():
-    from deepattraction.serving.server import ServingError as ServerError
-    from deepattraction.serving.server import _Gate
-
     gate = _Gate(1)
     with gate:
-        with pytest.raises(ServerError) as e:
+        with pytest.raises(ServableError) as e:
             with gate:
                 pass
         assert e.value.code == grpc.StatusCode.UNAVAILABLE

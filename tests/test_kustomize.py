@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from deepattraction.cli import main as cli_main
-from deepattraction.pipeline import kubeflow_v2_runner
+from deepattraction.pipeline import submission
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUSTOMIZE = os.path.join(ROOT, "kustomize")
@@ -202,7 +202,7 @@ def test_cronjob_compiles_with_its_own_image_and_submits(overlay, rendered):
     assert env["image"] == env["PIPELINE_IMAGE"]  # the steps run the image that compiled them
     assert compile_cmd[:2] == ["deepattraction", "compile"]
     assert submit_cmd[:3] == ["python", "-m", "deepattraction.pipeline.kubeflow_v2_runner"]
-    a = kubeflow_v2_runner.parser().parse_args(submit_cmd[3:])
+    a = submission.parser().parse_args(submit_cmd[3:])
     assert a.command == "submit" and a.preflight and a.package == compile_cmd[compile_cmd.index("--kfp-package") + 1]
     assert a.host.startswith("http://ml-pipeline.kubeflow")
     assert sorted(a.param) == sorted([f"swipes_uri={env['SWIPES_URI']}", f"users_uri={env['USERS_URI']}"])

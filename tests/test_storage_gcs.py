@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from deepattraction.cli import main as cli_main
-from deepattraction.pipeline import kubeflow_v2_runner as k
+from deepattraction.pipeline import submission
+from deepattraction.pipeline.kfp_package import run_locations
 from deepattraction.pipeline.storage import RunLocations, StorageConfig, preflight, split_gs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,8 +66,8 @@ def make_dataset(d):
 
 def test_staged_data_lands_where_the_compiled_defaults_read_it(gcs, package, tmp_path):
     data = make_dataset(tmp_path / "data")
-    k.main(["stage", "--data", str(data), "--to", f"gs://{BUCKET}/root/data", "--storage-endpoint", gcs.endpoint])
-    loc = k.run_locations(package, {})
+    submission.main(["stage", "--data", str(data), "--to", f"gs://{BUCKET}/root/data", "--storage-endpoint", gcs.endpoint])
+    loc = run_locations(package, {})
     assert (loc.users_uri, loc.swipes_uri) == (f"gs://{BUCKET}/root/data/users.csv", f"gs://{BUCKET}/root/data/swipes.csv")
     assert loc.pipeline_root == f"gs://{BUCKET}/root" and loc.serving_base == f"gs://{BUCKET}/root/serving/deepattraction"
     bucket = gcs.client().bucket(BUCKET)
@@ -81,7 +82,7 @@ def test_staged_data_lands_where_the_compiled_defaults_read_it(gcs, package, tmp
 
 
 def test_preflight_names_missing_inputs_and_buckets(gcs, package):
-    loc = k.run_locations(package, {"users_uri": f"gs://{BUCKET}/elsewhere/users.csv"}, pipeline_root="gs://no-such-bucket/root")
+    loc = run_locations(package, {"users_uri": f"gs://{BUCKET}/elsewhere/users.csv"}, pipeline_root="gs://no-such-bucket/root")
     problems = preflight(loc, gcs)
     assert f"gs://{BUCKET}/elsewhere/users.csv: no such object" in problems
     assert "gs://no-such-bucket/root: no such bucket" in problems
@@ -90,7 +91,7 @@ def test_preflight_names_missing_inputs_and_buckets(gcs, package):
 def test_submit_stops_before_contacting_kfp_when_preflight_fails(gcs, package):
     """--host names a port nothing listens on: the run is refused by the preflight first."""
     with pytest.raises(SystemExit, match="preflight: .*missing.csv: no such object"):
-        k.main(["submit", "--host", f"http://127.0.0.1:{free_port()}", "--package", package, "--preflight",
+        submission.main(["submit", "--host", f"http://127.0.0.1:{free_port()}", "--package", package, "--preflight",
                 "--storage-endpoint", gcs.endpoint, "--param", f"swipes_uri=gs://{BUCKET}/missing.csv"])
 
 

@@ -1,6 +1,5 @@
 """Strategy and precision follow the machine; the training code runs under a real MirroredStrategy."""
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -9,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 from deepattraction.trainer import distribute
+from deepattraction.trainer.finetune import backbone_of
+from deepattraction.trainer.model import ModelConfig, build_model
 
 
 def test_strategy_follows_the_machine():
@@ -39,14 +40,10 @@ def test_mixed_precision_only_on_gpus_and_scoped():
     assert distribute.precision(distribute.Machine(gpus=2, workers=1), "float32") == "float32"
     with pytest.raises(ValueError):
         distribute.precision(distribute.Machine(gpus=0, workers=1), "bfloat8")
-    from deepattraction.trainer.model import ModelConfig, build_model
-
     before = tf.keras.mixed_precision.global_policy().name
     with distribute.float_policy("mixed_float16"):
         model = build_model(ModelConfig(task="both", head_layers=2, head_width=8), 75)
     assert tf.keras.mixed_precision.global_policy().name == before
-    from deepattraction.trainer.finetune import backbone_of
-
     convs = [l for l in backbone_of(model).layers if isinstance(l, tf.keras.layers.Conv2D)]
     assert convs and all(l.compute_dtype == "float16" for l in convs)
     out = model(tf.zeros((1, 75, 75, 3)), training=False)
@@ -54,6 +51,7 @@ def test_mixed_precision_only_on_gpus_and_scoped():
 
 
 MIRRORED = textwrap.dedent("""
+    import deepattraction  # its __init__ picks Keras 2 before TensorFlow loads
     import json, numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -77,8 +75,7 @@ MIRRORED = textwrap.dedent("""
 
 def test_training_runs_under_a_real_mirrored_strategy():
     """Two replicas (logical CPUs stand in for a node's GPUs): the same fit_phases trains."""
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, env=env, timeout=900)
+    out = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and len(result["loss"]) == 1 and result["loss"][0] > 0

@@ -1,4 +1,5 @@
-"""The one place that names every feature key, label, image size and the starred-subset rule.
+"""The one place that names every feature key, label, signature input and output, image size and
+the starred-subset rule.
 
 ExampleGen writes the raw keys, Transform turns them into the transformed keys, the trainer
 and the evaluator read them; nothing else spells a key as a string literal.
@@ -79,6 +80,17 @@ FACE_CONFIDENCE_XF = transformed_name(FACE_CONFIDENCE_KEY)
 FACE_LANDMARKS_XF = transformed_name(FACE_LANDMARKS_KEY)
 
 LABEL_KEYS = (LIKE_RATIO_KEY, SWIPE_COUNT_KEY, GENDER_KEY)
+
+# The exported model's signatures: their names, input names and output names.
+SERVING_DEFAULT = "serving_default"  # raw photo bytes in
+SERVING_EXAMPLES = "serving_examples"  # serialized tf.Examples in (what the evaluator feeds)
+IMAGE_BYTES_INPUT = "image_bytes"  # TF Serving's REST API base64-decodes inputs named *_bytes
+EXAMPLES_INPUT = "examples"
+OUT_RATIO = "like_ratio"
+OUT_MALE = "male_probability"
+OUT_FACE_COUNT = "face_count"
+OUT_FACE_BOX = "face_box"
+OUT_FACE_CONFIDENCE = "face_confidence"
 
 
 def raw_feature_spec() -> dict[str, tf.io.FixedLenFeature]:

@@ -14,15 +14,6 @@ from absl import logging
 from deepattraction.trainer import distribute, features, finetune, frozen, metrics
 from deepattraction.trainer.model import ModelConfig, build_model
 
-SERVING_DEFAULT = "serving_default"  # raw photo bytes in
-SERVING_EXAMPLES = "serving_examples"  # serialized tf.Examples in (what the evaluator feeds)
-IMAGE_BYTES_INPUT = "image_bytes"  # TF Serving's REST API base64-decodes inputs named *_bytes
-EXAMPLES_INPUT = "examples"
-OUT_RATIO = "like_ratio"
-OUT_MALE = "male_probability"
-OUT_FACE_COUNT = "face_count"
-OUT_FACE_BOX = "face_box"
-OUT_FACE_CONFIDENCE = "face_confidence"
 HISTORY_FILE = "training_history.json"  # in the log dir (the Trainer's model_run): the report's curves
 
 
@@ -324,12 +315,12 @@ def recalibrate_batch_norm(model: tf.keras.Model, dataset: tf.data.Dataset, batc
 
 def _prediction_outputs(model: tf.keras.Model, xf: dict) -> dict:
     preds = model({features.IMAGE_XF: xf[features.IMAGE_XF]}, training=False)
-    out = {OUT_FACE_COUNT: xf[features.FACE_COUNT_XF], OUT_FACE_BOX: xf[features.FACE_BOX_XF],
-           OUT_FACE_CONFIDENCE: xf[features.FACE_CONFIDENCE_XF]}
+    out = {features.OUT_FACE_COUNT: xf[features.FACE_COUNT_XF], features.OUT_FACE_BOX: xf[features.FACE_BOX_XF],
+           features.OUT_FACE_CONFIDENCE: xf[features.FACE_CONFIDENCE_XF]}
     if features.RATIO_LABEL in preds:
-        out[OUT_RATIO] = tf.squeeze(preds[features.RATIO_LABEL], -1)
+        out[features.OUT_RATIO] = tf.squeeze(preds[features.RATIO_LABEL], -1)
     if features.GENDER_LABEL in preds:
-        out[OUT_MALE] = tf.squeeze(preds[features.GENDER_LABEL], -1)
+        out[features.OUT_MALE] = tf.squeeze(preds[features.GENDER_LABEL], -1)
     return out
 
 
@@ -337,16 +328,16 @@ def export(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, se
     """SavedModel whose signatures run the Transform graph, so serving cannot skew from training."""
     model.tft_layer = tf_transform_output.transform_features_layer()
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
     def serve_images(image_bytes):
         return _prediction_outputs(model, model.tft_layer({features.IMAGE_KEY: image_bytes}))
 
     image_only = {features.IMAGE_KEY: tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
     def serve_examples(examples):
         return _prediction_outputs(model, model.tft_layer(tf.io.parse_example(examples, image_only)))
 
     model.save(serving_dir, save_format="tf",
-               signatures={SERVING_DEFAULT: serve_images, SERVING_EXAMPLES: serve_examples})
+               signatures={features.SERVING_DEFAULT: serve_images, features.SERVING_EXAMPLES: serve_examples})
     return serving_dir

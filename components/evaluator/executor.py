@@ -15,7 +15,7 @@ from tfx.utils import path_utils
 
 from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate, evaluate_slices
 from deepattraction.trainer import features
-from deepattraction.trainer.train import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
+from deepattraction.trainer.features import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
 
 GATE_CONFIG = "gate_config"
 METRICS_FILE = "metrics.json"

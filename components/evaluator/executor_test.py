@@ -13,7 +13,7 @@ from tfx.types import standard_artifacts
 from deepattraction.components.evaluator import executor
 from deepattraction.components.evaluator.evaluation import GateConfig, baselines
 from deepattraction.trainer import features
-from deepattraction.trainer.train import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
+from deepattraction.trainer.features import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
 
 
 def _save_model(path: str, perfect: bool, constant: float = 0.5) -> None:

@@ -1,11 +1,18 @@
+import dataclasses
+
 import pytest
 
 from deepattraction.components.hparams_gen.component import HPARAM_TYPES, HParamsGen
+from deepattraction.trainer.model import ModelConfig
+from deepattraction.trainer.train import TrainConfig
 
 
-def test_typed_parameters_and_unknown_names():
-    assert HPARAM_TYPES["epochs"] is int and HPARAM_TYPES["learning_rate"] is float and HPARAM_TYPES["weights"] is str
-    c = HParamsGen(epochs=2, learning_rate=0.01)
-    assert c.exec_properties["epochs"] == 2 and "hyperparameters" in c.outputs
+def test_every_training_field_is_a_typed_parameter_the_trainer_reads_back():
+    fields = [*dataclasses.fields(ModelConfig), *(f for f in dataclasses.fields(TrainConfig) if f.name != "model")]
+    assert HPARAM_TYPES == {f.name: type(f.default) for f in fields}
+    c = HParamsGen(epochs=2, learning_rate=0.01, task="ratio")
+    cfg = TrainConfig.from_dict({k: v for k, v in c.exec_properties.items() if v is not None})
+    assert (cfg.epochs, cfg.learning_rate, cfg.model.task) == (2, 0.01, "ratio")
+    assert cfg.batch_size == TrainConfig().batch_size  # unset: the trainer's default
     with pytest.raises(ValueError, match="unknown hyperparameters"):
         HParamsGen(epoch=2)

@@ -1,11 +1,12 @@
 """The Pusher executor on a real (tiny) SavedModel: TFX's push plus TF Serving's warmup file."""
 import os
+import time
 
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
-from tfx.utils import proto_utils
+from tfx.utils import io_utils, proto_utils
 
 from deepattraction.components.pusher import executor
 from deepattraction.serving import warmup
@@ -31,14 +32,22 @@ def _run(tmp_path, blessed: int):
     return base, pushed
 
 
-def test_blessed_model_is_pushed_with_tf_serving_warmup_requests(tmp_path):
+def test_blessed_model_is_pushed_with_tf_serving_warmup_requests(tmp_path, monkeypatch):
+    copies = []  # (destination, whether the warmup file existed then) of each file TFX's io_utils copies
+
+    def copy_file(src, dst, *args, **kwargs):
+        copies.append((dst, os.path.exists(warmup.warmup_path(os.path.dirname(dst)))))
+        return tfx_copy_file(src, dst, *args, **kwargs)
+
+    tfx_copy_file = io_utils.copy_file
+    monkeypatch.setattr(io_utils, "copy_file", copy_file)
     base, pushed = _run(tmp_path, blessed=1)
     (version,) = os.listdir(base)
     path = os.path.join(base, version)
     assert pushed.get_int_custom_property("pushed") == 1
     assert pushed.get_string_custom_property("pushed_destination") == path
-    # warmup is in place before saved_model.pb, the file TF Serving takes as "version complete"
-    assert os.stat(warmup.warmup_path(path)).st_mtime_ns <= os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns
+    # warmup was in place when saved_model.pb, the file TF Serving takes as "version complete", landed
+    assert dict(copies)[os.path.join(path, "saved_model.pb")] is True
     # read back with TF Serving's own record type, as the model server does
     raw = [r.numpy() for r in tf.data.TFRecordDataset(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))]
     logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in raw]
@@ -69,8 +78,6 @@ class _Weighted(tf.Module):
 
 
 def test_the_model_already_served_is_not_pushed_again_but_a_new_one_is(tmp_path):
-    import time
-
     base = str(tmp_path / "serving" / "deepattraction")
     dest = proto_utils.proto_to_json(pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))
 

@@ -1,5 +1,3 @@
-import json
-
 from tfx import types
 from tfx.types import standard_artifacts
 
@@ -7,11 +5,14 @@ from deepattraction.components.report import component, executor
 from deepattraction.components.swipe_example_gen.component import SwipeReport
 
 
-def test_component_inputs_outputs_and_config():
+def test_the_config_reaches_the_executor_and_the_artifact_type_is_namespaced_for_kfp():
     c = component.RunReport(examples=types.Channel(type=standard_artifacts.Examples),
                             data_report=types.Channel(type=SwipeReport),
                             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
-                            config=component.ReportConfig(gallery_size=5), code_version="abc")
-    assert set(c.outputs) == {"report"} and set(c.inputs) == {"examples", "data_report", "evaluation"}
-    assert json.loads(c.exec_properties[executor.REPORT_CONFIG])["gallery_size"] == 5
+                            config=component.ReportConfig(gallery_size=5, thumb_px=64))
+    assert executor.report_config(c.exec_properties) == component.ReportConfig(gallery_size=5, thumb_px=64)
+    default = component.RunReport(examples=types.Channel(type=standard_artifacts.Examples),
+                                  data_report=types.Channel(type=SwipeReport),
+                                  evaluation=types.Channel(type=standard_artifacts.ModelEvaluation))
+    assert executor.report_config(default.exec_properties) == component.ReportConfig()
     assert component.HtmlReport.TYPE_NAME == "deepattraction.HtmlReport"

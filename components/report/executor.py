@@ -14,10 +14,11 @@ from tfx.types import artifact_utils
 
 from deepattraction.components.evaluator.executor import METRICS_FILE, PREDICTIONS_FILE, split_files
 from deepattraction.components.report import model_card
-from deepattraction.components.report.report import Photo, ReportConfig, RunInputs, build_html, gallery_ids, markdown_html
+from deepattraction.components.report.report import Photo, ReportConfig, RunInputs, build_html, gallery_ids
 from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FILE, SUMMARY_FILE
 from deepattraction.trainer import features
-from deepattraction.trainer.train import HISTORY_FILE, OUT_FACE_BOX, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO
+from deepattraction.trainer.features import OUT_FACE_BOX, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO
+from deepattraction.trainer.train import HISTORY_FILE
 
 REPORT_CONFIG = "report_config"
 REPORT_FILE = "report.html"
@@ -70,10 +71,15 @@ def read_history(model_run_uri: str | None) -> dict | None:
         raise ValueError(f"{path}: {e}") from None
 
 
+def report_config(exec_properties: dict) -> ReportConfig:
+    """The ReportConfig the component serialised into its execution properties."""
+    return ReportConfig(**json.loads(exec_properties.get(REPORT_CONFIG) or "{}"))
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
-        cfg = ReportConfig(**json.loads(exec_properties.get(REPORT_CONFIG) or "{}"))
+        cfg = report_config(exec_properties)
         evaluation = artifact_utils.get_single_uri(input_dict["evaluation"])
         data = artifact_utils.get_single_uri(input_dict["data_report"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
@@ -89,7 +95,7 @@ class Executor(base_executor.BaseExecutor):
         card = model_card.write(os.path.join(out, model_card.MODEL_CARD_FILE), metrics, summary, gender_table)
         page = build_html(RunInputs(
             metrics=metrics, photos=photos, images=images, data_summary=summary, gender_table=gender_table,
-            history=read_history(runs[0].uri if runs else None), model_card_html=markdown_html(_read(card))), cfg)
+            history=read_history(runs[0].uri if runs else None), model_card_html=model_card.markdown_html(_read(card))), cfg)
         with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as f:
             f.write(page)
         logging.info("RunReport: wrote %s (%d bytes)", os.path.join(out, REPORT_FILE), len(page))

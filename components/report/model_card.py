@@ -52,11 +52,10 @@ def _fmt(v) -> str:
 
 
 def slice_group(name: str) -> str:
-    """Slices compared with each other: "<group>_<value>" (or "=", ":") share a group, e.g.
-    source_female and source_male; target gender and starred are the unprefixed slices."""
-    for sep in ("=", ":", "_"):
-        if sep in name:
-            return name.split(sep, 1)[0]
+    """Slices compared with each other: the evaluator's "<group>=<value>" slices share a group, e.g.
+    source_gender=female and source_gender=male; target gender and starred are the unprefixed slices."""
+    if "=" in name:
+        return name.split("=", 1)[0]
     if name in ("female", "male"):
         return "target gender"
     if name in ("starred", "unstarred"):
@@ -107,6 +106,13 @@ def render(metrics: dict, data_summary: dict, gender_table: str) -> str:
               "made before a photo update were not counted.", "", "Mean like ratio by source x target gender:", "",
               "```", gender_table.strip(), "```", ""]
     return "\n".join(lines)
+
+
+def markdown_html(text: str) -> str:
+    """The card's Markdown (tables, fenced code) as HTML, for the run report."""
+    import markdown
+
+    return markdown.markdown(text, extensions=["tables", "fenced_code"], output_format="html")
 
 
 def write(path: str, metrics: dict, data_summary: dict, gender_table: str) -> str:

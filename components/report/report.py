@@ -11,7 +11,8 @@ import html
 import io
 import math
 
-import numpy as np
+from deepattraction.components.report.plots import (calibration_plot, gender_heatmap, scatter_plot, thumbnail,
+                                                     training_plot)
 
 MIME_PNG, MIME_JPEG = "image/png", "image/jpeg"
 
@@ -176,156 +177,7 @@ def gender_table_html(cells: list[dict]) -> str:
                  [[c["source"], c["target"], c["likes"], c["swipes"], c["like_ratio"]] for c in cells], "gender")
 
 
-# ---------- plots ----------
-
-def _figure(w: float = 4.6, h: float = 3.6):
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
-    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
-    return fig
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def scatter_plot(photos: list[Photo]) -> bytes | None:
-    pts = [p for p in photos if p.pred_ratio is not None]
-    if not pts:
-        return None
-    fig = _figure()
-    ax = fig.add_subplot()
-    true, pred = np.array([p.like_ratio for p in pts]), np.array([p.pred_ratio for p in pts])
-    size = 8 + 40 * np.sqrt(np.array([p.swipe_count for p in pts]) / max(max(p.swipe_count for p in pts), 1))
-    colors = ["tab:blue" if p.male else "tab:red" for p in pts]
-    ax.scatter(true, pred, s=size, c=colors, alpha=0.6, edgecolors="none")
-    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="predicted = true")
-    ax.set(xlabel="true like ratio", ylabel="predicted like ratio",
-           title="Predicted vs true (red female, blue male; size ~ swipes)")
-    ax.title.set_fontsize(9)
-    ax.legend(loc="upper left", fontsize=8)
-    return _png(fig)
-
-
-def quantile_bins(pred: np.ndarray, true: np.ndarray, weight: np.ndarray, bins: int) -> list[tuple[float, float, float]]:
-    """(mean predicted, mean true, total weight) per bin of equally many photos, weight-averaged."""
-    order = np.argsort(pred, kind="stable")
-    out = []
-    for idx in np.array_split(order, min(bins, len(order))):
-        w = weight[idx]
-        if len(idx) and w.sum() > 0:
-            out.append((float(np.average(pred[idx], weights=w)), float(np.average(true[idx], weights=w)), float(w.sum())))
-    return out
-
-
-CAL_PRED, CAL_TRUE, CAL_WEIGHT = ("pred_mean", "mean_pred", "mean_predicted"), \
-    ("observed_mean", "true_mean", "mean_true", "mean_observed"), ("swipes", "weight", "count")
-
-
-def metric_bins(calibration) -> list[tuple[float, float, float]] | None:
-    """The evaluator's like-ratio bins (a list of dicts with a mean prediction, a mean observed
-    value and a weight, e.g. pred_mean / observed_mean / swipes) as (pred, true, weight); else None."""
-    if not isinstance(calibration, list) or not calibration or not all(isinstance(b, dict) for b in calibration):
-        return None
-
-    def pick(b, names):
-        return next((b[k] for k in names if is_scalar(b.get(k))), None)
-
-    bins = [(pick(b, CAL_PRED), pick(b, CAL_TRUE), pick(b, CAL_WEIGHT) or 1) for b in calibration]
-    return bins if all(p is not None and t is not None for p, t, _ in bins) else None
-
-
-def calibration_plot(photos: list[Photo], metrics: dict, bins: int) -> bytes | None:
-    """Like ratio (bins weighted by swipes) and P(male) against what was observed."""
-    ratio = [p for p in photos if p.pred_ratio is not None]
-    gender = [p for p in photos if p.pred_male is not None]
-    if not ratio and not gender:
-        return None
-    fig = _figure(4.6, 3.6)
-    ax = fig.add_subplot()
-    if ratio:
-        given = metric_bins(metrics.get("ratio_calibration", metrics.get("calibration")))
-        b = given or quantile_bins(np.array([p.pred_ratio for p in ratio]), np.array([p.like_ratio for p in ratio]),
-                                   np.array([p.swipe_count for p in ratio], dtype=float), bins)
-        ax.plot([x for x, _, _ in b], [y for _, y, _ in b], "o-", color="tab:purple",
-                label="like ratio" + (" (evaluator's bins)" if given else " (swipe-weighted)"))
-    if gender:
-        b = quantile_bins(np.array([p.pred_male for p in gender]), np.array([float(p.male) for p in gender]),
-                          np.ones(len(gender)), bins)
-        ax.plot([x for x, _, _ in b], [y for _, y, _ in b], "s-", color="tab:green", label="P(male): share male")
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted", ylabel="mean observed",
-           title="Calibration (bins of photos by prediction)")
-    ax.title.set_fontsize(9)
-    ax.legend(loc="upper left", fontsize=8)
-    return _png(fig)
-
-
-def training_plot(history: dict) -> bytes | None:
-    """One panel per metric (train and val_ together), phase starts marked."""
-    curves = {k: v for k, v in (history.get("history") or {}).items() if isinstance(v, list) and v}
-    names = [k for k in curves if not k.startswith("val_")] + [k[4:] for k in curves if k.startswith("val_") and k[4:] not in curves]
-    if not names:
-        return None
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig = _figure(3.3 * cols, 2.5 * rows)
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        for key, style in ((name, "-"), (f"val_{name}", "--")):
-            if key in curves:
-                ax.plot(range(1, len(curves[key]) + 1), curves[key], style, marker=".", label=key)
-        for ph in history.get("phases", [])[1:]:
-            ax.axvline(ph["first_epoch"] + 0.5, color="grey", lw=0.8, ls=":")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
-    return _png(fig)
-
-
-def gender_heatmap(cells: list[dict]) -> bytes | None:
-    if not cells:
-        return None
-    src = sorted({c["source"] for c in cells})
-    tgt = sorted({c["target"] for c in cells})
-    grid = np.full((len(src), len(tgt)), np.nan)
-    fig = _figure(3.8, 3.0)
-    ax = fig.add_subplot()
-    for c in cells:
-        grid[src.index(c["source"]), tgt.index(c["target"])] = c["like_ratio"]
-    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=max(float(np.nanmax(grid)), 1e-6))
-    for c in cells:
-        i, j = src.index(c["source"]), tgt.index(c["target"])
-        ax.text(j, i, f"{c['like_ratio']:.3f}\n{c['swipes']} swipes", ha="center", va="center", fontsize=8,
-                color="white" if c["like_ratio"] < 0.6 * np.nanmax(grid) else "black")
-    ax.set_xticks(range(len(tgt)), tgt)
-    ax.set_yticks(range(len(src)), src)
-    ax.set(xlabel="target gender (photo)", ylabel="source gender (swiper)", title="Like ratio by source x target")
-    ax.title.set_fontsize(9)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    return _png(fig)
-
-
 # ---------- galleries ----------
-
-def thumbnail(data: bytes, box, px: int) -> bytes:
-    """The photo scaled to px on its longer side (up or down) as JPEG, the detected face box drawn on it."""
-    from PIL import Image, ImageDraw
-
-    im = Image.open(io.BytesIO(data)).convert("RGB")
-    scale = px / max(im.size)
-    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
-    if box is not None:
-        ImageDraw.Draw(im).rectangle([float(v) * scale for v in box], outline=(255, 220, 0), width=2)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
 
 def caption(p: Photo) -> str:
     gender = "male" if p.male else "female"
@@ -352,30 +204,32 @@ def gallery(title: str, note: str, photos: list[Photo], images: dict, cfg: Repor
             f'<div class="thumbs">{"".join(items)}</div></section>')
 
 
-def galleries(photos: list[Photo], images: dict, cfg: ReportConfig) -> str:
-    n = cfg.gallery_size
-    parts = []
-    ratio = [p for p in photos if p.pred_ratio is not None]
-    if ratio:
-        ranked = sorted(ratio, key=lambda p: (p.pred_ratio, p.user_id))
-        parts.append(gallery("Highest predicted like ratio", "with their true labels", ranked[::-1][:n], images, cfg, "highest"))
-        parts.append(gallery("Lowest predicted like ratio", "with their true labels", ranked[:n], images, cfg, "lowest"))
+def gallery_photos(photos: list[Photo], cfg: ReportConfig) -> dict[str, list[Photo]]:
+    """Each gallery's photos, in order: the highest and lowest predicted like ratio, the worst
+    gender log-loss; a gallery the model has no task for is absent."""
+    n, out = cfg.gallery_size, {}
+    ranked = sorted((p for p in photos if p.pred_ratio is not None), key=lambda p: (p.pred_ratio, p.user_id))
+    if ranked:
+        out["highest"], out["lowest"] = ranked[::-1][:n], ranked[:n]
     gender = [p for p in photos if p.pred_male is not None]
     if gender:
-        worst = sorted(gender, key=lambda p: (-p.gender_log_loss(), p.user_id))[:n]
-        parts.append(gallery("Worst gender log-loss", "the most confidently wrong gender predictions", worst, images, cfg,
-                             "gender"))
-    return "".join(parts)
+        out["gender"] = sorted(gender, key=lambda p: (-p.gender_log_loss(), p.user_id))[:n]
+    return out
+
+
+GALLERY_TITLES = {"highest": ("Highest predicted like ratio", "with their true labels"),
+                  "lowest": ("Lowest predicted like ratio", "with their true labels"),
+                  "gender": ("Worst gender log-loss", "the most confidently wrong gender predictions")}
+
+
+def galleries(photos: list[Photo], images: dict, cfg: ReportConfig) -> str:
+    return "".join(gallery(*GALLERY_TITLES[key], shown, images, cfg, key)
+                   for key, shown in gallery_photos(photos, cfg).items())
 
 
 def gallery_ids(photos: list[Photo], cfg: ReportConfig) -> set[str]:
     """The photos the galleries show: the only ones whose bytes the executor needs to read."""
-    n, ids = cfg.gallery_size, set()
-    ratio = sorted((p for p in photos if p.pred_ratio is not None), key=lambda p: (p.pred_ratio, p.user_id))
-    ids |= {p.user_id for p in ratio[:n] + ratio[::-1][:n]}
-    ids |= {p.user_id for p in sorted((p for p in photos if p.pred_male is not None),
-                                      key=lambda p: (-p.gender_log_loss(), p.user_id))[:n]}
-    return ids
+    return {p.user_id for shown in gallery_photos(photos, cfg).values() for p in shown}
 
 
 # ---------- page ----------
@@ -442,10 +296,3 @@ gender, then the predictions.</p>
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(run.title)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
-
-
-def markdown_html(text: str) -> str:
-    """The model card's Markdown (tables, fenced code) as HTML."""
-    import markdown
-
-    return markdown.markdown(text, extensions=["tables", "fenced_code"], output_format="html")

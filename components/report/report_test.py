@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepattraction.components.report import report
+from deepattraction.components.report import plots, report
 from deepattraction.components.report.report import Photo, ReportConfig, RunInputs
 
 GENDER_TABLE = ("source_gender,target_gender,likes,swipes,like_ratio\n"
@@ -82,23 +82,23 @@ def test_gallery_photo_missing_from_the_split_is_named():
 
 
 def test_calibration_bins_weight_by_swipes_and_read_the_evaluators_bins():
-    bins = report.quantile_bins(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.0, 1.0, 1.0, 1.0]),
+    bins = plots.quantile_bins(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.0, 1.0, 1.0, 1.0]),
                                 np.array([3.0, 1.0, 1.0, 1.0]), 2)
     assert bins == [pytest.approx((0.125, 0.25, 4.0)), pytest.approx((0.85, 1.0, 2.0))]
     given = [{"count": 4, "swipes": 40.0, "pred_min": 0.1, "pred_mean": 0.2, "observed_mean": 0.25},
              {"count": 3, "swipes": 9.0, "pred_min": 0.6, "pred_mean": 0.7, "observed_mean": 0.6}]
-    assert report.metric_bins(given) == [(0.2, 0.25, 40.0), (0.7, 0.6, 9.0)]
-    assert report.metric_bins({"edges": [0, 1]}) is None
+    assert plots.metric_bins(given) == [(0.2, 0.25, 40.0), (0.7, 0.6, 9.0)]
+    assert plots.metric_bins({"edges": [0, 1]}) is None
 
 
 def test_thumbnail_draws_the_face_box():
     grey = io.BytesIO()
     Image.new("RGB", (200, 100), (128, 128, 128)).save(grey, "PNG")
-    thumb = Image.open(io.BytesIO(report.thumbnail(grey.getvalue(), (50, 20, 150, 80), 100)))
+    thumb = Image.open(io.BytesIO(plots.thumbnail(grey.getvalue(), (50, 20, 150, 80), 100)))
     assert thumb.size == (100, 50)
     px = np.asarray(thumb).astype(int)
     assert px[10, 50, 0] > 200 and px[10, 50, 2] < 90  # yellow on the top edge of the box
-    small = Image.open(io.BytesIO(report.thumbnail(grey.getvalue(), None, 400)))
+    small = Image.open(io.BytesIO(plots.thumbnail(grey.getvalue(), None, 400)))
     assert small.size == (400, 200)  # small photos are scaled up to the thumbnail size
     assert abs(px[25, 50] - 128).max() < 20  # grey inside
 

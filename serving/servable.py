@@ -1,0 +1,104 @@
+"""One loaded SavedModel version, answering Predict as TF Serving does: its SignatureDefs as TF
+Serving reads them from saved_model.pb, TF Serving's checks and status codes on every input."""
+from __future__ import annotations
+
+import os
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import predict_pb2
+
+from deepattraction.serving import warmup
+from deepattraction.trainer.features import IMAGE_BYTES_INPUT, SERVING_DEFAULT
+
+Code = grpc.StatusCode
+# Encoded formats tf.io.decode_image (the Transform graph's decoder) reads.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+DTYPE_NAMES = {v: k[3:].lower() for k, v in types_pb2.DataType.items()}
+
+
+class ServingError(Exception):
+    """A request failure with the gRPC status code TF Serving would return."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class Servable:
+    """One loaded version: its SignatureDefs (from saved_model.pb, as TF Serving reads them) and
+    concrete functions."""
+
+    def __init__(self, name: str, version: int, path: str, max_photo_bytes: int):
+        self.name, self.version, self.path, self.max_photo_bytes = name, version, path, max_photo_bytes
+        sm = saved_model_pb2.SavedModel()
+        with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+            sm.ParseFromString(f.read())
+        self.meta_graph: meta_graph_pb2.MetaGraphDef = sm.meta_graphs[0]
+        self.signature_defs = {k: v for k, v in self.meta_graph.signature_def.items() if not k.startswith("__")}
+        self._loaded = tf.saved_model.load(path)
+        self._fns = {k: self._loaded.signatures[k] for k in self.signature_defs}
+
+    def warm_up(self) -> int:
+        """Replays assets.extra/tf_serving_warmup_requests; a failing record fails the load, as in TF Serving."""
+        logs = warmup.read(self.path)
+        for log in logs:
+            if log.WhichOneof("log_type") != "predict_log":
+                raise ValueError(f"{self.path}: warmup supports predict_log records only")
+            self.predict(log.predict_log.request)
+        return len(logs)
+
+    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        sig_name = request.model_spec.signature_name or SERVING_DEFAULT
+        if sig_name not in self.signature_defs:
+            raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{sig_name}" not found.')
+        sig = self.signature_defs[sig_name]
+        sent, expected = set(request.inputs), set(sig.inputs)
+        if sent != expected:
+            raise ServingError(Code.INVALID_ARGUMENT, (
+                f"input size does not match signature: {len(sent)}!={len(expected)} len({{{','.join(sorted(sent))}}}) "
+                f"!= len({{{','.join(sorted(expected))}}}). Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+                f"Missing but required: {{{','.join(sorted(expected - sent))}}}."))
+        for alias in request.output_filter:
+            if alias not in sig.outputs:
+                raise ServingError(Code.INVALID_ARGUMENT, (
+                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                    f"{{{','.join(sorted(sig.outputs))}}}."))
+        args = {alias: self._input(alias, sig.inputs[alias], request.inputs[alias]) for alias in sorted(sent)}
+        try:
+            out = self._fns[sig_name](**args)
+        except tf.errors.InvalidArgumentError as e:
+            raise ServingError(Code.INVALID_ARGUMENT, e.message.splitlines()[0]) from None
+        keep = set(request.output_filter) or set(out)
+        resp = predict_pb2.PredictResponse()
+        resp.model_spec.name, resp.model_spec.signature_name = self.name, sig_name
+        resp.model_spec.version.value = self.version
+        for k in sorted(keep):
+            resp.outputs[k].CopyFrom(tf.make_tensor_proto(out[k].numpy()))
+        return resp
+
+    def _input(self, alias: str, info, proto) -> tf.Tensor:
+        if proto.dtype != info.dtype:
+            raise ServingError(Code.INVALID_ARGUMENT, (
+                f"Expects arg[0] to be {DTYPE_NAMES.get(info.dtype, info.dtype)} but "
+                f"{DTYPE_NAMES.get(proto.dtype, proto.dtype)} is provided (input {alias!r})"))
+        try:
+            value = tf.make_ndarray(proto)
+        except Exception as e:  # malformed TensorProto: sizes that do not match the content
+            raise ServingError(Code.INVALID_ARGUMENT, f"input {alias!r}: malformed TensorProto: {e}") from None
+        want = [d.size for d in info.tensor_shape.dim]
+        if not info.tensor_shape.unknown_rank and (value.ndim != len(want) or any(
+                w >= 0 and w != g for w, g in zip(want, value.shape))):
+            raise ServingError(Code.INVALID_ARGUMENT, (
+                f"input {alias!r}: shape {list(value.shape)} does not match the signature's {want} (-1: any)"))
+        if alias == IMAGE_BYTES_INPUT:
+            for i, photo in enumerate(value.reshape(-1)):
+                if len(photo) > self.max_photo_bytes:
+                    raise ServingError(Code.INVALID_ARGUMENT, (
+                        f"{alias}[{i}]: {len(photo)} bytes is over the {self.max_photo_bytes}-byte photo limit"))
+                if not photo.startswith(IMAGE_MAGIC):
+                    raise ServingError(Code.INVALID_ARGUMENT, (
+                        f"{alias}[{i}]: not an encoded JPEG, PNG, GIF or BMP image (starts {bytes(photo[:8])!r})"))
+        return tf.constant(value)
