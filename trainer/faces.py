@@ -174,7 +174,7 @@ class Detector(tf.Module):
             h, w = tf.cast(hw[0], tf.int32), tf.cast(hw[1], tf.int32)
             target = tf.maximum(tf.cast(tf.cast(hw, tf.float64) * scale, tf.int32), 1)  # truncated, as the package
             small = tf.image.resize(img[:h, :w], target, method="area")
-            return tf.image.pad_to_bounding_box(small, 0, 0, size, size)
+            return _pad_to(small, size)
 
         return tf.map_fn(one, (canvas, sizes), fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
@@ -274,8 +274,7 @@ def to_canvas(image, canvas: int):
     factor = tf.minimum(1.0, canvas / tf.reduce_max(hw))
     new_hw = tf.maximum(tf.cast(tf.math.floor(hw * factor), tf.int32), 1)
     img = tf.image.resize(tf.cast(image, tf.float32), new_hw, method="area")
-    padded = tf.image.pad_to_bounding_box(img - 127.5, 0, 0, canvas, canvas) + 127.5
-    return tf.ensure_shape(padded, [canvas, canvas, 3]), tf.cast(new_hw, tf.float32), factor
+    return tf.ensure_shape(_pad_to(img, canvas, 127.5), [canvas, canvas, 3]), tf.cast(new_hw, tf.float32), factor
 
 
 _EXIF_SEARCH = 65536  # APP1 (EXIF) comes right after the JPEG's start marker
@@ -309,12 +308,28 @@ def exif_orientation(data):
     return tf.where(valid, value, 1)
 
 
+def _pad_to(image, side: int, value: float = 0.0):
+    """[h, w, c] -> [side, side, c], the photo at the top left. tf.pad, unlike
+    tf.image.pad_to_bounding_box, adds no Assert ops (see apply_orientation)."""
+    shape = tf.shape(image)
+    return tf.pad(image, [[0, side - shape[0]], [0, side - shape[1]], [0, 0]], constant_values=value)
+
+
 def apply_orientation(image, orientation):
-    """Turns the pixels upright as EXIF orientation says (camera photos are often stored sideways)."""
-    flip, t = tf.image.flip_left_right, tf.image.transpose
+    """Turns the pixels upright as EXIF orientation says (camera photos are often stored sideways).
+
+    Plain reverse and transpose ops, as tf.image.rot90 and the flips compute them but without their
+    Assert ops: an Assert is stateful, so it would make TF Transform believe the photo must be
+    analysed, and pass over every photo (running MTCNN) even though no analyzer needs it."""
+    def t(x):
+        return tf.transpose(x, [1, 0, 2])
+
+    def rev(x, axes):
+        return tf.reverse(x, axes)
+
     branches = [
-        lambda: image, lambda: flip(image), lambda: tf.image.rot90(image, 2), lambda: tf.image.flip_up_down(image),
-        lambda: t(image), lambda: tf.image.rot90(image, 3), lambda: tf.image.rot90(t(image), 2), lambda: tf.image.rot90(image, 1),
+        lambda: image, lambda: rev(image, [1]), lambda: rev(image, [0, 1]), lambda: rev(image, [0]),
+        lambda: t(image), lambda: rev(t(image), [1]), lambda: rev(t(image), [0, 1]), lambda: t(rev(image, [1])),
     ]
     return tf.switch_case(tf.cast(orientation - 1, tf.int32), branches)
 
