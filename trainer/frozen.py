@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -45,24 +46,31 @@ def _int_feature(v: int) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
 
 
-def write(frozen: tf.keras.Model, transformed: tf.data.Dataset, path: str, flip: bool,
-          dtype: tf.DType = tf.float32) -> FrozenSplit:
-    """Runs `frozen` once over a split's transformed examples (unbatched dicts) and writes each
-    photo's outputs (and its mirror's, with flip) with its labels and weight to `path`."""
-    tf.io.gfile.makedirs(os.path.dirname(path))
+def forward(frozen: tf.keras.Model, dtype: tf.DType = tf.float32, flip: bool = True) -> Callable:
+    """images -> the frozen part's outputs of them (and, with flip, of their mirrors), traced
+    once for every split: tracing a whole backbone costs a minute on two cores."""
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def run(images):
         out = {FROZEN: tf.cast(frozen(images, training=False), dtype)}
         if flip:
             out[FROZEN_FLIPPED] = tf.cast(frozen(tf.image.flip_left_right(images), training=False), dtype)
         return out
 
+    return run
+
+
+def write(run: Callable, transformed: tf.data.Dataset, path: str, flip: bool, dtype: tf.DType = tf.float32) -> FrozenSplit:
+    """Runs `run` (forward()) once over a split's transformed examples (unbatched dicts) and writes
+    each photo's outputs (and its mirror's, with flip) with its labels and weight to `path`."""
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    keep = (FROZEN, FROZEN_FLIPPED) if flip else (FROZEN,)
+
     count, shape = 0, None
     np_dtype = dtype.as_numpy_dtype
     with tf.io.TFRecordWriter(path) as w:
         for xf in transformed.batch(BATCH).prefetch(1):
-            outs = {k: v.numpy() for k, v in run(xf[features.IMAGE_XF]).items()}
+            outs = {k: v.numpy() for k, v in run(xf[features.IMAGE_XF]).items() if k in keep}
             shape = outs[FROZEN].shape[1:]
             ratio, weight, gender = (xf[k].numpy() for k in (features.RATIO_XF, features.WEIGHT_XF, features.GENDER_XF))
             for i in range(len(ratio)):
@@ -72,10 +80,8 @@ def write(frozen: tf.keras.Model, transformed: tf.data.Dataset, path: str, flip:
                               features.GENDER_XF: _int_feature(int(gender[i]))})
                 w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
             count += len(ratio)
-    if not count:
-        raise ValueError(f"no photos to compute frozen outputs for ({path})")
     logging.info("frozen outputs of %d photos, shape %s, written to %s", count, shape, path)
-    return FrozenSplit((path,), tuple(int(d) for d in shape), dtype, count, flip)
+    return FrozenSplit((path,), tuple(int(d) for d in shape or ()), dtype, count, flip)
 
 
 def dataset(split: FrozenSplit, outputs: tuple[str, ...], batch_size: int, training: bool,

@@ -24,7 +24,7 @@ def test_written_outputs_are_the_frozen_parts_of_each_photo_and_its_mirror(tmp_p
     model = build_model(ModelConfig(head_layers=1), 75, 0.3, 0.5)
     backbone = finetune.backbone_of(model)
     xf = _transformed(0)
-    split = frozen.write(backbone, xf, str(tmp_path / "train.tfrecord"), flip=True)
+    split = frozen.write(frozen.forward(backbone), xf, str(tmp_path / "train.tfrecord"), flip=True)
     assert split.count == N and split.shape == (2048,) and split.flipped
     images = np.stack([x[features.IMAGE_XF] for x in xf.as_numpy_iterator()])
     want = backbone(images, training=False).numpy()
@@ -65,7 +65,8 @@ def test_training_on_frozen_outputs_gives_the_same_head_as_training_on_images(tm
 
 def test_a_mirrored_split_gives_either_view_at_random(tmp_path):
     model = build_model(ModelConfig(head_layers=1), 75, 0.3, 0.5)
-    split = frozen.write(finetune.backbone_of(model), _transformed(3).take(1), str(tmp_path / "t.tfrecord"), flip=True)
+    split = frozen.write(frozen.forward(finetune.backbone_of(model)), _transformed(3).take(1), str(tmp_path / "t.tfrecord"),
+                         flip=True)
     ex = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(split.files))).numpy())
     own, mirror = (np.frombuffer(ex.features.feature[k].bytes_list.value[0], np.float32)
                    for k in (frozen.FROZEN, frozen.FROZEN_FLIPPED))

@@ -206,8 +206,9 @@ class FrozenInputs:
         # The head's inputs are small; activations inside the backbone are stored at half precision.
         dtype = tf.float32 if phase.trainable_blocks == 0 else tf.float16
         where = os.path.join(self.work_dir, f"{phase.name}_top{phase.trainable_blocks}")
-        train_split = frozen.write(part, self.train_xf, os.path.join(where, "train.tfrecord"), bool(cfg.flip), dtype)
-        eval_split = frozen.write(part, self.eval_xf, os.path.join(where, "eval.tfrecord"), False, dtype)
+        run = frozen.forward(part, dtype, flip=bool(cfg.flip))
+        train_split = frozen.write(run, self.train_xf, os.path.join(where, "train.tfrecord"), bool(cfg.flip), dtype)
+        eval_split = frozen.write(run, self.eval_xf, os.path.join(where, "eval.tfrecord"), False, dtype)
         _require_photos(train_split.count, "training", cfg)
         _require_photos(eval_split.count, "eval", cfg)
         outputs = cfg.model.outputs
@@ -338,6 +339,8 @@ def export(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, se
     def serve_examples(examples):
         return _prediction_outputs(model, model.tft_layer(tf.io.parse_example(examples, image_only)))
 
-    model.save(serving_dir, save_format="tf",
+    # Every reader (TF Serving, the Evaluator, predict) uses the signatures alone, so the per-layer
+    # Keras call traces, which cost minutes for a whole backbone, are not saved.
+    model.save(serving_dir, save_format="tf", save_traces=False,
                signatures={features.SERVING_DEFAULT: serve_images, features.SERVING_EXAMPLES: serve_examples})
     return serving_dir
