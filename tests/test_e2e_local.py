@@ -1,9 +1,15 @@
-"""Local end-to-end runs on tiny synthetic data: LocalDagRunner, sqlite MLMD, Beam DirectRunner,
-real TFX components, a real SavedModel pushed to a TF Serving model base path."""
+"""Local end-to-end runs: LocalDagRunner, sqlite MLMD, Beam DirectRunner, real TFX components, a
+real SavedModel pushed to a TF Serving model base path and served over gRPC.
+
+The runs are `make demo`'s own command at reduced size, for three seeds, two with 2 intra-op
+threads and one with 1, so a recipe that only learns on some machines fails here first. The
+first seed's run is then the pipeline that the other tests continue (caching, the gate,
+continuous training, predictions)."""
 import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,6 +17,7 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from conftest import WEIGHTS_DIR
 from deepattraction import demo
 from deepattraction.cli import cmd_run, pipeline_config
 from deepattraction.components.evaluator.evaluation import GateConfig
@@ -25,6 +32,11 @@ COMPONENTS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "
               "Pusher"}
 RESOLVER = "LatestBlessedModel"  # resolves inputs only: no execution of its own
 COMPLETE, CACHED = metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
+USERS = 400  # the demo has 1000; 400 still gives test and eval splits of about 40 photos
+RUNS = ((1, 2), (2, 2), (3, 1))  # (seed, intra-op threads)
+SERVED = re.compile(r"served: (\S+) like ratio ([\d.]+), P\(male\) ([\d.]+), faces (\d+) \(gRPC, version (\d+)\)$")
+DEMO = re.compile(r"demo: like-ratio weighted MSE ([\d.]+) vs constant ([\d.]+) \(ratio ([\d.]+)\), "
+                  r"gender accuracy ([\d.]+) vs majority ([\d.]+)$")
 
 
 def executions(cfg: PipelineConfig) -> dict:
@@ -40,22 +52,65 @@ def executions(cfg: PipelineConfig) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def hparams(facenet_weights):
-    """The demo's recipe: FaceNet's real weights, the head fitted on its frozen outputs."""
-    return {**demo.HPARAMS, "weights": facenet_weights}
+def run_demo(workdir, seed: int, threads: int, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deepattraction.cli", "demo", "--workdir", str(workdir),
+                           "--num-users", str(USERS), "--seed", str(seed), "--threads", str(threads),
+                           "--weights-dir", WEIGHTS_DIR, *extra], capture_output=True, text=True, timeout=1800)
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, hparams):
-    work = tmp_path_factory.mktemp("e2e")
-    data = str(work / "data")
-    made = make_demo_data(DemoDataConfig(out_dir=data, num_users=240, image_size=96, seed=11))
-    users, swipes = data_tables(data)
-    cfg = PipelineConfig(pipeline_root=str(work / "root"), users_uri=users, swipes_uri=swipes,
-                         serving_base=str(work / "serving"), backbone=demo.BACKBONE, hparams=hparams)
-    local_runner.run(cfg)
-    return cfg, made, data
+def demo_runs(tmp_path_factory, facenet_weights):
+    """seed -> (DemoConfig, what demo-data wrote, the finished `deepattraction demo` process)."""
+    out = {}
+    for seed, threads in RUNS:
+        cfg = demo.DemoConfig(workdir=str(tmp_path_factory.mktemp(f"demo-seed{seed}")), num_users=USERS, seed=seed,
+                              weights_dir=WEIGHTS_DIR)
+        made = make_demo_data(DemoDataConfig(out_dir=cfg.data_dir, num_users=USERS, seed=seed))
+        out[seed] = (cfg, made, run_demo(cfg.workdir, seed, threads))
+    return out
+
+
+@pytest.mark.parametrize("seed", [s for s, _ in RUNS])
+def test_the_demo_ends_in_a_blessed_model_served_over_grpc(demo_runs, facenet_weights, seed):
+    cfg, _, proc = demo_runs[seed]
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    report, served, last = proc.stdout.strip().splitlines()[-3:]
+    assert report.startswith("report: ") and os.path.getsize(report[len("report: "):]) > 50_000
+    m = DEMO.match(last)
+    assert m, last
+    mse, constant, ratio, accuracy, majority = map(float, m.groups())
+    assert ratio <= 0.7 and mse < constant and accuracy > majority + 0.2, last
+    s = SERVED.match(served)
+    assert s, served
+    photo, like_ratio, p_male, faces, version = s.groups()
+    push_dir = demo.pipeline_config(cfg, facenet_weights).push_dir
+    assert int(version) == model_dir.versions(push_dir)[-1]
+    # The served answer is the pushed model's own answer for that photo.
+    local = LocalModel(push_dir).predict_files([photo])[0]
+    assert float(like_ratio) == pytest.approx(local.like_ratio, abs=5e-4)
+    assert float(p_male) == pytest.approx(local.male_probability, abs=5e-4) and int(faces) == local.face_count == 1
+
+
+def test_a_model_that_learns_nothing_is_not_blessed_and_the_demo_fails_saying_so(demo_runs, facenet_weights):
+    """Learning rate 0 leaves the training priors: no better than the constant, so not blessed,
+    nothing new pushed, no served line, and a non-zero exit."""
+    seed, threads = RUNS[1]
+    cfg, _, _ = demo_runs[seed]
+    push_dir = demo.pipeline_config(cfg, facenet_weights).push_dir
+    before = model_dir.versions(push_dir)
+    proc = run_demo(cfg.workdir, seed, threads, "--hparam", "learning_rate=0")
+    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith("demo: model NOT blessed (") and "like-ratio weighted MSE" in lines[-1]
+    assert not any(line.startswith("served: ") for line in lines)
+    assert model_dir.versions(push_dir) == before
+
+
+@pytest.fixture(scope="module")
+def first_run(demo_runs, facenet_weights):
+    """The first seed's demo run, as the pipeline config it ran."""
+    cfg, made, _ = demo_runs[RUNS[0][0]]
+    return demo.pipeline_config(cfg, facenet_weights), made, cfg.data_dir
 
 
 def test_every_component_executed_and_recorded_in_mlmd(first_run):
@@ -134,7 +189,7 @@ def test_cli_names_a_bad_photo_and_still_predicts_the_good_one(first_run, tmp_pa
     assert lines[0].startswith(f"{bad}: error:") and lines[1].startswith(f"{good}: like_ratio")
 
 
-def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, hparams, capsys):
+def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, capsys):
     """Through `deepattraction run` (its arguments give the first run's config but the gate), which
     prints where this run's report is."""
     cfg, _, _ = first_run
@@ -144,8 +199,8 @@ def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, hparams
                               serving_base=cfg.serving_base, backbone=cfg.backbone, image_size=cfg.image_size,
                               hparam=[], max_mse_ratio=0.0, min_accuracy_gain=0.0, max_mse_regression=0.0,
                               max_accuracy_regression=0.0, beam_arg=[], threads=0)
-    assert pipeline_config(args, hparams) == strict  # so the cached steps are reused
-    r = cmd_run(args, hparams)
+    assert pipeline_config(args, cfg.hparams) == strict  # so the cached steps are reused
+    r = cmd_run(args, cfg.hparams)
     assert not r.metrics["blessed"] and "not below 0.0 x constant" in r.metrics["not_blessed_because"][0]
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("report: ")]
     assert printed == [f"report: {r.report_path}"] and r.report_path.startswith(cfg.pipeline_root)

@@ -50,7 +50,9 @@ def forward(frozen: tf.keras.Model, dtype: tf.DType = tf.float32, flip: bool = T
     """images -> the frozen part's outputs of them (and, with flip, of their mirrors), traced
     once for every split: tracing a whole backbone costs a minute on two cores."""
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    # No autograph: converting the Keras call stack of a whole backbone takes minutes; the body
+    # has no Python control flow on tensors.
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)], autograph=False)
     def run(images):
         out = {FROZEN: tf.cast(frozen(images, training=False), dtype)}
         if flip:

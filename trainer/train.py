@@ -97,6 +97,7 @@ def transformed_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput
         out[features.WEIGHT_XF] = tf.cast(xf[features.WEIGHT_XF], tf.float32) / mean_swipes
         return out
 
+    transform = tf.autograph.experimental.do_not_convert(transform)  # as frozen.forward: tracing stays seconds
     ds = ds.batch(TRANSFORM_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if cfg.starred_only:
         ds = ds.filter(lambda xf: features.is_starred(xf[features.FACE_COUNT_XF]))
@@ -329,15 +330,17 @@ def export(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, se
     """SavedModel whose signatures run the Transform graph, so serving cannot skew from training."""
     model.tft_layer = tf_transform_output.transform_features_layer()
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
+    # No autograph (as in frozen.forward): nothing here branches on tensors, and converting the
+    # Keras call stack of a whole backbone takes minutes.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)], autograph=False)
     def serve_images(image_bytes):
         return _prediction_outputs(model, model.tft_layer({features.IMAGE_KEY: image_bytes}))
 
     image_only = {features.IMAGE_KEY: tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
-    def serve_examples(examples):
-        return _prediction_outputs(model, model.tft_layer(tf.io.parse_example(examples, image_only)))
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)], autograph=False)
+    def serve_examples(examples):  # calls serve_images' graph, so the backbone is traced once, not twice
+        return serve_images(tf.io.parse_example(examples, image_only)[features.IMAGE_KEY])
 
     # Every reader (TF Serving, the Evaluator, predict) uses the signatures alone, so the per-layer
     # Keras call traces, which cost minutes for a whole backbone, are not saved.
