@@ -13,12 +13,11 @@ from deepattraction.trainer.train import TrainConfig, export, train
 
 
 def run_fn(fn_args) -> None:
-    """Hyperparameters come from the HyperParameters artifact (a JSON dict), else custom_config.
+    """Hyperparameters come from HParamsGen's HyperParameters artifact (a JSON dict).
 
     Under MultiWorkerMirroredStrategy every worker trains and saves (saving is collective), but
     only the chief writes to the pipeline's folders."""
-    hp = fn_args.hyperparameters or (fn_args.custom_config or {}).get("hyperparameters", {})
-    cfg = TrainConfig.from_dict(dict(hp))
+    cfg = TrainConfig.from_dict(dict(fn_args.hyperparameters))
     tft_out = tft.TFTransformOutput(fn_args.transform_output)
     machine = distribute.detect()
     scratch = None if machine.is_chief else tempfile.mkdtemp(prefix="worker-")
