@@ -497,9 +497,17 @@ def photo_error(data: bytes, check=None) -> str | None:
     return None
 
 
+_TRACE_LINES = ("Graph execution error", "Detected at node", "File ", "[[")
+
+
 def _tf_message(e: tf.errors.OpError) -> str:
-    """The readable part of a TF error message, without the {{function_node ...}} prefix."""
-    return e.message.split("}}")[-1].strip().splitlines()[0][:160]
+    """The readable line of a TF error: eager ops prefix it with {{function_node ...}}, traced
+    functions surround it with where the op was defined and the node's name."""
+    for line in e.message.splitlines():
+        line = line.split("}}")[-1].strip() if line.lstrip().startswith("{{function_node") else line.strip()
+        if line and not line.startswith(_TRACE_LINES):
+            return line[:160]
+    return e.message.strip()[:160]
 
 
 class ReadPhoto(beam.DoFn):
