@@ -42,4 +42,7 @@ class HParamsGen(base_component.BaseComponent):
         unknown = set(hparams) - set(HPARAM_TYPES)
         if unknown:
             raise ValueError(f"unknown hyperparameters {sorted(unknown)}; known: {sorted(HPARAM_TYPES)}")
+        # A whole number where a float is declared (`--hparam learning_rate=0` parses as an int)
+        # is that float; anything else of the wrong type still fails in the spec.
+        hparams = {k: float(v) if HPARAM_TYPES[k] is float and type(v) is int else v for k, v in hparams.items()}
         super().__init__(HParamsGenSpec(hyperparameters=types.Channel(type=standard_artifacts.HyperParameters), **hparams))
