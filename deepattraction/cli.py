@@ -72,8 +72,7 @@ def cmd_demo_data(a) -> None:
 
     s = make_demo_data(DemoDataConfig(out_dir=a.out, source=a.source, num_users=a.num_users,
                                       bad_rows=not a.no_bad_rows, seed=a.seed, like_rule=a.like_rule))
-    print(f"demo-data: {s.users} users, {s.swipes} swipes ({s.pre_update_swipes} before a photo update, "
-          f"{s.bad_users} bad users, {s.bad_swipes} bad swipes) in {a.out}")
+    print(s.line(a.out))
 
 
 def _set_threads(a) -> None:

@@ -132,8 +132,7 @@ def run(cfg: DemoConfig, log=print) -> int:
     if not os.path.exists(os.path.join(cfg.data_dir, USERS_FILE)):
         s = make_demo_data(DemoDataConfig(out_dir=cfg.data_dir, source=cfg.source, num_users=cfg.num_users,
                                           seed=cfg.seed, like_rule=cfg.like_rule))
-        log(f"demo-data: {s.users} users, {s.swipes} swipes ({s.pre_update_swipes} before a photo update, "
-            f"{s.bad_users} bad users, {s.bad_swipes} bad swipes) in {cfg.data_dir}")
+        log(s.line(cfg.data_dir))
     pcfg = pipeline_config(cfg, fetch(WEIGHTS, cfg.weights_dir))
     t0 = time.time()
     log(f"run: pipeline root {pcfg.pipeline_root}")

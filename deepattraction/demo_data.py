@@ -52,6 +52,11 @@ class DemoDataSummary:
     bad_users: int
     bad_swipes: int
 
+    def line(self, out_dir: str) -> str:
+        """What `demo-data` and `demo` print after writing a dataset."""
+        return (f"demo-data: {self.users} users, {self.swipes} swipes ({self.pre_update_swipes} before a photo update, "
+                f"{self.bad_users} bad users, {self.bad_swipes} bad swipes) in {out_dir}")
+
 
 def _ts(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
