@@ -9,6 +9,7 @@ import sys
 import time
 
 from deepattraction import __version__  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from deepattraction.components.data_gate import policy as validation
 from deepattraction.demo import NUM_USERS
 from deepattraction.demo_data import LIKE_RULES
 from deepattraction.pipeline.params import parse_hparams
@@ -41,6 +42,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/p
                    help="bless only if weighted MSE <= the last blessed model's x (1 + this)")
     p.add_argument("--max-accuracy-regression", type=float, default=0.0,
                    help="bless only if gender accuracy >= the last blessed model's - this")
+    p.add_argument("--block-on", choices=validation.POLICIES, default=validation.BLOCK_SCHEMA,
+                   help="what data validation finding stops the run before training (default: schema anomalies)")
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline argument")
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
 
@@ -64,7 +67,7 @@ def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None)
         hparams={**(hparams_defaults or {}), **_parse_hparams(a.hparam)},
         gate=GateConfig(max_mse_ratio=a.max_mse_ratio, min_accuracy_gain=a.min_accuracy_gain,
                         max_mse_regression=a.max_mse_regression, max_accuracy_regression=a.max_accuracy_regression),
-        beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg))
+        block_on=a.block_on, beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg))
 
 
 def cmd_demo_data(a) -> None:

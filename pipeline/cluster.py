@@ -7,7 +7,7 @@ unaffected. What lands where:
 - node selector and tolerations cannot be written by TFX's compiler; they go into the KFP
   PlatformSpec (`platforms.kubernetes.deploymentSpec.executors`, kfp-kubernetes'
   KubernetesExecutorConfig), the second YAML document of the package KFP uploads;
-- Beam arguments go into the arguments of the Beam steps (SwipeExampleGen, Transform).
+- Beam arguments go into the arguments of the Beam steps (SwipeExampleGen, StatisticsGen, Transform).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.
 DEFAULT_IMAGE = "ghcr.io/deepattraction/deepattraction:0.1.0"
 GPU_IMAGE = "ghcr.io/deepattraction/deepattraction:0.1.0-gpu"
 # Steps whose executors run Beam pipelines; the others ignore Beam arguments.
-BEAM_STEPS = ("SwipeExampleGen", "Transform")
+BEAM_STEPS = ("SwipeExampleGen", "StatisticsGen", "Transform")
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 
 
@@ -136,6 +136,10 @@ def default_steps() -> dict[str, StepResources]:
     return {
         "SwipeExampleGen": StepResources(cpu="2", memory="8Gi", memory_limit="12Gi"),
         "ImportSchemaGen": StepResources(cpu="250m", memory="1Gi", memory_limit="2Gi"),
+        # Photos are an image domain in the schema: their statistics are byte sizes, not a top-k.
+        "StatisticsGen": StepResources(cpu="2", memory="4Gi", memory_limit="6Gi"),
+        "ExampleValidator": StepResources(cpu="250m", memory="1Gi", memory_limit="2Gi"),
+        "DataGate": StepResources(cpu="250m", memory="1Gi", memory_limit="2Gi"),
         "HParamsGen": StepResources(cpu="250m", memory="1Gi", memory_limit="2Gi"),
         "Transform": StepResources(cpu="2", memory="8Gi", memory_limit="12Gi"),
         "Trainer": StepResources(cpu="8", memory="32Gi", memory_limit="48Gi",

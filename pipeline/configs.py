@@ -8,6 +8,7 @@ import os
 import tensorflow as tf
 
 from deepattraction import components, trainer
+from deepattraction.components.data_gate import policy as validation
 from deepattraction.components.evaluator.evaluation import GateConfig
 
 PIPELINE_NAME = "deepattraction"
@@ -38,6 +39,7 @@ class PipelineConfig:
     image_size: int = 0
     hparams: dict = dataclasses.field(default_factory=dict)
     gate: GateConfig = GateConfig()
+    block_on: str = validation.BLOCK_SCHEMA  # what data validation anomalies stop the Trainer (see DataGate)
     schema_file: str = SCHEMA_FILE
     beam_pipeline_args: tuple[str, ...] = LOCAL_BEAM_ARGS
     metadata_path: str | None = None  # sqlite MLMD for local runs; KFP brings its own

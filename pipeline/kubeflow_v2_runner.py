@@ -35,12 +35,13 @@ __all__ = ["DEFAULT_IMAGE", "ClusterConfig", "BeamConfig", "compile_pipeline", "
 
 
 def runtime_parameters(cfg: PipelineConfig) -> dict:
-    """URIs and hyperparameters a KFP run can set without recompiling."""
+    """URIs, hyperparameters and the data validation policy a KFP run can set without recompiling."""
     defaults = {**dataclasses.asdict(TrainConfig()), **dataclasses.asdict(TrainConfig().model), **cfg.hparams}
     params = {name: data_types.RuntimeParameter(name=name, ptype=HPARAM_TYPES[name], default=defaults[name])
               for name in RUNTIME_HPARAMS}
     params["users_uri"] = data_types.RuntimeParameter(name="users_uri", ptype=str, default=cfg.users_uri)
     params["swipes_uri"] = data_types.RuntimeParameter(name="swipes_uri", ptype=str, default=cfg.swipes_uri)
+    params["block_on"] = data_types.RuntimeParameter(name="block_on", ptype=str, default=cfg.block_on)
     return params
 
 
@@ -49,7 +50,7 @@ def cluster_components(cfg: PipelineConfig, cluster: ClusterConfig) -> list:
     params = runtime_parameters(cfg)
     hparams = {**cfg.trainer_hparams, **{k: params[k] for k in RUNTIME_HPARAMS}}
     components = pipeline.create_components(cfg, users_uri=params["users_uri"], swipes_uri=params["swipes_uri"],
-                                            hparams=hparams)
+                                            hparams=hparams, block_on=params["block_on"])
     beam_args = list(cluster.beam.step_args(cluster.image, cfg.pipeline_root))
     for c in components:
         if not hasattr(c, "with_platform_config"):  # resolver nodes run in the KFP backend, not in a pod

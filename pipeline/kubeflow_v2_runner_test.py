@@ -13,7 +13,8 @@ from deepattraction.pipeline import golden
 from deepattraction.pipeline import kubeflow_v2_runner as k
 from deepattraction.pipeline.cluster import BEAM_STEPS, BeamConfig, ClusterConfig
 
-STEPS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "RunReport", "Pusher"}
+STEPS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "StatisticsGen",
+         "ExampleValidator", "DataGate", "Trainer", "Evaluator", "RunReport", "Pusher"}
 # The last blessed model (continuous training) compiles to two metadata queries the KFP backend runs.
 RESOLVERS = {"LatestBlessedModel-model-blessing-resolver", "LatestBlessedModel-model-resolver"}
 
@@ -61,6 +62,13 @@ def test_spec_has_runtime_parameters_and_every_component(golden_spec):
         "LatestBlessedModel-model-resolver"
     assert tasks["SwipeExampleGen"]["inputs"]["parameters"]["users_uri"] == {"componentInputParameter": "users_uri"}
     assert tasks["Pusher"]["dependentTasks"] == ["Evaluator", "Trainer"]
+    # Data validation: the Trainer waits for the gate, whose policy is set per run.
+    assert "DataGate" in tasks["Trainer"]["dependentTasks"]
+    assert tasks["DataGate"]["inputs"]["parameters"]["block_on"] == {"componentInputParameter": "block_on"}
+    assert params["block_on"]["parameterType"] == "STRING"
+    assert tasks["DataGate"]["inputs"]["artifacts"]["baseline_blessing"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "model_blessing", "producerTask": "LatestBlessedModel-model-blessing-resolver"}
+    assert tasks["Evaluator"]["inputs"]["artifacts"]["statistics"]["taskOutputArtifact"]["producerTask"] == "StatisticsGen"
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values() if "container" in e} == {k.DEFAULT_IMAGE}
     assert "deepattraction.components.swipe_example_gen.executor.Executor" in executors["SwipeExampleGen_executor"]["container"]["args"]

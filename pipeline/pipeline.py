@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tfx import v1 as tfx
 
+from deepattraction.components.data_gate.component import DataGate
 from deepattraction.components.evaluator.component import Evaluator
 from deepattraction.components.hparams_gen.component import HParamsGen
 from deepattraction.components.pusher.component import Pusher
@@ -15,8 +16,9 @@ RUN_FN = "deepattraction.trainer.task.run_fn"
 
 
 def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fingerprint: str | None = None,
-                      hparams: dict | None = None, code: str = "") -> list:
-    """The components in order. Runners may pass RuntimeParameters for URIs and hyperparameters.
+                      hparams: dict | None = None, code: str = "", block_on=None) -> list:
+    """The components in order. Runners may pass RuntimeParameters for URIs, hyperparameters and
+    the data validation policy (`block_on`).
 
     `fingerprint` identifies the input data and `code` the package's code (see
     configs.code_fingerprint): both go into the steps whose cache keys would otherwise miss them.
@@ -24,6 +26,10 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
     example_gen = SwipeExampleGen(users_uri=users_uri or cfg.users_uri, swipes_uri=swipes_uri or cfg.swipes_uri,
                                   input_fingerprint=f"{fingerprint or ''}+code:{code}" if fingerprint or code else None)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.schema_file)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  schema=schema_gen.outputs["schema"])
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                        schema=schema_gen.outputs["schema"])
     hparams_gen = HParamsGen(**(hparams if hparams is not None else cfg.trainer_hparams))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
@@ -33,21 +39,29 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
         run_fn=RUN_FN, examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config={"code": code} if code else None)
-    # Continuous training: the candidate must also not regress against the last blessed model.
+    # Continuous training: the candidate must also not regress against the last blessed model, and
+    # the data's drift is measured against the statistics that model's blessing kept.
     last_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("LatestBlessedModel")
+    data_gate = DataGate(statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+                         anomalies=example_validator.outputs["anomalies"],
+                         baseline_blessing=last_blessed.outputs["model_blessing"],
+                         block_on=block_on if block_on is not None else cfg.block_on)
+    trainer.add_upstream_node(data_gate)
     evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
-                          code_version=code or None, baseline_model=last_blessed.outputs["model"])
+                          code_version=code or None, baseline_model=last_blessed.outputs["model"],
+                          statistics=statistics_gen.outputs["statistics"])
     report = RunReport(examples=example_gen.outputs["examples"], data_report=example_gen.outputs["report"],
                        evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"],
-                       code_version=code or None)
+                       data_validation=data_gate.outputs["data_validation"], code_version=code or None)
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.push_dir)))
-    return [example_gen, schema_gen, hparams_gen, transform, trainer, last_blessed, evaluator, report, pusher]
+    return [example_gen, schema_gen, statistics_gen, example_validator, hparams_gen, transform, last_blessed,
+            data_gate, trainer, evaluator, report, pusher]
 
 
 def create_pipeline(cfg: PipelineConfig, components: list | None = None, metadata_connection_config=None) -> tfx.dsl.Pipeline:

@@ -21,6 +21,7 @@ from ml_metadata.proto import metadata_store_pb2
 from conftest import WEIGHTS_DIR
 from deepattraction import demo
 from deepattraction.cli import cmd_run, pipeline_config
+from deepattraction.components.data_gate.validation import BASELINE_DIR, VERDICT_FILE
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
 from deepattraction.pipeline import local_runner, results
@@ -29,8 +30,8 @@ from deepattraction.serving import model_dir
 from deepattraction.serving.predict import LocalModel
 
 pytestmark = pytest.mark.e2e
-COMPONENTS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "RunReport",
-              "Pusher"}
+COMPONENTS = {"SwipeExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "DataGate", "HParamsGen",
+              "Transform", "Trainer", "Evaluator", "RunReport", "Pusher"}
 RESOLVER = "LatestBlessedModel"  # resolves inputs only: no execution of its own
 COMPLETE, CACHED = metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
 USERS = 400  # the demo has 1000; 400 still gives test and eval splits of about 40 photos
@@ -146,6 +147,14 @@ def test_learnable_data_gives_a_blessed_pushed_model(first_run):
     assert os.path.exists(os.path.join(version_dir, "saved_model.pb")) and os.path.isdir(os.path.join(version_dir, "variables"))
     assert "demo: like-ratio weighted MSE" in r.demo_line()
 
+    # The first run has data validation but nothing to measure drift against; its blessing keeps
+    # the training split's statistics for the next run.
+    with open(os.path.join(results.latest_output(cfg.pipeline_root, "DataGate", "data_validation"), VERDICT_FILE)) as f:
+        verdict = json.load(f)
+    assert verdict["schema_anomalies"] == {"train": [], "eval": [], "test": []} and verdict["drift"] is None
+    assert os.path.exists(os.path.join(results.latest_output(cfg.pipeline_root, "Evaluator", "blessing"),
+                                       BASELINE_DIR, "FeatureStats.pb"))
+
 
 def test_pushed_model_predicts_a_photo_through_the_cli(first_run):
     cfg, _, data = first_run
@@ -242,4 +251,11 @@ def test_new_swipes_retrain_and_a_regressing_model_is_not_pushed(first_run, tmp_
     assert m["baseline_model"]["uri"] == first_model
     assert m["baseline_model"]["count"] == m["count"]
     assert not m["blessed"] and any("regresses against the last blessed model" in r for r in m["not_blessed_because"])
+    # Drift of the new data is measured against the statistics the first run's blessing kept.
+    with open(os.path.join(results.latest_output(cfg.pipeline_root, "DataGate", "data_validation"), VERDICT_FILE)) as f:
+        verdict = json.load(f)
+    assert verdict["baseline"].startswith(os.path.join(cfg.pipeline_root, "Evaluator", "blessing"))
+    assert os.path.exists(os.path.join(verdict["baseline"], "BLESSED"))
+    assert {d["feature"] for d in verdict["drift"]["measurements"]} == {"gender", "like_ratio"}
+    assert "Drift of the training split against the last blessed run" in open(results.latest(later_cfg).report_path).read()
     assert model_dir.versions(cfg.push_dir) == before

@@ -133,7 +133,26 @@ def raw_schema():
             dense.default_value.bytes_value = s.default_value.encode()
         else:
             dense.default_value.int_value = s.default_value
+    _constrain(schema)
     return schema
+
+
+# Drift thresholds that data validation compares a run's training data with the last blessed run's.
+GENDER_DRIFT_LINF = 0.1  # largest change in any gender's share
+LIKE_RATIO_DRIFT_JSD = 0.1  # Jensen-Shannon divergence of the like-ratio histograms
+
+
+def _constrain(schema) -> None:
+    """The domains ExampleValidator checks and the drift comparators. The photo is an image
+    domain, so statistics keep its byte sizes only, never a top-k of 76k distinct photos."""
+    by_name = {f.name: f for f in schema.feature}
+    by_name[IMAGE_KEY].image_domain.SetInParent()
+    by_name[GENDER_KEY].string_domain.value.extend(GENDERS)
+    by_name[GENDER_KEY].drift_comparator.infinity_norm.threshold = GENDER_DRIFT_LINF
+    by_name[LIKE_RATIO_KEY].float_domain.min = 0.0
+    by_name[LIKE_RATIO_KEY].float_domain.max = 1.0
+    by_name[LIKE_RATIO_KEY].drift_comparator.jensen_shannon_divergence.threshold = LIKE_RATIO_DRIFT_JSD
+    by_name[SWIPE_COUNT_KEY].int_domain.min = 1
 
 
 def label_feature_spec() -> dict[str, tf.io.FixedLenFeature]:

@@ -19,6 +19,8 @@ class EvaluatorSpec(ComponentSpec):
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model": ChannelParameter(type=standard_artifacts.Model),
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+        # Kept in a positive blessing, so the next run measures its data's drift against it.
+        "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
     OUTPUTS = {
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -33,9 +35,10 @@ class Evaluator(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, gate: Optional[GateConfig] = None,
-                 code_version: Optional[str] = None, baseline_model: Optional[types.BaseChannel] = None):
+                 code_version: Optional[str] = None, baseline_model: Optional[types.BaseChannel] = None,
+                 statistics: Optional[types.BaseChannel] = None):
         super().__init__(EvaluatorSpec(
-            examples=examples, model=model, baseline_model=baseline_model,
+            examples=examples, model=model, baseline_model=baseline_model, statistics=statistics,
             gate_config=(gate or GateConfig()).to_json(), code_version=code_version,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

@@ -9,10 +9,12 @@ import os
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from deepattraction.components.data_gate import validation
 from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate, evaluate_slices
 from deepattraction.trainer import features
 from deepattraction.trainer.features import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
@@ -116,4 +118,8 @@ class Executor(base_executor.BaseExecutor):
         blessing.set_int_custom_property("current_model_id", model.id)
         with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as f:
             f.write("\n".join(reasons))
+        stats = input_dict.get("statistics") or []
+        if blessed and stats:
+            validation.save_baseline(stats_artifact_utils.load_statistics(stats[0], validation.DRIFT_SPLIT).proto(),
+                                     blessing.uri)
         logging.info("Evaluator: %s; %s", "BLESSED" if blessed else "NOT BLESSED", json.dumps(result, sort_keys=True))

@@ -10,6 +10,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from deepattraction.components.data_gate.component import DataValidation
 from deepattraction.components.report import executor
 from deepattraction.components.report.report import ReportConfig
 from deepattraction.components.swipe_example_gen.component import SwipeReport
@@ -29,6 +30,7 @@ class RunReportSpec(ComponentSpec):
         "data_report": ChannelParameter(type=SwipeReport),
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
         "model_run": ChannelParameter(type=standard_artifacts.ModelRun, optional=True),
+        "data_validation": ChannelParameter(type=DataValidation, optional=True),
     }
     OUTPUTS = {"report": ChannelParameter(type=HtmlReport)}
 
@@ -42,8 +44,9 @@ class RunReport(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, data_report: types.BaseChannel, evaluation: types.BaseChannel,
                  model_run: Optional[types.BaseChannel] = None, config: Optional[ReportConfig] = None,
-                 code_version: Optional[str] = None):
+                 code_version: Optional[str] = None, data_validation: Optional[types.BaseChannel] = None):
         super().__init__(RunReportSpec(
             examples=examples, data_report=data_report, evaluation=evaluation, model_run=model_run,
+            data_validation=data_validation,
             report_config=json.dumps(dataclasses.asdict(config or ReportConfig()), sort_keys=True),
             code_version=code_version, report=types.Channel(type=HtmlReport)))

@@ -12,6 +12,7 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from deepattraction.components.data_gate.validation import VERDICT_FILE
 from deepattraction.components.evaluator.executor import METRICS_FILE, PREDICTIONS_FILE, split_files
 from deepattraction.components.report import model_card
 from deepattraction.components.report.report import Photo, ReportConfig, RunInputs, build_html, gallery_ids
@@ -84,6 +85,7 @@ class Executor(base_executor.BaseExecutor):
         data = artifact_utils.get_single_uri(input_dict["data_report"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         runs = input_dict.get("model_run") or []
+        checks = input_dict.get("data_validation") or []
         metrics = json.loads(_read(os.path.join(evaluation, METRICS_FILE)))
         photos = read_predictions(os.path.join(evaluation, PREDICTIONS_FILE))
         summary = json.loads(_read(os.path.join(data, SUMMARY_FILE)))
@@ -95,7 +97,9 @@ class Executor(base_executor.BaseExecutor):
         card = model_card.write(os.path.join(out, model_card.MODEL_CARD_FILE), metrics, summary, gender_table)
         page = build_html(RunInputs(
             metrics=metrics, photos=photos, images=images, data_summary=summary, gender_table=gender_table,
-            history=read_history(runs[0].uri if runs else None), model_card_html=model_card.markdown_html(_read(card))), cfg)
+            history=read_history(runs[0].uri if runs else None),
+            data_validation=json.loads(_read(os.path.join(checks[0].uri, VERDICT_FILE))) if checks else None,
+            model_card_html=model_card.markdown_html(_read(card))), cfg)
         with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as f:
             f.write(page)
         logging.info("RunReport: wrote %s (%d bytes)", os.path.join(out, REPORT_FILE), len(page))

@@ -11,6 +11,7 @@ import html
 import io
 import math
 
+from deepattraction.components.report import data_validation
 from deepattraction.components.report.plots import (calibration_plot, gender_heatmap, scatter_plot, thumbnail,
                                                      training_plot)
 
@@ -79,6 +80,7 @@ class RunInputs:
     gender_table: str  # gender_table.csv text
     history: dict | None  # the Trainer's training_history.json; None when the run wrote none
     model_card_html: str
+    data_validation: dict | None = None  # DataGate's verdict; None when no validation ran
     title: str = "DeepAttraction run report"
 
 
@@ -93,8 +95,6 @@ def gender_cells(text: str) -> list[dict]:
             raise ValueError(f"gender table line {i}: {e!r} in {r}") from None
     return rows
 
-
-# ---------- formatting ----------
 
 def esc(v) -> str:
     return html.escape(str(v), quote=True)
@@ -136,8 +136,6 @@ def img(data: bytes, mime: str, alt: str, cls: str = "") -> str:
     return f'<img class="{cls}" alt="{esc(alt)}" src="{data_uri(data, mime)}">'
 
 
-# ---------- tables ----------
-
 def metrics_table(metrics: dict) -> str:
     """The run's scalar metrics, with the last blessed model's beside them when it was scored."""
     last = metrics.get("baseline_model") or {}
@@ -176,8 +174,6 @@ def gender_table_html(cells: list[dict]) -> str:
     return table(["source gender (swiper)", "target gender (photo)", "likes", "swipes", "like ratio"],
                  [[c["source"], c["target"], c["likes"], c["swipes"], c["like_ratio"]] for c in cells], "gender")
 
-
-# ---------- galleries ----------
 
 def caption(p: Photo) -> str:
     gender = "male" if p.male else "female"
@@ -232,8 +228,6 @@ def gallery_ids(photos: list[Photo], cfg: ReportConfig) -> set[str]:
     return {p.user_id for shown in gallery_photos(photos, cfg).values() for p in shown}
 
 
-# ---------- page ----------
-
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:1em 1.5em;color:#222}
 h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
@@ -281,6 +275,8 @@ from faces. It reflects the tastes of the people who swiped; see the model card 
 <div class="cols"><div>{summary_table(run.data_summary)}</div>
 <div><h3>Like ratio by source x target gender</h3>{gender_table_html(cells)}</div>
 <div>{_plot(gender_heatmap(cells), 'gender table heat map')}</div></div>
+<h3 id="data-validation">Data validation</h3>
+{data_validation.section(run.data_validation)}
 <h2 id="plots">Predictions</h2>
 <div class="plots">{_plot(scatter_plot(run.photos), 'predicted vs true like ratio')}
 {_plot(calibration_plot(run.photos, m, cfg.calibration_bins), 'calibration curve')}</div>
