@@ -16,11 +16,14 @@ import sys
 
 import pytest
 from ml_metadata.metadata_store import metadata_store
+from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from conftest import WEIGHTS_DIR
 from deepattraction import demo
 from deepattraction.cli import cmd_run, pipeline_config
+from deepattraction.components.data_gate.executor import DataValidationBlocked
 from deepattraction.components.data_gate.validation import BASELINE_DIR, VERDICT_FILE
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
@@ -33,7 +36,8 @@ pytestmark = pytest.mark.e2e
 COMPONENTS = {"SwipeExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "DataGate", "HParamsGen",
               "Transform", "Trainer", "Evaluator", "RunReport", "Pusher"}
 RESOLVER = "LatestBlessedModel"  # resolves inputs only: no execution of its own
-COMPLETE, CACHED = metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
+COMPLETE, CACHED, FAILED = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED,
+                           metadata_store_pb2.Execution.FAILED)
 USERS = 400  # the demo has 1000; 400 still gives test and eval splits of about 40 photos
 RUNS = ((1, 2), (2, 2), (3, 1))  # (seed, intra-op threads)
 SERVED = re.compile(r"served: (\S+) like ratio ([\d.]+), P\(male\) ([\d.]+), faces (\d+) \(gRPC, version (\d+)\)$")
@@ -208,7 +212,7 @@ def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, capsys)
     args = argparse.Namespace(users=cfg.users_uri, swipes=cfg.swipes_uri, data=None, pipeline_root=cfg.pipeline_root,
                               serving_base=cfg.serving_base, backbone=cfg.backbone, image_size=cfg.image_size,
                               hparam=[], max_mse_ratio=0.0, min_accuracy_gain=0.0, max_mse_regression=0.0,
-                              max_accuracy_regression=0.0, beam_arg=[], threads=0)
+                              max_accuracy_regression=0.0, beam_arg=[], threads=0, block_on="schema")
     assert pipeline_config(args, cfg.hparams) == strict  # so the cached steps are reused
     r = cmd_run(args, cfg.hparams)
     assert not r.metrics["blessed"] and "not below 0.0 x constant" in r.metrics["not_blessed_because"][0]
@@ -259,3 +263,23 @@ def test_new_swipes_retrain_and_a_regressing_model_is_not_pushed(first_run, tmp_
     assert {d["feature"] for d in verdict["drift"]["measurements"]} == {"gender", "like_ratio"}
     assert "Drift of the training split against the last blessed run" in open(results.latest(later_cfg).report_path).read()
     assert model_dir.versions(cfg.push_dir) == before
+
+
+def test_schema_anomalies_stop_the_run_before_the_trainer(first_run, tmp_path):
+    """A curated schema that allows only one gender: every male photo is an anomaly, and under the
+    default policy DataGate fails the run, naming the feature, before the Trainer runs again.
+    (TFX removes a failed step's outputs, so the error carries every finding.)"""
+    cfg, _, _ = first_run
+    schema = schema_pb2.Schema()
+    with open(cfg.schema_file) as f:
+        text_format.Parse(f.read(), schema)
+    next(f for f in schema.feature if f.name == "gender").string_domain.ClearField("value")
+    next(f for f in schema.feature if f.name == "gender").string_domain.value.append("female")
+    narrow = tmp_path / "schema.pbtxt"
+    narrow.write_text(text_format.MessageToString(schema))
+    trainings = len(executions(cfg)["Trainer"])
+    with pytest.raises(DataValidationBlocked, match=r"policy 'schema'.*train: gender: .*male") as blocked:
+        local_runner.run(dataclasses.replace(cfg, schema_file=str(narrow)))
+    assert "like_ratio" not in str(blocked.value)  # only what is wrong is named
+    states = executions(cfg)
+    assert len(states["Trainer"]) == trainings and states["DataGate"][-1] == FAILED
