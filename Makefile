@@ -81,6 +81,11 @@ clean:
 bench-ingest: install
 	$(BIN)/python -m bench.ingest
 
+# Data validation's StatisticsGen at 19k and 76k distinct photos: time and peak memory, with and without the image domain.
+.PHONY: bench-statistics
+bench-statistics: install
+	$(BIN)/python -m bench.statistics --raw-bytes
+
 # Serving load benchmark on loopback: the local TF-Serving-compatible server, 4 clients x 20 s.
 .PHONY: bench-serving
 bench-serving: install
