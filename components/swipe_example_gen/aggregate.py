@@ -44,7 +44,9 @@ ID_CHARS = 100  # a rejected row's ids are cut to this length in rejects.csv
 SWIPE_SHARDS = 16  # swipes are grouped by a hash of the target into this many columnar shards
 
 # Tagged outputs besides REJECT: each a number summed into summary.json.
-SWIPES_IN, BEFORE_UPDATE, COUNTED, SECONDS = "swipes_in", "before_update", "counted", "seconds"
+SWIPES_IN, BEFORE_UPDATE, COUNTED, TIMES = "swipes_in", "before_update", "counted", "times"
+# Stages timed into summary.json, in pipeline order (README, "Data contract").
+STAGES = ("index_users", "check_swipes", "count_swipes", "candidates", "photos", "write_examples")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +266,57 @@ class ReadTable(beam.PTransform):
         return {"ok": out.ok, REJECT: out[REJECT]}
 
 
+def timed(stage: str, outputs: Iterable, downstream: str | None = None) -> Iterator:
+    """Passes `outputs` on, then a TIMES output: (stage, (CPU seconds, wall-clock start, end)).
+
+    A runner that fuses steps runs the next ones inside each `yield`: that time is not the stage's
+    own. It is left out, or, given `downstream`, timed as that stage (main outputs only)."""
+    start, cpu, later = time.time(), 0.0, [0.0, None, None]
+    it = iter(outputs)
+    while True:
+        t = time.process_time()
+        try:
+            out = next(it)
+        except StopIteration:
+            cpu += time.process_time() - t
+            end = time.time()
+            break
+        cpu += time.process_time() - t
+        if downstream and not isinstance(out, beam.pvalue.TaggedOutput):
+            t, w = time.process_time(), time.time()
+            yield out
+            later = [later[0] + time.process_time() - t, later[1] or w, time.time()]
+        else:
+            yield out
+    yield beam.pvalue.TaggedOutput(TIMES, (stage, (cpu, start, end)))
+    if downstream and later[1] is not None:
+        yield beam.pvalue.TaggedOutput(TIMES, (downstream, tuple(later)))
+
+
+class _StageTimes(beam.CombineFn):
+    """(CPU seconds, start, end) records of one stage -> (summed CPU, first start, last end)."""
+
+    def create_accumulator(self):
+        return 0.0, math.inf, -math.inf
+
+    def add_input(self, acc, record):
+        return acc[0] + record[0], min(acc[1], record[1]), max(acc[2], record[2])
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        return sum(a[0] for a in accs), min(a[1] for a in accs), max(a[2] for a in accs)
+
+    def extract_output(self, acc):
+        return acc
+
+
+def stage_times(times: dict, since: float) -> dict:
+    """{stage: (CPU, start, end)} -> summary.json's `stages`: CPU seconds summed over workers, and
+    when its first element began and its last one ended, in seconds after `since`."""
+    return {stage: {"cpu_seconds": round(cpu, 3), "start_s": round(start - since, 3), "end_s": round(end - since, 3)}
+            for stage, (cpu, start, end) in sorted(times.items(), key=lambda kv: kv[1][1])}
+
+
 @dataclasses.dataclass
 class UserIndex:
     """The users table, validated: row i of the columns is valid user i (the swipes' join key),
@@ -280,6 +333,10 @@ class UserIndex:
     def user(self, i: int) -> User:
         return User(self.ids[i].as_py(), features.GENDERS[self.genders[i]], self.photo_uris[i],
                     float(self.updated_at[i]), self.groups[i])
+
+
+def _index_users(tables: list[pa.Table], source: str) -> Iterator:
+    yield from timed("index_users", iter([build_user_index(tables, source)]))
 
 
 def build_user_index(tables: list[pa.Table], source: str) -> tuple[UserIndex, list[Reject]]:
@@ -333,7 +390,9 @@ class CheckSwipes(beam.DoFn):
         self._source, self._rules = source, rules
 
     def process(self, table: pa.Table, index: UserIndex) -> Iterator:
-        start = time.process_time()
+        yield from timed("check_swipes", self._check(table, index))
+
+    def _check(self, table: pa.Table, index: UserIndex) -> Iterator:
         n = table.num_rows
         yield beam.pvalue.TaggedOutput(SWIPES_IN, n)
         swiper, target = id_strings(table["swiper_id"]), id_strings(table["target_id"])
@@ -361,7 +420,6 @@ class CheckSwipes(beam.DoFn):
         for s in np.unique(shard):
             m = shard == s
             yield int(s), (si[m], ti[m], t[m], liked[m])
-        yield beam.pvalue.TaggedOutput(SECONDS, ("swipes", time.process_time() - start))
 
     def _rejects(self, table, swiper, target, reason, index: UserIndex) -> Iterator:
         rows = np.flatnonzero(reason)
@@ -396,7 +454,9 @@ class CountTargets(beam.DoFn):
         self._source = source
 
     def process(self, element, index: UserIndex) -> Iterator:
-        start = time.process_time()
+        yield from timed("count_swipes", self._count(element, index))
+
+    def _count(self, element, index: UserIndex) -> Iterator:
         _, parts = element
         parts = list(parts)
         si = np.concatenate([p[0] for p in parts])
@@ -419,7 +479,6 @@ class CountTargets(beam.DoFn):
         swipes = np.bincount(key, minlength=n_users * n_genders).reshape(n_users, n_genders)
         targets = np.flatnonzero(swipes.sum(axis=1))
         yield targets, likes[targets].astype(np.int64), swipes[targets]
-        yield beam.pvalue.TaggedOutput(SECONDS, ("swipes", time.process_time() - start))
 
 
 class _DenseSum(beam.CombineFn):
@@ -567,7 +626,9 @@ class ReadPhotos(beam.DoFn):
         self._check = photo_check()
 
     def process(self, cands: list[Candidate]) -> Iterator:
-        start = time.process_time()
+        yield from timed("photos", self._photos(cands), downstream="write_examples")
+
+    def _photos(self, cands: list[Candidate]) -> Iterator:
         read = [self._read(c.user.photo_uri) for c in cands]
         checked = iter(photo_errors([data for _, error, data in read if error is None], self._check))
         for cand, (uri, error, data) in zip(cands, read):
@@ -583,7 +644,6 @@ class ReadPhotos(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(COUNTED, cand.swipes)
                 for g, likes, n in cand.by_source_gender:
                     yield beam.pvalue.TaggedOutput("gender_cells", ((g, cand.user.gender), (likes, n)))
-        yield beam.pvalue.TaggedOutput(SECONDS, ("photos", time.process_time() - start))
 
     def _read(self, photo_uri: str) -> tuple[str, str | None, bytes]:
         """(resolved URI, why it cannot be read, its bytes). Local files through open(): a quarter
@@ -639,29 +699,31 @@ class Aggregated:
     rejects: beam.PCollection
     gender_table: beam.PCollection  # ((source_gender, target_gender), (likes, swipes))
     counts: dict  # name -> singleton PCollection of int
-    seconds: beam.PCollection  # (stage, CPU seconds summed over workers)
+    times: beam.PCollection  # (stage, (CPU seconds summed over workers, wall-clock first start, last end))
 
 
 def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | None = None) -> Aggregated:
     """The whole join: validate rows, count post-update swipes per target by swiper gender, read photos."""
     rules = rules or SwipeRules(now=time.time())
     users = pipeline | "ReadUsers" >> ReadTable(users_uri, USER_COLUMNS, "user", USER_OPTIONAL_COLUMNS)
-    built = (users["ok"] | "AllUserRows" >> beam.combiners.ToList()
-             | "IndexUsers" >> beam.Map(build_user_index, users_uri))
+    indexed = (users["ok"] | "AllUserRows" >> beam.combiners.ToList()
+               | "IndexUsers" >> beam.FlatMap(_index_users, users_uri).with_outputs(TIMES, main="ok"))
+    built = indexed.ok
     index = beam.pvalue.AsSingleton(built | "Index" >> beam.Map(lambda b: b[0]))
     swipe_tables = pipeline | "ReadSwipes" >> ReadTable(swipes_uri, SWIPE_COLUMNS, "swipe")
     checked = swipe_tables["ok"] | "CheckSwipes" >> beam.ParDo(CheckSwipes(swipes_uri, rules), index).with_outputs(
-        REJECT, SWIPES_IN, BEFORE_UPDATE, SECONDS, main="ok")
+        REJECT, SWIPES_IN, BEFORE_UPDATE, TIMES, main="ok")
     counted = (checked.ok | "ByTargetShard" >> beam.GroupByKey()
-               | "CountTargets" >> beam.ParDo(CountTargets(swipes_uri), index).with_outputs(REJECT, SECONDS, main="ok"))
+               | "CountTargets" >> beam.ParDo(CountTargets(swipes_uri), index).with_outputs(REJECT, TIMES, main="ok"))
     dense = counted.ok | "DenseCounts" >> beam.CombineGlobally(_DenseSum())
     cands = (pipeline | "Once" >> beam.Create([None])
-             | "Candidates" >> beam.FlatMap(candidates, index, beam.pvalue.AsSingleton(dense), users_uri).with_outputs(
-                 REJECT, "swiper_only", main="ok"))
+             | "Candidates" >> beam.FlatMap(
+                 lambda _, *args: timed("candidates", candidates(_, *args)), index, beam.pvalue.AsSingleton(dense),
+                 users_uri).with_outputs(REJECT, "swiper_only", TIMES, main="ok"))
     photos = (cands.ok | "SpreadPhotos" >> beam.Reshuffle()
               | "PhotoBatches" >> beam.BatchElements(min_batch_size=PHOTO_BATCH, max_batch_size=PHOTO_BATCH)
               | "ReadPhotos" >> beam.ParDo(ReadPhotos(os.path.dirname(users_uri), users_uri)).with_outputs(
-                  REJECT, "gender_cells", COUNTED, SECONDS, main="ok"))
+                  REJECT, "gender_cells", COUNTED, TIMES, main="ok"))
     user_rejects = built | "UserRejects" >> beam.FlatMap(lambda b: b[1])
     rejects = ((users[REJECT], user_rejects, swipe_tables[REJECT], checked[REJECT], counted[REJECT], cands[REJECT], photos[REJECT])
                | "AllRejects" >> beam.Flatten())
@@ -683,6 +745,6 @@ def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | Non
         "swipes_before_update": total("SumBeforeUpdate", checked[BEFORE_UPDATE]),
         "swipes_counted": total("SumCounted", photos[COUNTED]),
     }
-    seconds = ((checked[SECONDS], counted[SECONDS], photos[SECONDS]) | "AllSeconds" >> beam.Flatten()
-               | "SumSeconds" >> beam.CombinePerKey(sum))
-    return Aggregated(photos.ok, rejects, gender_table, counts, seconds)
+    times = ((indexed[TIMES], checked[TIMES], counted[TIMES], cands[TIMES], photos[TIMES]) | "AllTimes" >> beam.Flatten()
+             | "StageTimes" >> beam.CombinePerKey(_StageTimes()))
+    return Aggregated(photos.ok, rejects, gender_table, counts, times)
