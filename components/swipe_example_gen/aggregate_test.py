@@ -1,6 +1,7 @@
 """The swipe aggregation on hand-made rows, run with Beam's TestPipeline and assert_that."""
 import csv
 import os
+import time
 
 import apache_beam as beam
 import pytest
@@ -286,3 +287,32 @@ def test_a_batch_gives_each_photo_its_own_verdict():
     assert aggregate.photo_errors(photos, check) == [aggregate.photo_error(p, check) for p in photos]
     good = [p for p in photos if aggregate.photo_error(p, check) is None]
     assert len(good) >= 8 and aggregate.photo_errors(good, check) == [None] * len(good)
+
+
+def test_a_stage_time_leaves_out_the_fused_steps_that_run_inside_its_yields():
+    """A fusing runner runs the next steps inside each `yield`: that CPU is the `downstream`
+    stage's, not the stage's own, and tagged outputs are no one's downstream."""
+    def busy(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    def stage():
+        busy(0.1)
+        yield beam.pvalue.TaggedOutput("side", 1)
+        for k in range(3):
+            yield k
+
+    outputs, times = [], {}
+    for out in aggregate.timed("own", stage(), downstream="next"):
+        if isinstance(out, beam.pvalue.TaggedOutput) and out.tag == aggregate.TIMES:
+            times[out.value[0]] = out.value[1]
+        elif not isinstance(out, beam.pvalue.TaggedOutput):
+            outputs.append(out)
+            busy(0.2)  # the fused next step
+    assert outputs == [0, 1, 2]
+    (own, own_start, own_end), (later, later_start, later_end) = times["own"], times["next"]
+    assert 0.1 <= own < 0.2 and 0.6 <= later < 0.8
+    assert own_start <= later_start <= later_end <= own_end
+    summary = aggregate.stage_times(times, since=own_start)
+    assert list(summary) == ["own", "next"] and summary["own"]["start_s"] == 0
