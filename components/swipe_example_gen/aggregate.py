@@ -313,7 +313,7 @@ class _StageTimes(beam.CombineFn):
 def stage_times(times: dict, since: float) -> dict:
     """{stage: (CPU, start, end)} -> summary.json's `stages`: CPU seconds summed over workers, and
     when its first element began and its last one ended, in seconds after `since`."""
-    return {stage: {"cpu_seconds": round(cpu, 3), "start_s": round(start - since, 3), "end_s": round(end - since, 3)}
+    return {stage: {"cpu_seconds": round(cpu, 6), "start_s": round(start - since, 3), "end_s": round(end - since, 3)}
             for stage, (cpu, start, end) in sorted(times.items(), key=lambda kv: kv[1][1])}
 
 
@@ -336,7 +336,10 @@ class UserIndex:
 
 
 def _index_users(tables: list[pa.Table], source: str) -> Iterator:
-    yield from timed("index_users", iter([build_user_index(tables, source)]))
+    def index():  # a generator, so that the index is built inside `timed`
+        yield build_user_index(tables, source)
+
+    yield from timed("index_users", index())
 
 
 def build_user_index(tables: list[pa.Table], source: str) -> tuple[UserIndex, list[Reject]]:

@@ -62,8 +62,7 @@ def test_summary_gives_each_stages_time_in_pipeline_order(tiny_examples):
         summary = json.load(f)
     stages, wall = summary["stages"], summary["wall_seconds"]
     assert set(stages) == set(aggregate.STAGES) and "cpu_seconds" not in summary
-    assert all(s["cpu_seconds"] >= 0 and 0 <= s["start_s"] <= s["end_s"] for s in stages.values()), stages
-    assert stages["photos"]["cpu_seconds"] > 0 and stages["write_examples"]["cpu_seconds"] > 0
+    assert all(s["cpu_seconds"] > 0 and 0 <= s["start_s"] <= s["end_s"] for s in stages.values()), stages
     for before, after in [("index_users", "check_swipes"), ("check_swipes", "count_swipes"),
                           ("count_swipes", "candidates"), ("candidates", "photos")]:
         assert stages[before]["end_s"] <= stages[after]["start_s"], (before, after, stages)
