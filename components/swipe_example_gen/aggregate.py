@@ -641,7 +641,8 @@ class ReadPhotos(beam.DoFn):
             uid = cand.user.user_id
             if error:
                 yield beam.pvalue.TaggedOutput(REJECT, Reject("user", uid, error, self._source))
-                yield beam.pvalue.TaggedOutput(REJECT, swipes_reject(uid, cand.swipes, "the target's photo was refused", self._source))
+                refused = swipes_reject(uid, cand.swipes, "the target's photo was refused", self._source)
+                yield beam.pvalue.TaggedOutput(REJECT, refused)
             else:
                 yield to_example(cand, data)
                 yield beam.pvalue.TaggedOutput(COUNTED, cand.swipes)
@@ -748,6 +749,7 @@ def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | Non
         "swipes_before_update": total("SumBeforeUpdate", checked[BEFORE_UPDATE]),
         "swipes_counted": total("SumCounted", photos[COUNTED]),
     }
-    times = ((indexed[TIMES], checked[TIMES], counted[TIMES], cands[TIMES], photos[TIMES]) | "AllTimes" >> beam.Flatten()
+    times = ((indexed[TIMES], checked[TIMES], counted[TIMES], cands[TIMES], photos[TIMES])
+             | "AllTimes" >> beam.Flatten()
              | "StageTimes" >> beam.CombinePerKey(_StageTimes()))
     return Aggregated(photos.ok, rejects, gender_table, counts, times)

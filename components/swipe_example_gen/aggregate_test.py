@@ -242,13 +242,15 @@ def _broken_photos() -> dict[str, bytes]:
         return data[:k] + rng.integers(0, 255, 40).astype(np.uint8).tobytes() + data[k + 40:]
 
     jpg, prog = save(img), save(img, progressive=True)
-    photos = {"jpeg": jpg, "progressive": prog, "1x1": save(img[:1, :1]), "7x9": save(img[:7, :9]), "gray": save(img[..., 0]),
+    photos = {"jpeg": jpg, "progressive": prog, "1x1": save(img[:1, :1]), "7x9": save(img[:7, :9]),
+              "gray": save(img[..., 0]),
               "trailing bytes": jpg + b"garbage", "soi-eoi": b"\xff\xd8\xff\xd9", "magic only": b"\xff\xd8\xff",
               "height 0": frame(jpg, 0, 80), "width 0": frame(jpg, 64, 0), "30000x30000": frame(jpg, 30000, 30000),
               "64x30000": frame(jpg, 64, 30000), "svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>',
               "heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"}
     for at in (0.1, 0.3, 0.5, 0.9, 0.99):
-        photos[f"truncated {at}"], photos[f"progressive truncated {at}"] = jpg[:int(len(jpg) * at)], prog[:int(len(prog) * at)]
+        photos[f"truncated {at}"] = jpg[:int(len(jpg) * at)]
+        photos[f"progressive truncated {at}"] = prog[:int(len(prog) * at)]
     for at in (0.02, 0.3, 0.6, 0.9):
         photos[f"garbled {at}"], photos[f"progressive garbled {at}"] = garble(jpg, at), garble(prog, at)
     for fmt in ("PNG", "GIF", "BMP", "WEBP"):
@@ -273,8 +275,8 @@ def test_the_jpeg_check_at_one_eighth_scale_refuses_what_the_full_decode_refuses
         verdicts[name] = (aggregate.photo_error(data, check), full)
     assert all(ours == full for ours, full in verdicts.values()), verdicts
     refused = {n for n, (ours, _) in verdicts.items() if ours}
-    assert {"soi-eoi", "magic only", "height 0", "width 0", "30000x30000", "truncated 0.99", "progressive truncated 0.5",
-            "WEBP", "svg", "heic", "truncated PNG"} <= refused
+    assert {"soi-eoi", "magic only", "height 0", "width 0", "30000x30000", "truncated 0.99",
+            "progressive truncated 0.5", "WEBP", "svg", "heic", "truncated PNG"} <= refused
     assert {"jpeg", "progressive", "1x1", "7x9", "64x30000", "PNG", "GIF", "BMP"}.isdisjoint(refused)
 
 

@@ -92,8 +92,9 @@ class Executor(BaseExampleGenExecutor):
         splits = artifact_utils.decode_split_names(examples.split_names)
         summary["users_in_splits"] = {s: count_split(examples.uri, s) for s in splits}
         summary["stages"] = aggregate.stage_times(summary.pop("stage_times"), start)
-        summary["wall_seconds"] = {"beam_pipeline": round(beam_end - start, 3), "count_splits": round(time.time() - beam_end, 3),
-                                   "total": round(time.time() - start, 3)}
+        end = time.time()
+        summary["wall_seconds"] = {"beam_pipeline": round(beam_end - start, 3),
+                                   "count_splits": round(end - beam_end, 3), "total": round(end - start, 3)}
         check_accounting(summary)
         _write_json(os.path.join(report, SUMMARY_FILE), summary)
         logging.info("SwipeExampleGen: %s", summary)
