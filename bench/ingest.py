@@ -9,7 +9,9 @@ the same rules. Prints a scaling series and ends with one line:
 
     ingest: <n> swipes, <u> users, <s> s (swipes <a> s, photos <b> s), <r> swipes/s, peak RSS <m> MiB, labels equal <p>%
 
-`swipes`/`photos` are CPU seconds spent in those stages' DoFns, summed over workers.
+`swipes`/`photos` are CPU seconds spent in those stages' DoFns, summed over workers (swipes:
+`check_swipes` + `count_swipes`); a `stages:` line before it gives each stage's CPU seconds and
+when it ran (seconds after the pipeline started), as summary.json's `stages`.
 
     python -m bench.ingest [--sizes 1e6,4e6,16e6,40e6] [--users 76000] [--csv 1e6] [--workers 2]
 """
@@ -154,14 +156,15 @@ def run_ingest(users: str, swipes: str, out_dir: str, workers: int, now: float) 
 
     os.makedirs(out_dir, exist_ok=True)
     mode = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if workers > 1 else []
-    start = time.perf_counter()
+    start, since = time.perf_counter(), time.time()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", *mode])) as p:
         agg = aggregate.aggregate(p, users, swipes, aggregate.SwipeRules(now=now))
         agg.examples | beam.Map(label) | "WriteLabels" >> beam.io.WriteToText(os.path.join(out_dir, "labels"), shard_name_template="")
         side = {k: beam.pvalue.AsSingleton(v) for k, v in agg.counts.items()}
         (p | beam.Create([None]) | beam.Map(
-            lambda _, seconds, **c: json.dump({**c, "cpu_seconds": seconds}, open(os.path.join(out_dir, "counts.json"), "w")),
-            seconds=beam.pvalue.AsDict(agg.seconds), **side))
+            lambda _, times, **c: json.dump({**c, "stages": aggregate.stage_times(times, since)},
+                                            open(os.path.join(out_dir, "counts.json"), "w")),
+            times=beam.pvalue.AsDict(agg.times), **side))
     wall = time.perf_counter() - start
     with open(os.path.join(out_dir, "counts.json")) as f:
         counts = json.load(f)
@@ -247,8 +250,19 @@ def measure(cfg: BenchConfig, workers: int, fmt: str = "parquet") -> dict:
     return result
 
 
+def cpu_seconds(r: dict) -> dict:
+    """{"swipes": .., "photos": ..}: CPU seconds of the swipe stages and of the photo stage."""
+    cpu = {k: v["cpu_seconds"] for k, v in r["counts"]["stages"].items()}
+    return {"swipes": cpu.get("check_swipes", 0) + cpu.get("count_swipes", 0), "photos": cpu.get("photos", 0)}
+
+
+def stages_line(r: dict) -> str:
+    return "stages: " + ", ".join(f"{k} {v['cpu_seconds']:.1f} CPU-s in {v['start_s']:.0f}-{v['end_s']:.0f} s"
+                                  for k, v in r["counts"]["stages"].items())
+
+
 def ingest_line(r: dict) -> str:
-    sec = r["counts"]["cpu_seconds"]
+    sec = cpu_seconds(r)
     return (f"ingest: {r['swipes']} swipes, {r['users']} users, {r['wall_s']:.1f} s (swipes {sec.get('swipes', 0):.1f} s, "
             f"photos {sec.get('photos', 0):.1f} s), {r['swipes'] / r['wall_s']:.0f} swipes/s, peak RSS {r['peak_rss_mib']:.0f} MiB, "
             f"labels equal {r['labels_equal_pct']:.2f}%")
@@ -275,12 +289,13 @@ def main(argv=None) -> None:
     last = None
     for n, fmt in runs:
         r = measure(BenchConfig(workdir=args.workdir, users=args.users, swipes=n), args.workers, fmt)
-        sec = r["counts"]["cpu_seconds"]
+        sec = cpu_seconds(r)
         print(f"{n:>10} {fmt:>7} {r['wall_s']:>8.1f} {n / r['wall_s']:>9.0f} {sec.get('swipes', 0):>11.1f} "
               f"{sec.get('photos', 0):>11.1f} {r['peak_rss_mib']:>12.0f} {r['labels_equal_pct']:>11.2f}% "
               f"{'equal' if r['accounting_equal'] else 'DIFFERS':>10}", flush=True)
         if fmt == "parquet":
             last = r
+    print(stages_line(last))
     print(ingest_line(last))
 
 

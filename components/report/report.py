@@ -163,11 +163,26 @@ def baselines_table(base: dict) -> str:
     return table(["baseline (from the training split)", "value"], rows, "baselines")
 
 
+TIMED = ("stages", "wall_seconds")  # summary.json's times, shown in their own table
+
+
 def summary_table(summary: dict) -> str:
     rows = []
     for k, v in summary.items():
-        rows.append([k, ", ".join(f"{a}: {b}" for a, b in v.items()) if isinstance(v, dict) else v])
+        if k not in TIMED:
+            rows.append([k, ", ".join(f"{a}: {b}" for a, b in v.items()) if isinstance(v, dict) else v])
     return table(["data", "count"], rows, "summary")
+
+
+def times_table(summary: dict) -> str:
+    """SwipeExampleGen's stages (CPU seconds over all workers; wall clock from the pipeline's
+    start) and its wall times; empty for a summary written before stages were timed."""
+    stages, wall = summary.get("stages") or {}, summary.get("wall_seconds") or {}
+    if not stages and not wall:
+        return ""
+    rows = [[k, v.get("cpu_seconds"), v.get("start_s"), v.get("end_s")] for k, v in stages.items()]
+    rows += [[f"wall: {k}", "", "", v] for k, v in wall.items()]
+    return table(["SwipeExampleGen stage", "CPU s", "from s", "to s"], rows, "times")
 
 
 def gender_table_html(cells: list[dict]) -> str:
@@ -272,7 +287,7 @@ from faces. It reflects the tastes of the people who swiped; see the model card 
 <h2 id="slices">Slices</h2>
 {slices_table(m, slices) if slices else '<p class="note">No slices.</p>'}
 <h2 id="data">Data</h2>
-<div class="cols"><div>{summary_table(run.data_summary)}</div>
+<div class="cols"><div>{summary_table(run.data_summary)}{times_table(run.data_summary)}</div>
 <div><h3>Like ratio by source x target gender</h3>{gender_table_html(cells)}</div>
 <div>{_plot(gender_heatmap(cells), 'gender table heat map')}</div></div>
 <h3 id="data-validation">Data validation</h3>

@@ -106,3 +106,17 @@ def test_thumbnail_draws_the_face_box():
 def test_bad_gender_table_row_is_named():
     with pytest.raises(ValueError, match="line 3"):
         report.gender_cells("source_gender,target_gender,likes,swipes,like_ratio\nf,m,1,2,0.5\nf,f,x,2,0.5\n")
+
+
+def test_data_section_shows_each_ingest_stages_time():
+    run = _run(_photos(3))
+    run.data_summary.update(stages={"check_swipes": {"cpu_seconds": 1.5, "start_s": 2.0, "end_s": 3.25},
+                                    "photos": {"cpu_seconds": 40.0, "start_s": 5.0, "end_s": 30.0}},
+                            wall_seconds={"beam_pipeline": 31.0, "count_splits": 0.5, "total": 31.5})
+    page = report.build_html(run, ReportConfig(gallery_size=2))
+    times = re.search(r'<table class="times">(.*?)</table>', page, re.S).group(1)
+    assert "<td>check_swipes</td><td>1.5</td><td>2</td><td>3.25</td>" in times
+    assert "<td>photos</td><td>40</td><td>5</td><td>30</td>" in times
+    assert "<td>wall: beam_pipeline</td><td></td><td></td><td>31</td>" in times and "wall: total" in times
+    summary = re.search(r'<table class="summary">(.*?)</table>', page, re.S).group(1)
+    assert "users_in" in summary and "cpu_seconds" not in summary and "stages" not in summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import math
 import os
@@ -43,7 +44,9 @@ ID_CHARS = 100  # a rejected row's ids are cut to this length in rejects.csv
 SWIPE_SHARDS = 16  # swipes are grouped by a hash of the target into this many columnar shards
 
 # Tagged outputs besides REJECT: each a number summed into summary.json.
-SWIPES_IN, BEFORE_UPDATE, COUNTED, SECONDS = "swipes_in", "before_update", "counted", "seconds"
+SWIPES_IN, BEFORE_UPDATE, COUNTED, TIMES = "swipes_in", "before_update", "counted", "times"
+# Stages timed into summary.json, in pipeline order (README, "Data contract").
+STAGES = ("index_users", "check_swipes", "count_swipes", "candidates", "photos", "write_examples")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +169,11 @@ def resolve_uri(uri: str, base_dir: str) -> str:
     return os.path.join(base_dir, uri)
 
 
+@functools.lru_cache(maxsize=64)
+def _real_dir(path: str) -> str:
+    return os.path.realpath(path)
+
+
 def confined_uri(uri: str, base_dir: str) -> tuple[str, str | None]:
     """(resolved URI, why it is refused). A relative URI must stay inside the users table's folder
     after `..` and symlinks are resolved: a table must not reach files its owner did not ship."""
@@ -175,7 +183,7 @@ def confined_uri(uri: str, base_dir: str) -> tuple[str, str | None]:
     if "://" in base_dir:
         inside = posixpath.normpath(path).startswith(posixpath.normpath(base_dir) + "/")
     else:
-        real_base = os.path.realpath(base_dir)
+        real_base = _real_dir(base_dir)
         inside = os.path.realpath(path).startswith(real_base + os.sep)
     return path, None if inside else f"photo_uri {uri!r} leaves the data folder {base_dir}"
 
@@ -258,6 +266,57 @@ class ReadTable(beam.PTransform):
         return {"ok": out.ok, REJECT: out[REJECT]}
 
 
+def timed(stage: str, outputs: Iterable, downstream: str | None = None) -> Iterator:
+    """Passes `outputs` on, then a TIMES output: (stage, (CPU seconds, wall-clock start, end)).
+
+    A runner that fuses steps runs the next ones inside each `yield`: that time is not the stage's
+    own. It is left out, or, given `downstream`, timed as that stage (main outputs only)."""
+    start, cpu, later = time.time(), 0.0, [0.0, None, None]
+    it = iter(outputs)
+    while True:
+        t = time.process_time()
+        try:
+            out = next(it)
+        except StopIteration:
+            cpu += time.process_time() - t
+            end = time.time()
+            break
+        cpu += time.process_time() - t
+        if downstream and not isinstance(out, beam.pvalue.TaggedOutput):
+            t, w = time.process_time(), time.time()
+            yield out
+            later = [later[0] + time.process_time() - t, later[1] or w, time.time()]
+        else:
+            yield out
+    yield beam.pvalue.TaggedOutput(TIMES, (stage, (cpu, start, end)))
+    if downstream and later[1] is not None:
+        yield beam.pvalue.TaggedOutput(TIMES, (downstream, tuple(later)))
+
+
+class _StageTimes(beam.CombineFn):
+    """(CPU seconds, start, end) records of one stage -> (summed CPU, first start, last end)."""
+
+    def create_accumulator(self):
+        return 0.0, math.inf, -math.inf
+
+    def add_input(self, acc, record):
+        return acc[0] + record[0], min(acc[1], record[1]), max(acc[2], record[2])
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        return sum(a[0] for a in accs), min(a[1] for a in accs), max(a[2] for a in accs)
+
+    def extract_output(self, acc):
+        return acc
+
+
+def stage_times(times: dict, since: float) -> dict:
+    """{stage: (CPU, start, end)} -> summary.json's `stages`: CPU seconds summed over workers, and
+    when its first element began and its last one ended, in seconds after `since`."""
+    return {stage: {"cpu_seconds": round(cpu, 6), "start_s": round(start - since, 3), "end_s": round(end - since, 3)}
+            for stage, (cpu, start, end) in sorted(times.items(), key=lambda kv: kv[1][1])}
+
+
 @dataclasses.dataclass
 class UserIndex:
     """The users table, validated: row i of the columns is valid user i (the swipes' join key),
@@ -274,6 +333,13 @@ class UserIndex:
     def user(self, i: int) -> User:
         return User(self.ids[i].as_py(), features.GENDERS[self.genders[i]], self.photo_uris[i],
                     float(self.updated_at[i]), self.groups[i])
+
+
+def _index_users(tables: list[pa.Table], source: str) -> Iterator:
+    def index():  # a generator, so that the index is built inside `timed`
+        yield build_user_index(tables, source)
+
+    yield from timed("index_users", index())
 
 
 def build_user_index(tables: list[pa.Table], source: str) -> tuple[UserIndex, list[Reject]]:
@@ -327,7 +393,9 @@ class CheckSwipes(beam.DoFn):
         self._source, self._rules = source, rules
 
     def process(self, table: pa.Table, index: UserIndex) -> Iterator:
-        start = time.process_time()
+        yield from timed("check_swipes", self._check(table, index))
+
+    def _check(self, table: pa.Table, index: UserIndex) -> Iterator:
         n = table.num_rows
         yield beam.pvalue.TaggedOutput(SWIPES_IN, n)
         swiper, target = id_strings(table["swiper_id"]), id_strings(table["target_id"])
@@ -355,7 +423,6 @@ class CheckSwipes(beam.DoFn):
         for s in np.unique(shard):
             m = shard == s
             yield int(s), (si[m], ti[m], t[m], liked[m])
-        yield beam.pvalue.TaggedOutput(SECONDS, ("swipes", time.process_time() - start))
 
     def _rejects(self, table, swiper, target, reason, index: UserIndex) -> Iterator:
         rows = np.flatnonzero(reason)
@@ -390,7 +457,9 @@ class CountTargets(beam.DoFn):
         self._source = source
 
     def process(self, element, index: UserIndex) -> Iterator:
-        start = time.process_time()
+        yield from timed("count_swipes", self._count(element, index))
+
+    def _count(self, element, index: UserIndex) -> Iterator:
         _, parts = element
         parts = list(parts)
         si = np.concatenate([p[0] for p in parts])
@@ -413,7 +482,6 @@ class CountTargets(beam.DoFn):
         swipes = np.bincount(key, minlength=n_users * n_genders).reshape(n_users, n_genders)
         targets = np.flatnonzero(swipes.sum(axis=1))
         yield targets, likes[targets].astype(np.int64), swipes[targets]
-        yield beam.pvalue.TaggedOutput(SECONDS, ("swipes", time.process_time() - start))
 
 
 class _DenseSum(beam.CombineFn):
@@ -471,17 +539,42 @@ def swipes_reject(target_id: str, rows: int, why: str, source: str) -> Reject:
     return Reject("swipes", target_id, f"{rows} post-update swipe(s) to this target do not count: {why}", source, rows)
 
 
+# The full JPEG decoder refuses an output of 2^29 bytes or more; a JPEG whose 1/8-scale size could reach
+# that (with a factor 2 for row padding) is checked by the full decode, so the limit is its own.
+_FULL_DECODE_FROM = (1 << 28) // (3 * 64)
+PHOTO_BATCH = 64  # photos checked per graph call: a call costs about 1 ms whatever it does
+
+
+def _full_hw(data):
+    return tf.shape(tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False))[:2]
+
+
+def _jpeg_hw(data):
+    """A JPEG decoded at 1/8 scale: the same header parsing and entropy decoding as the full decode
+    (so the same refusals), without most of the IDCT and upsampling. Its size is nonzero exactly
+    when the full size is, which is all the check needs."""
+    hw = tf.shape(tf.io.decode_jpeg(data, channels=3, ratio=8))[:2]
+    big = hw[0] * hw[1] >= _FULL_DECODE_FROM
+    return tf.cond(big, lambda: _full_hw(data), lambda: hw)
+
+
 @tf.autograph.experimental.do_not_convert
-def _decoded_shape(data):
-    """`faces.decode` fails exactly when its `decode_image` does (its EXIF step cannot fail and
-    only turns the pixels), so the check runs that op alone: a fifth of the full decode's cost."""
-    return tf.shape(tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False))
+def _decoded_sizes(photos):
+    """[B] encoded photos -> [B, 2] sizes, nonzero exactly when Transform's decode would be.
+
+    `faces.decode` fails exactly when its `decode_image` does (its EXIF step cannot fail and only
+    turns the pixels), so the check runs that op alone; JPEGs at 1/8 scale (`_jpeg_hw`)."""
+    def one(data):
+        return tf.cond(tf.io.is_jpeg(data), lambda: _jpeg_hw(data), lambda: _full_hw(data))
+
+    return tf.map_fn(one, photos, fn_output_signature=tf.TensorSpec([2], tf.int32))
 
 
 def photo_check() -> tf.types.experimental.GenericFunction:
-    """The photo's decoded shape, as a graph traced once (build it once per worker): eager
-    decoding retraces `faces.decode`'s tf.map_fn on every call (~180 ms a photo)."""
-    return tf.function(_decoded_shape, input_signature=[tf.TensorSpec([], tf.string)])
+    """The batch photo check, as a graph traced once (build it once per worker): eager decoding
+    retraces `faces.decode`'s tf.map_fn on every call (~180 ms a photo), and each graph call
+    costs about as much as decoding a photo, so photos go in batches."""
+    return tf.function(_decoded_sizes, input_signature=[tf.TensorSpec([None], tf.string)])
 
 
 def photo_error(data: bytes, check=None) -> str | None:
@@ -489,12 +582,25 @@ def photo_error(data: bytes, check=None) -> str | None:
     if not data:
         return "empty file"
     try:
-        shape = (check or photo_check())(tf.constant(data)).numpy()
+        size = (check or photo_check())(tf.constant([data])).numpy()[0]
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
         return f"undecodable image ({_tf_message(e)})"
-    if shape[0] < 1 or shape[1] < 1:
+    if size[0] < 1 or size[1] < 1:
         return "image has no pixels"
     return None
+
+
+def photo_errors(photos: list[bytes], check) -> list[str | None]:
+    """`photo_error` of each photo with one graph call for the batch; a batch with a refused photo
+    is checked again photo by photo, so each error is that photo's own."""
+    if photos and all(photos):
+        try:
+            sizes = check(tf.constant(photos)).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            pass
+        else:
+            return [None if h >= 1 and w >= 1 else "image has no pixels" for h, w in sizes]
+    return [photo_error(d, check) for d in photos]
 
 
 _TRACE_LINES = ("Graph execution error", "Detected at node", "File ", "[[")
@@ -510,8 +616,9 @@ def _tf_message(e: tf.errors.OpError) -> str:
     return e.message.strip()[:160]
 
 
-class ReadPhoto(beam.DoFn):
-    """Reads and checks each candidate's photo; a refused one rejects the user and its swipes."""
+class ReadPhotos(beam.DoFn):
+    """Reads and checks a batch of candidates' photos (one graph call per batch); a refused photo
+    rejects the user and its swipes."""
 
     def __init__(self, photo_base_dir: str, users_source: str):
         self._base = photo_base_dir
@@ -521,54 +628,63 @@ class ReadPhoto(beam.DoFn):
     def setup(self):
         self._check = photo_check()
 
-    def process(self, cand: Candidate) -> Iterator:
-        start = time.process_time()
-        uri, error, data = self._read(cand.user.photo_uri)
-        if error is None:
-            decode_error = photo_error(data, self._check)
-            error = decode_error and f"photo {uri}: {decode_error}"
-        uid = cand.user.user_id
-        if error:
-            yield beam.pvalue.TaggedOutput(REJECT, Reject("user", uid, error, self._source))
-            yield beam.pvalue.TaggedOutput(REJECT, swipes_reject(uid, cand.swipes, "the target's photo was refused", self._source))
-        else:
-            yield to_example(cand, data)
-            yield beam.pvalue.TaggedOutput(COUNTED, cand.swipes)
-            for g, likes, n in cand.by_source_gender:
-                yield beam.pvalue.TaggedOutput("gender_cells", ((g, cand.user.gender), (likes, n)))
-        yield beam.pvalue.TaggedOutput(SECONDS, ("photos", time.process_time() - start))
+    def process(self, cands: list[Candidate]) -> Iterator:
+        yield from timed("photos", self._photos(cands), downstream="write_examples")
+
+    def _photos(self, cands: list[Candidate]) -> Iterator:
+        read = [self._read(c.user.photo_uri) for c in cands]
+        checked = iter(photo_errors([data for _, error, data in read if error is None], self._check))
+        for cand, (uri, error, data) in zip(cands, read):
+            if error is None:
+                decode_error = next(checked)
+                error = decode_error and f"photo {uri}: {decode_error}"
+            uid = cand.user.user_id
+            if error:
+                yield beam.pvalue.TaggedOutput(REJECT, Reject("user", uid, error, self._source))
+                refused = swipes_reject(uid, cand.swipes, "the target's photo was refused", self._source)
+                yield beam.pvalue.TaggedOutput(REJECT, refused)
+            else:
+                yield to_example(cand, data)
+                yield beam.pvalue.TaggedOutput(COUNTED, cand.swipes)
+                for g, likes, n in cand.by_source_gender:
+                    yield beam.pvalue.TaggedOutput("gender_cells", ((g, cand.user.gender), (likes, n)))
 
     def _read(self, photo_uri: str) -> tuple[str, str | None, bytes]:
-        """(resolved URI, why it cannot be read, its bytes)."""
+        """(resolved URI, why it cannot be read, its bytes). Local files through open(): a quarter
+        of tf.io.gfile's cost per photo."""
         uri, refused = confined_uri(photo_uri, self._base)
         if refused:
             return uri, refused, b""
         try:
+            if "://" not in uri:
+                with open(uri, "rb") as f:
+                    return uri, None, f.read()
             if tf.io.gfile.isdir(uri):
                 return uri, f"photo {uri} is a directory", b""
             with tf.io.gfile.GFile(uri, "rb") as f:
                 return uri, None, f.read()
-        except (tf.errors.NotFoundError, tf.errors.OpError, OSError) as e:
+        except IsADirectoryError:
+            return uri, f"photo {uri} is a directory", b""
+        except (tf.errors.OpError, OSError) as e:
             return uri, f"photo not readable: {uri} ({type(e).__name__})", b""
 
 
 def to_example(cand: Candidate, photo: bytes) -> tf.train.Example:
-    f = tf.train.Feature
+    """Filled in place: half the cost of building nested Feature messages."""
+    ex = tf.train.Example()
+    f = ex.features.feature
+    f[features.USER_ID_KEY].bytes_list.value.append(cand.user.user_id.encode())
+    f[features.IMAGE_KEY].bytes_list.value.append(photo)
+    f[features.GENDER_KEY].bytes_list.value.append(cand.user.gender.encode())
+    f[features.LIKE_RATIO_KEY].float_list.value.append(cand.likes / cand.swipes)
+    f[features.SWIPE_COUNT_KEY].int64_list.value.append(cand.swipes)
+    f[features.GROUP_KEY].bytes_list.value.append(cand.user.group.encode())
     by_source = {g: (likes, n) for g, likes, n in cand.by_source_gender}
-    source_counts = {}
     for g in features.GENDERS:
         likes, n = by_source.get(g, (0, 0))
-        source_counts[features.likes_from_key(g)] = f(int64_list=tf.train.Int64List(value=[likes]))
-        source_counts[features.swipes_from_key(g)] = f(int64_list=tf.train.Int64List(value=[n]))
-    return tf.train.Example(features=tf.train.Features(feature={
-        features.USER_ID_KEY: f(bytes_list=tf.train.BytesList(value=[cand.user.user_id.encode()])),
-        features.IMAGE_KEY: f(bytes_list=tf.train.BytesList(value=[photo])),
-        features.GENDER_KEY: f(bytes_list=tf.train.BytesList(value=[cand.user.gender.encode()])),
-        features.LIKE_RATIO_KEY: f(float_list=tf.train.FloatList(value=[cand.likes / cand.swipes])),
-        features.SWIPE_COUNT_KEY: f(int64_list=tf.train.Int64List(value=[cand.swipes])),
-        features.GROUP_KEY: f(bytes_list=tf.train.BytesList(value=[cand.user.group.encode()])),
-        **source_counts,
-    }))
+        f[features.likes_from_key(g)].int64_list.value.append(likes)
+        f[features.swipes_from_key(g)].int64_list.value.append(n)
+    return ex
 
 
 def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
@@ -587,28 +703,31 @@ class Aggregated:
     rejects: beam.PCollection
     gender_table: beam.PCollection  # ((source_gender, target_gender), (likes, swipes))
     counts: dict  # name -> singleton PCollection of int
-    seconds: beam.PCollection  # (stage, CPU seconds summed over workers)
+    times: beam.PCollection  # (stage, (CPU seconds summed over workers, wall-clock first start, last end))
 
 
 def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | None = None) -> Aggregated:
     """The whole join: validate rows, count post-update swipes per target by swiper gender, read photos."""
     rules = rules or SwipeRules(now=time.time())
     users = pipeline | "ReadUsers" >> ReadTable(users_uri, USER_COLUMNS, "user", USER_OPTIONAL_COLUMNS)
-    built = (users["ok"] | "AllUserRows" >> beam.combiners.ToList()
-             | "IndexUsers" >> beam.Map(build_user_index, users_uri))
+    indexed = (users["ok"] | "AllUserRows" >> beam.combiners.ToList()
+               | "IndexUsers" >> beam.FlatMap(_index_users, users_uri).with_outputs(TIMES, main="ok"))
+    built = indexed.ok
     index = beam.pvalue.AsSingleton(built | "Index" >> beam.Map(lambda b: b[0]))
     swipe_tables = pipeline | "ReadSwipes" >> ReadTable(swipes_uri, SWIPE_COLUMNS, "swipe")
     checked = swipe_tables["ok"] | "CheckSwipes" >> beam.ParDo(CheckSwipes(swipes_uri, rules), index).with_outputs(
-        REJECT, SWIPES_IN, BEFORE_UPDATE, SECONDS, main="ok")
+        REJECT, SWIPES_IN, BEFORE_UPDATE, TIMES, main="ok")
     counted = (checked.ok | "ByTargetShard" >> beam.GroupByKey()
-               | "CountTargets" >> beam.ParDo(CountTargets(swipes_uri), index).with_outputs(REJECT, SECONDS, main="ok"))
+               | "CountTargets" >> beam.ParDo(CountTargets(swipes_uri), index).with_outputs(REJECT, TIMES, main="ok"))
     dense = counted.ok | "DenseCounts" >> beam.CombineGlobally(_DenseSum())
     cands = (pipeline | "Once" >> beam.Create([None])
-             | "Candidates" >> beam.FlatMap(candidates, index, beam.pvalue.AsSingleton(dense), users_uri).with_outputs(
-                 REJECT, "swiper_only", main="ok"))
+             | "Candidates" >> beam.FlatMap(
+                 lambda _, *args: timed("candidates", candidates(_, *args)), index, beam.pvalue.AsSingleton(dense),
+                 users_uri).with_outputs(REJECT, "swiper_only", TIMES, main="ok"))
     photos = (cands.ok | "SpreadPhotos" >> beam.Reshuffle()
-              | "ReadPhotos" >> beam.ParDo(ReadPhoto(os.path.dirname(users_uri), users_uri)).with_outputs(
-                  REJECT, "gender_cells", COUNTED, SECONDS, main="ok"))
+              | "PhotoBatches" >> beam.BatchElements(min_batch_size=PHOTO_BATCH, max_batch_size=PHOTO_BATCH)
+              | "ReadPhotos" >> beam.ParDo(ReadPhotos(os.path.dirname(users_uri), users_uri)).with_outputs(
+                  REJECT, "gender_cells", COUNTED, TIMES, main="ok"))
     user_rejects = built | "UserRejects" >> beam.FlatMap(lambda b: b[1])
     rejects = ((users[REJECT], user_rejects, swipe_tables[REJECT], checked[REJECT], counted[REJECT], cands[REJECT], photos[REJECT])
                | "AllRejects" >> beam.Flatten())
@@ -630,6 +749,7 @@ def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | Non
         "swipes_before_update": total("SumBeforeUpdate", checked[BEFORE_UPDATE]),
         "swipes_counted": total("SumCounted", photos[COUNTED]),
     }
-    seconds = ((checked[SECONDS], counted[SECONDS], photos[SECONDS]) | "AllSeconds" >> beam.Flatten()
-               | "SumSeconds" >> beam.CombinePerKey(sum))
-    return Aggregated(photos.ok, rejects, gender_table, counts, seconds)
+    times = ((indexed[TIMES], checked[TIMES], counted[TIMES], cands[TIMES], photos[TIMES])
+             | "AllTimes" >> beam.Flatten()
+             | "StageTimes" >> beam.CombinePerKey(_StageTimes()))
+    return Aggregated(photos.ok, rejects, gender_table, counts, times)

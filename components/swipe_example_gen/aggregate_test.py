@@ -1,6 +1,7 @@
 """The swipe aggregation on hand-made rows, run with Beam's TestPipeline and assert_that."""
 import csv
 import os
+import time
 
 import apache_beam as beam
 import pytest
@@ -215,3 +216,105 @@ def test_photo_check_accepts_and_rejects_exactly_what_the_transform_decoder_does
         verdicts[name] = (aggregate.photo_error(data, check) is None, transform_ok)
     assert all(ours == theirs for ours, theirs in verdicts.values()), verdicts
     assert {n for n, (ok, _) in verdicts.items() if not ok} == {"truncated", "webp", "garbage", "svg", "empty"}
+
+
+def _broken_photos() -> dict[str, bytes]:
+    """Valid and broken photos: JPEGs (baseline and progressive) truncated, garbled, with a bad
+    header or a 0-pixel or oversized frame, and other formats."""
+    import io as _io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (64, 80, 3)).astype(np.uint8)
+
+    def save(pixels, fmt="JPEG", **kw):
+        buf = _io.BytesIO()
+        Image.fromarray(pixels).save(buf, format=fmt, **kw)
+        return buf.getvalue()
+
+    def frame(data, h, w):  # rewrite the SOF marker's height and width
+        k = max(data.find(b"\xff\xc0"), data.find(b"\xff\xc2"))
+        return data[:k + 5] + h.to_bytes(2, "big") + w.to_bytes(2, "big") + data[k + 9:]
+
+    def garble(data, at):
+        k = int(len(data) * at)
+        return data[:k] + rng.integers(0, 255, 40).astype(np.uint8).tobytes() + data[k + 40:]
+
+    jpg, prog = save(img), save(img, progressive=True)
+    photos = {"jpeg": jpg, "progressive": prog, "1x1": save(img[:1, :1]), "7x9": save(img[:7, :9]),
+              "gray": save(img[..., 0]),
+              "trailing bytes": jpg + b"garbage", "soi-eoi": b"\xff\xd8\xff\xd9", "magic only": b"\xff\xd8\xff",
+              "height 0": frame(jpg, 0, 80), "width 0": frame(jpg, 64, 0), "30000x30000": frame(jpg, 30000, 30000),
+              "64x30000": frame(jpg, 64, 30000), "svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+              "heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"}
+    for at in (0.1, 0.3, 0.5, 0.9, 0.99):
+        photos[f"truncated {at}"] = jpg[:int(len(jpg) * at)]
+        photos[f"progressive truncated {at}"] = prog[:int(len(prog) * at)]
+    for at in (0.02, 0.3, 0.6, 0.9):
+        photos[f"garbled {at}"], photos[f"progressive garbled {at}"] = garble(jpg, at), garble(prog, at)
+    for fmt in ("PNG", "GIF", "BMP", "WEBP"):
+        photos[fmt] = save(img, fmt)
+    photos["truncated PNG"] = photos["PNG"][: len(photos["PNG"]) // 2]
+    return photos
+
+
+def test_the_jpeg_check_at_one_eighth_scale_refuses_what_the_full_decode_refuses():
+    """JPEGs are checked decoded at 1/8 scale: on broken JPEGs of every kind it must give the
+    full decoder's verdict and the same reason (eager errors add ` [Op:DecodeImage] ...`)."""
+    from deepattraction.trainer import faces
+
+    check = aggregate.photo_check()
+    verdicts = {}
+    for name, data in _broken_photos().items():
+        try:
+            faces.decode(tf.constant(data))
+            full = None
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+            full = f"undecodable image ({aggregate._tf_message(e).split(' [Op:')[0]})"
+        verdicts[name] = (aggregate.photo_error(data, check), full)
+    assert all(ours == full for ours, full in verdicts.values()), verdicts
+    refused = {n for n, (ours, _) in verdicts.items() if ours}
+    assert {"soi-eoi", "magic only", "height 0", "width 0", "30000x30000", "truncated 0.99",
+            "progressive truncated 0.5", "WEBP", "svg", "heic", "truncated PNG"} <= refused
+    assert {"jpeg", "progressive", "1x1", "7x9", "64x30000", "PNG", "GIF", "BMP"}.isdisjoint(refused)
+
+
+def test_a_batch_gives_each_photo_its_own_verdict():
+    """One graph call checks a batch; a refused photo in it must not refuse the others, and each
+    error is that photo's own, as when checked alone."""
+    check = aggregate.photo_check()
+    assert aggregate.photo_errors([], check) == []
+    photos = list(_broken_photos().values()) + [b""]
+    assert aggregate.photo_errors(photos, check) == [aggregate.photo_error(p, check) for p in photos]
+    good = [p for p in photos if aggregate.photo_error(p, check) is None]
+    assert len(good) >= 8 and aggregate.photo_errors(good, check) == [None] * len(good)
+
+
+def test_a_stage_time_leaves_out_the_fused_steps_that_run_inside_its_yields():
+    """A fusing runner runs the next steps inside each `yield`: that CPU is the `downstream`
+    stage's, not the stage's own, and tagged outputs are no one's downstream."""
+    def busy(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    def stage():
+        busy(0.1)
+        yield beam.pvalue.TaggedOutput("side", 1)
+        for k in range(3):
+            yield k
+
+    outputs, times = [], {}
+    for out in aggregate.timed("own", stage(), downstream="next"):
+        if isinstance(out, beam.pvalue.TaggedOutput) and out.tag == aggregate.TIMES:
+            times[out.value[0]] = out.value[1]
+        elif not isinstance(out, beam.pvalue.TaggedOutput):
+            outputs.append(out)
+            busy(0.2)  # the fused next step
+    assert outputs == [0, 1, 2]
+    (own, own_start, own_end), (later, later_start, later_end) = times["own"], times["next"]
+    assert 0.1 <= own < 0.2 and 0.6 <= later < 0.8
+    assert own_start <= later_start <= later_end <= own_end
+    summary = aggregate.stage_times(times, since=own_start)
+    assert list(summary) == ["own", "next"] and summary["own"]["start_s"] == 0

@@ -1,9 +1,10 @@
 """SwipeExampleGen executor: the base ExampleGen executor does splitting and TFRecord writing;
-this one supplies the source PTransform and writes the rejects, gender table and counts."""
+this one supplies the source PTransform and writes the rejects, gender table, counts and times."""
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import apache_beam as beam
@@ -55,8 +56,8 @@ def _SwipesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     side = {k: beam.pvalue.AsSingleton(v) for k, v in agg.counts.items()}
     (pipeline | "CountsOnce" >> beam.Create([None])
      | "WriteCounts" >> beam.Map(
-         lambda _, seconds, **c: _write_json(os.path.join(report, _COUNTS_FILE), {**c, "cpu_seconds": seconds}),
-         seconds=beam.pvalue.AsDict(agg.seconds), **side))
+         lambda _, times, **c: _write_json(os.path.join(report, _COUNTS_FILE), {**c, "stage_times": times}),
+         times=beam.pvalue.AsDict(agg.times), **side))
     return agg.examples
 
 
@@ -81,13 +82,19 @@ class Executor(BaseExampleGenExecutor):
         return _SwipesToExample
 
     def Do(self, input_dict, output_dict, exec_properties):
+        start = time.time()
         report = artifact_utils.get_single_uri(output_dict["report"])
         super().Do(input_dict, output_dict, {**exec_properties, REPORT_URI: report})
+        beam_end = time.time()
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         with tf.io.gfile.GFile(os.path.join(report, _COUNTS_FILE)) as f:
             summary = json.load(f)
         splits = artifact_utils.decode_split_names(examples.split_names)
         summary["users_in_splits"] = {s: count_split(examples.uri, s) for s in splits}
+        summary["stages"] = aggregate.stage_times(summary.pop("stage_times"), start)
+        end = time.time()
+        summary["wall_seconds"] = {"beam_pipeline": round(beam_end - start, 3),
+                                   "count_splits": round(end - beam_end, 3), "total": round(end - start, 3)}
         check_accounting(summary)
         _write_json(os.path.join(report, SUMMARY_FILE), summary)
         logging.info("SwipeExampleGen: %s", summary)

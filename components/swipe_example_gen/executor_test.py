@@ -52,6 +52,25 @@ def test_every_user_ends_in_one_split_or_in_the_rejects(tiny_data, tiny_examples
     assert any(r["reason"] == "unknown target_id" for r in rejects)
 
 
+def test_summary_gives_each_stages_time_in_pipeline_order(tiny_examples):
+    """Each stage's CPU seconds and when it ran; a stage that needs all of another's output (a
+    shuffle, a side input) starts after it ends, and every stage ends within the Beam pipeline."""
+    from deepattraction.components.swipe_example_gen import aggregate
+
+    _, report = tiny_examples
+    with open(os.path.join(report.uri, executor.SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    stages, wall = summary["stages"], summary["wall_seconds"]
+    assert set(stages) == set(aggregate.STAGES) and "cpu_seconds" not in summary
+    assert all(s["cpu_seconds"] > 0 and 0 <= s["start_s"] <= s["end_s"] for s in stages.values()), stages
+    for before, after in [("index_users", "check_swipes"), ("check_swipes", "count_swipes"),
+                          ("count_swipes", "candidates"), ("candidates", "photos")]:
+        assert stages[before]["end_s"] <= stages[after]["start_s"], (before, after, stages)
+    assert stages["photos"]["start_s"] <= stages["write_examples"]["start_s"]
+    assert max(s["end_s"] for s in stages.values()) <= wall["beam_pipeline"] <= wall["total"]
+    assert wall["total"] == pytest.approx(wall["beam_pipeline"] + wall["count_splits"], abs=0.01)
+
+
 def test_gender_table_has_four_cells(tiny_examples):
     _, report = tiny_examples
     with open(os.path.join(report.uri, executor.GENDER_TABLE_FILE), newline="") as f:
