@@ -14,10 +14,9 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
 DEFAULT_SCUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "scut-fbp5500-train")
 BATCH = 32
@@ -35,7 +34,6 @@ def huge_photo_peak_mb(side: int) -> tuple[float, float]:
     then detects faces on one side x side JPEG."""
     code = f"""
 import io, os, resource
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np
 from PIL import Image
 from deepattraction import face_parity

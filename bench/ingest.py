@@ -25,14 +25,13 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.csv as pacsv  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
 T0 = 1_735_689_600  # 2025-01-01: swipes fall in the next 200 days, photo updates in days 90-190 (~70% before)
 DAY = 86_400

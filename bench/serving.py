@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from deepattraction import __version__  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 
-from deepattraction import __version__  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 from deepattraction.demo import NUM_USERS
 from deepattraction.demo_data import LIKE_RULES
 from deepattraction.pipeline.params import parse_hparams
