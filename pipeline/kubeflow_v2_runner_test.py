@@ -1,5 +1,6 @@
 """Compile tests: the KFP v2 spec equals the golden file (regenerate: `make golden`) and carries
 what the cluster reads: image, runtime parameters, per-step resources, the GPU pool, Beam args."""
+import dataclasses
 import json
 import os
 
@@ -12,6 +13,8 @@ from deepattraction.cli import main as cli_main
 from deepattraction.pipeline import golden
 from deepattraction.pipeline import kubeflow_v2_runner as k
 from deepattraction.pipeline.cluster import BEAM_STEPS, BeamConfig, ClusterConfig
+from deepattraction.trainer.model import ModelConfig
+from deepattraction.trainer.train import TrainConfig
 
 STEPS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "Trainer", "Evaluator", "RunReport", "Pusher"}
 # The last blessed model (continuous training) compiles to two metadata queries the KFP backend runs.
@@ -67,6 +70,15 @@ def test_spec_has_runtime_parameters_and_every_component(golden_spec):
     push = json.loads(tasks["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"])
     assert push["filesystem"]["base_directory"] == "gs://YOUR_BUCKET/deepattraction/root/serving/deepattraction"
     assert golden_spec["spec"]["runtimeConfig"]["gcsOutputDirectory"] == "gs://YOUR_BUCKET/deepattraction/root"
+
+
+def test_runtime_parameters_are_the_training_configs_fields_less_the_compile_time_ones(golden_spec):
+    """No list kept by hand: a field added to TrainConfig or ModelConfig is a runtime parameter of
+    the compiled spec unless COMPILE_TIME_HPARAMS names it."""
+    fields = {f.name for cls in (TrainConfig, ModelConfig) for f in dataclasses.fields(cls)} - {"model"}
+    assert k.COMPILE_TIME_HPARAMS < fields  # each compile-time name is a real field
+    params = golden_spec["spec"]["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == (fields - k.COMPILE_TIME_HPARAMS) | {"users_uri", "swipes_uri"}
 
 
 def test_every_step_requests_resources_and_trainer_gets_a_gpu(golden_spec):

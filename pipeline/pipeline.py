@@ -19,30 +19,31 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
     """The components in order. Runners may pass RuntimeParameters for URIs and hyperparameters.
 
     `fingerprint` identifies the input data and `code` the package's code (see
-    configs.code_fingerprint): both go into the steps whose cache keys would otherwise miss them.
+    configs.code_fingerprint): both go into the steps whose cache keys would otherwise miss them,
+    `code` always as `code_version` (a parameter of ours, a custom_config entry of TFX's steps).
     On Kubeflow the image digest plays the part of `code`."""
+    version = {"code_version": code} if code else {}
     example_gen = SwipeExampleGen(users_uri=users_uri or cfg.users_uri, swipes_uri=swipes_uri or cfg.swipes_uri,
-                                  input_fingerprint=f"{fingerprint or ''}+code:{code}" if fingerprint or code else None)
+                                  input_fingerprint=fingerprint, **version)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.schema_file)
     hparams_gen = HParamsGen(**(hparams if hparams is not None else cfg.trainer_hparams))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config={**cfg.transform_config, **({"code": code} if code else {})},
+        preprocessing_fn=PREPROCESSING_FN, custom_config={**cfg.transform_config, **version},
         materialize=False, disable_statistics=True)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN, examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
-        hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config={"code": code} if code else None)
+        hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config=version or None)
     # Continuous training: the candidate must also not regress against the last blessed model.
     last_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("LatestBlessedModel")
     evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
-                          code_version=code or None, baseline_model=last_blessed.outputs["model"])
+                          baseline_model=last_blessed.outputs["model"], **version)
     report = RunReport(examples=example_gen.outputs["examples"], data_report=example_gen.outputs["report"],
-                       evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"],
-                       code_version=code or None)
+                       evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"], **version)
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(

@@ -50,7 +50,7 @@ def test_undecodable_image_raises():
 
 def test_config_validates_backbone_and_size():
     assert preprocessing.PreprocessConfig.from_dict({"backbone": "facenet"}).size == 160
-    assert preprocessing.PreprocessConfig.from_dict({"image_size": 96, "code": "abc"}).size == 96
+    assert preprocessing.PreprocessConfig.from_dict({"image_size": 96, "code_version": "abc"}).size == 96
     with pytest.raises(ValueError, match="unknown backbone"):
         preprocessing.PreprocessConfig.from_dict({"backbone": "resnet"})
     with pytest.raises(ValueError, match="< 75"):
