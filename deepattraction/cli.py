@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -113,38 +112,12 @@ def _predictor(a):
 def cmd_predict(a) -> int:
     if bool(a.model) == bool(a.server):
         raise SystemExit("predict: give --model DIR (in-process) or --server HOST:PORT (TF Serving)")
-    predict = _predictor(a)
+    from deepattraction.serving.predict import predict_paths
+
     failed = 0
-
-    def show(path, pred=None, err=None):
-        if err is not None:
-            msg = getattr(err, "message", str(err)).splitlines()[0]
-            print(json.dumps({"photo": path, "error": msg}) if a.json else f"{path}: error: {msg}", file=sys.stdout)
-        else:
-            print(json.dumps({"photo": path, **dataclasses.asdict(pred)}) if a.json else f"{path}: {pred.line()}")
-
-    for i in range(0, len(a.photos), a.batch_size):
-        paths, photos = [], []
-        for path in a.photos[i:i + a.batch_size]:
-            try:
-                with open(path, "rb") as f:
-                    photos.append(f.read())
-                paths.append(path)
-            except OSError as e:
-                failed += 1
-                show(path, err=e)
-        if not photos:
-            continue
-        try:
-            preds = predict(photos)
-        except Exception:  # one bad photo must not hide the others' predictions: retry one by one
-            preds = None
-        for j, path in enumerate(paths):
-            try:
-                show(path, preds[j] if preds is not None else predict([photos[j]])[0])
-            except Exception as e:
-                failed += 1
-                show(path, err=e)
+    for r in predict_paths(a.photos, _predictor(a), a.batch_size):
+        failed += r.error is not None
+        print(json.dumps(r.as_dict()) if a.json else r.line())
     return 1 if failed else 0
 
 
@@ -182,14 +155,13 @@ def cmd_demo(a) -> int:
 
 def cmd_experiments(a) -> dict:
     from deepattraction import experiments
-    from deepattraction.demo_data import data_tables
+    from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
 
     users, swipes = a.users, a.swipes
     if a.data or not (users and swipes):
         data = a.data or os.path.join(a.workdir, "data")
         if not a.data and not os.path.exists(os.path.join(data, "users.csv")):
-            cmd_demo_data(argparse.Namespace(out=data, source="synthetic", num_users=240, no_bad_rows=False, seed=0,
-                                             like_rule=LIKE_RULES[0]))
+            print(make_demo_data(DemoDataConfig(out_dir=data, num_users=240, seed=0)).line(data))
         users, swipes = data_tables(data)
     sizes = {k: int(v) for k, v in (_parse_hparams(a.image_size)).items()}
     cfg = experiments.ExperimentsConfig(

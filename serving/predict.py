@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -73,3 +74,50 @@ class LocalModel:
             with tf.io.gfile.GFile(p, "rb") as f:
                 photos.append(f.read())
         return self.predict_bytes(photos)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoResult:
+    """One photo's prediction, or why there is none (first line of the reader's or model's error)."""
+    path: str
+    prediction: Prediction | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        return f"{self.path}: error: {self.error}" if self.error is not None else f"{self.path}: {self.prediction.line()}"
+
+    def as_dict(self) -> dict:
+        if self.error is not None:
+            return {"photo": self.path, "error": self.error}
+        return {"photo": self.path, **dataclasses.asdict(self.prediction)}
+
+
+def _first_line(err: Exception) -> str:
+    return getattr(err, "message", str(err)).splitlines()[0]
+
+
+def predict_paths(paths: list[str], predict: Callable[[list[bytes]], list[Prediction]],
+                  batch_size: int = 16) -> Iterator[PhotoResult]:
+    """Reads photo files and predicts them `batch_size` at a time, one result per path in order.
+    When a batch fails (one undecodable photo fails the whole call), its photos are retried one
+    by one, so a bad photo never hides the others' predictions."""
+    for i in range(0, len(paths), batch_size):
+        readable, photos = [], []
+        for path in paths[i:i + batch_size]:
+            try:
+                with open(path, "rb") as f:
+                    photos.append(f.read())
+                readable.append(path)
+            except OSError as e:
+                yield PhotoResult(path, error=_first_line(e))
+        if not photos:
+            continue
+        try:
+            preds = predict(photos)
+        except Exception:  # retried one by one below
+            preds = None
+        for j, path in enumerate(readable):
+            try:
+                yield PhotoResult(path, preds[j] if preds is not None else predict([photos[j]])[0])
+            except Exception as e:
+                yield PhotoResult(path, error=_first_line(e))
