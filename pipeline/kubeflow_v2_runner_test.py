@@ -66,7 +66,10 @@ def test_spec_has_runtime_parameters_and_every_component(golden_spec):
     assert tasks["Pusher"]["dependentTasks"] == ["Evaluator", "Trainer"]
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values() if "container" in e} == {k.DEFAULT_IMAGE}
-    assert "deepattraction.components.swipe_example_gen.executor.Executor" in executors["SwipeExampleGen_executor"]["container"]["args"]
+    ours = {"SwipeExampleGen": "swipe_example_gen", "HParamsGen": "hparams_gen", "Evaluator": "evaluator",
+            "RunReport": "report", "Pusher": "pusher"}
+    for step, package in ours.items():  # each pod runs our executor class
+        assert f"deepattraction.components.{package}.executor.Executor" in executors[f"{step}_executor"]["container"]["args"]
     push = json.loads(tasks["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"])
     assert push["filesystem"]["base_directory"] == "gs://YOUR_BUCKET/deepattraction/root/serving/deepattraction"
     assert golden_spec["spec"]["runtimeConfig"]["gcsOutputDirectory"] == "gs://YOUR_BUCKET/deepattraction/root"
