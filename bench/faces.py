@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     p.add_argument("--photos", type=int, default=300)
     p.add_argument("--huge", type=int, default=8000)
     a = p.parse_args(argv)
-
+    # after parsing: --help needs neither TensorFlow nor mtcnn
     from mtcnn import MTCNN
 
     from deepattraction import face_parity

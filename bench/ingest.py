@@ -33,6 +33,9 @@ import pyarrow.parquet as pq
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
+# TensorFlow, Beam and our modules that load them are imported inside the functions that measure:
+# this parent process only starts one child process per measurement (--one), which loads them.
+
 T0 = 1_735_689_600  # 2025-01-01: swipes fall in the next 200 days, photo updates in days 90-190 (~70% before)
 DAY = 86_400
 ROW_GROUP = 1_000_000

@@ -38,6 +38,11 @@ import time
 import numpy as np
 
 from deepattraction.demo_data import LIKE_RULES, like_probability, rating_likes
+from deepattraction.trainer import metrics
+from deepattraction.weights import fetch, sha256
+
+# TensorFlow and our modules that load it are imported inside the functions that train and crop:
+# the folds and tables (tests/test_bench_quality.py) need none of it.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
@@ -173,8 +178,6 @@ def baseline_rows(data: Data, test: np.ndarray, train: np.ndarray, fold: int) ->
     """Both constants, and the ceiling: the like rule's expected ratio over all 60 ratings, whose
     weighted MSE is the labels' own noise (a perfect model's) and whose Pearson is the most a
     like-ratio prediction can reach."""
-    from deepattraction.trainer import metrics
-
     const = metrics.best_constant(data.ratio[train], data.swipes[train])
     gc = metrics.group_constants(data.ratio[train], data.swipes[train], data.male[train])
     majority, _ = metrics.majority(data.male[train])
@@ -189,8 +192,6 @@ def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_
     """Weighted MSE against both constants fitted on the same training photos, and the
     correlations of the predicted ratio with the photo's mean score over all 60 raters."""
     from scipy import stats
-
-    from deepattraction.trainer import metrics
 
     y, w = data.ratio[test], data.swipes[test]
     const = metrics.best_constant(data.ratio[train], data.swipes[train])
@@ -270,10 +271,9 @@ def frozen_outputs(cfg: BenchConfig, model, backbone: str, crops: np.ndarray, ca
 def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]:
     import tensorflow as tf
 
-    from deepattraction.trainer import features, finetune, metrics
+    from deepattraction.trainer import features, finetune
     from deepattraction.trainer.model import ModelConfig, build_model
     from deepattraction.trainer.train import Phase, TrainConfig, fit_phase
-    from deepattraction.weights import fetch, sha256
 
     t0 = time.time()
     fetch_name, _ = WEIGHTS_FILES[backbone]

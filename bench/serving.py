@@ -19,6 +19,9 @@ import time
 import numpy as np
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
+from deepattraction.serving import warmup
+from deepattraction.serving.client import ClientConfig, ServingClient
+from deepattraction.serving.predict import LocalModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +49,9 @@ def _start_server(base: str) -> tuple[subprocess.Popen, str]:
 
 
 def run(cfg: BenchConfig) -> dict:
-    from deepattraction.serving import warmup
-    from deepattraction.serving.client import ClientConfig, ServingClient
-    from deepattraction.serving.predict import LocalModel
-
     base = cfg.model_base
     if not base:
-        from deepattraction.serving.sample_model import MODEL_NAME, export_model
+        from deepattraction.serving.sample_model import MODEL_NAME, export_model  # loads TFX: only without a model
 
         base = os.path.join(os.path.abspath(cfg.workdir), MODEL_NAME)
         if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):

@@ -27,6 +27,9 @@ import numpy as np
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
+# TensorFlow, Beam and our modules that load them are imported inside the functions that measure:
+# this parent process only starts one child process per measurement (--one), which loads them.
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
 

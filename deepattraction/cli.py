@@ -7,9 +7,21 @@ import os
 import sys
 import time
 
+from deepattraction import demo, experiments
+from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo import NUM_USERS
-from deepattraction.demo_data import LIKE_RULES
+from deepattraction.demo_data import LIKE_RULES, DemoDataConfig, data_tables, make_demo_data
+from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
 from deepattraction.pipeline.params import parse_hparams
+from deepattraction.pipeline.schema import schema_text
+from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
+from deepattraction.serving.predict import LocalModel, predict_paths
+from deepattraction.serving.server import LocalServer, ServerConfig, model_config, parse_model_config_file
+from deepattraction.trainer.distribute import set_threads
+from deepattraction.weights import fetch
+
+# The commands that run or compile the pipeline import it when they run: TFX and Beam take about
+# 15 s to load, which `--help`, `demo-data`, `predict`, `serve` and `schema` do not need.
 
 LIKE_RULE_HELP = ('SCUT only: "graded" (a rating s is a like with probability (s-1)/4) or "threshold" '
                   '(ratings of 4 or 5 are likes); demo_data.like_probability says why graded is the default')
@@ -44,10 +56,6 @@ def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/p
 
 
 def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None):
-    from deepattraction.components.evaluator.evaluation import GateConfig
-    from deepattraction.demo_data import data_tables
-    from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
-
     users, swipes = a.users, a.swipes
     if a.data:
         users, swipes = data_tables(a.data)
@@ -66,8 +74,6 @@ def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None)
 
 
 def cmd_demo_data(a) -> None:
-    from deepattraction.demo_data import DemoDataConfig, make_demo_data
-
     s = make_demo_data(DemoDataConfig(out_dir=a.out, source=a.source, num_users=a.num_users,
                                       bad_rows=not a.no_bad_rows, seed=a.seed, like_rule=a.like_rule))
     print(s.line(a.out))
@@ -76,8 +82,6 @@ def cmd_demo_data(a) -> None:
 def _set_threads(a) -> None:
     """Before any TensorFlow op runs: thread pools are fixed when TF starts."""
     if getattr(a, "threads", 0):
-        from deepattraction.trainer.distribute import set_threads
-
         set_threads(a.threads)
 
 
@@ -99,11 +103,7 @@ def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
 def _predictor(a):
     """predict_bytes(photos) -> Predictions: in-process (--model) or TF Serving (--server, gRPC or --rest)."""
     if a.model:
-        from deepattraction.serving.predict import LocalModel
-
         return LocalModel(a.model).predict_bytes
-    from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
-
     cfg = ClientConfig(a.server, model_name=a.model_name, version=a.version, version_label=a.version_label,
                        timeout_s=a.timeout)
     return (RestClient(cfg) if a.rest else ServingClient(cfg)).predict
@@ -112,8 +112,6 @@ def _predictor(a):
 def cmd_predict(a) -> int:
     if bool(a.model) == bool(a.server):
         raise SystemExit("predict: give --model DIR (in-process) or --server HOST:PORT (TF Serving)")
-    from deepattraction.serving.predict import predict_paths
-
     failed = 0
     for r in predict_paths(a.photos, _predictor(a), a.batch_size):
         failed += r.error is not None
@@ -123,8 +121,6 @@ def cmd_predict(a) -> int:
 
 def cmd_serve(a) -> int:
     """Runs the local TF-Serving-compatible server until interrupted."""
-    from deepattraction.serving.server import LocalServer, ServerConfig, model_config, parse_model_config_file
-
     if bool(a.model_base) == bool(a.model_config_file):
         raise SystemExit("serve: give --model-base DIR [--model-name NAME] or --model-config-file FILE")
     configs = (parse_model_config_file(a.model_config_file) if a.model_config_file
@@ -146,17 +142,12 @@ def cmd_serve(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from deepattraction import demo
-
     _set_threads(a)
     return demo.run(demo.DemoConfig(workdir=a.workdir, source=a.source, num_users=a.num_users, seed=a.seed,
                                     like_rule=a.like_rule, weights_dir=a.weights_dir, hparams=_parse_hparams(a.hparam)))
 
 
 def cmd_experiments(a) -> dict:
-    from deepattraction import experiments
-    from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
-
     users, swipes = a.users, a.swipes
     if a.data or not (users and swipes):
         data = a.data or os.path.join(a.workdir, "data")
@@ -273,14 +264,10 @@ def main(argv=None) -> int:
     elif a.command == "demo":
         return cmd_demo(a)
     elif a.command == "schema":
-        from deepattraction.pipeline.schema import schema_text
-
         sys.stdout.write(schema_text())
     elif a.command == "experiments":
         cmd_experiments(a)
     elif a.command == "weights":
-        from deepattraction.weights import fetch
-
         print(f"weights: wrote {fetch(a.backbone, a.out_dir)}")
     return 0
 

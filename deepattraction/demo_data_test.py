@@ -9,6 +9,8 @@ from PIL import Image
 from conftest import SCUT_DIR
 from deepattraction import demo_data
 from deepattraction.components.swipe_example_gen.aggregate import SWIPE_COLUMNS, USER_COLUMNS, parse_time
+from deepattraction.trainer import features
+from deepattraction.trainer.preprocessing import face_inputs
 
 
 def _rows(path):
@@ -74,9 +76,6 @@ def test_synthetic_photos_give_mtcnn_one_two_or_no_faces(tmp_path):
     """About half the synthetic photos show exactly one real face (the starred subset), some two,
     the rest a drawing no detector finds: counted by the Transform's own face detection."""
     import tensorflow as tf
-
-    from deepattraction.trainer import features
-    from deepattraction.trainer.preprocessing import face_inputs
 
     demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), num_users=40, bad_rows=False, seed=4))
     users = _rows(demo_data.data_tables(str(tmp_path))[0])

@@ -13,6 +13,8 @@ import json
 import os
 
 from deepattraction.components.evaluator.evaluation import GateConfig
+from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
+from deepattraction.weights import fetch
 
 STARRED_SLICE = "starred"
 
@@ -57,8 +59,6 @@ def _slug(name: str) -> str:
 
 
 def pipeline_config(cfg: ExperimentsConfig, v: Variant, task: str, weights: str):
-    from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
-
     root = os.path.join(os.path.abspath(cfg.workdir), f"{_slug(v.name)}-{task}")
     hparams = {**HPARAMS, **cfg.hparams, "task": task, "weights": weights, "starred_only": int(v.starred)}
     # Experiments compare variants: a variant is scored even if it does not beat its baselines.
@@ -79,8 +79,7 @@ def scored(metrics: dict, v: Variant) -> dict:
 
 def run_variant(cfg: ExperimentsConfig, v: Variant, log=print) -> dict:
     """task -> (metrics the variant is judged on, report path); one pipeline run per task."""
-    from deepattraction.pipeline import local_runner, results
-    from deepattraction.weights import fetch
+    from deepattraction.pipeline import local_runner, results  # TFX and Beam: the CLI imports this module
 
     weights = "none" if v.weights == "none" else fetch(v.weights, cfg.weights_dir)
     out = {}

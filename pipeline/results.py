@@ -8,6 +8,7 @@ import os
 import tensorflow as tf
 
 from deepattraction.components.evaluator.executor import METRICS_FILE, PREDICTIONS_FILE
+from deepattraction.components.report import model_card
 from deepattraction.components.report.executor import REPORT_FILE
 from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FILE, REJECTS_FILE, SUMMARY_FILE
 from deepattraction.pipeline.configs import PipelineConfig
@@ -56,8 +57,6 @@ class RunResults:
         ])
 
     def write_model_card(self, pipeline_root: str) -> str:
-        from deepattraction.pipeline import model_card
-
         return model_card.write(os.path.join(pipeline_root, model_card.MODEL_CARD_FILE),
                                 self.metrics, self.data_summary, self.gender_table)
 

@@ -23,6 +23,7 @@ from deepattraction import demo
 from deepattraction.cli import cmd_run, pipeline_config
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
+from deepattraction.face_parity import encode_jpeg
 from deepattraction.pipeline import local_runner, results
 from deepattraction.pipeline.configs import PipelineConfig
 from deepattraction.serving import model_dir
@@ -164,8 +165,6 @@ def test_served_model_counts_faces_in_a_raw_photo(first_run):
     """The MTCNN in the Transform graph runs inside the pushed model: raw photo in, faces out."""
     import numpy as np
     from skimage import data
-
-    from deepattraction.face_parity import encode_jpeg
 
     cfg, _, _ = first_run
     astronaut = data.astronaut()

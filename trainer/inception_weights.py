@@ -24,6 +24,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from deepattraction import nsfwjs
 from deepattraction.trainer import features
 from deepattraction.weights import register, sha256
 
@@ -211,8 +212,6 @@ def nsfwjs_classifier(weights_path: str, source: TfjsModel) -> tf.keras.Model:
 
 
 def _manifest_is_current(manifest_path: str, weights_path: str, pixel_range: tuple[float, float]) -> bool:
-    from deepattraction import nsfwjs
-
     if not (os.path.exists(manifest_path) and os.path.exists(weights_path)):
         return False
     with open(manifest_path) as f:
@@ -238,8 +237,6 @@ def fetch(out_dir: str, tarball: str | None = None,
     taking pixels in pixel_range) and a JSON manifest; returns the weights path. Downloads
     nsfwjs from the npm registry unless tarball (an `npm pack` .tgz) is given. Does nothing when
     the manifest already describes the weights file there."""
-    from deepattraction import nsfwjs
-
     weights_path, manifest_path = os.path.join(out_dir, WEIGHTS_FILE), os.path.join(out_dir, MANIFEST_FILE)
     if _manifest_is_current(manifest_path, weights_path, pixel_range):
         return weights_path

@@ -1,5 +1,4 @@
 from deepattraction.components.report import model_card
-from deepattraction.pipeline import model_card as pipeline_model_card
 
 
 def test_card_says_what_it_predicts_and_reports_slices_and_the_largest_gap():
@@ -24,4 +23,3 @@ def test_card_says_what_it_predicts_and_reports_slices_and_the_largest_gap():
         < gaps.index("target gender: **gender_accuracy** differs by 0.2500 (female 0.7500, male 1.0000)") \
         < gaps.index("starred subset: **ratio_weighted_mse** differs by 0.0300 (starred 0.0200, unstarred 0.0500)")
     assert "swipe_count:" not in gaps  # a group of one slice has no gap
-    assert pipeline_model_card.render is model_card.render

@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from conftest import encode
 from deepattraction.components.swipe_example_gen import aggregate
-from deepattraction.trainer import features
+from deepattraction.trainer import faces, features
 
 import numpy as np
 
@@ -188,8 +188,6 @@ def test_photo_check_accepts_and_rejects_exactly_what_the_transform_decoder_does
     import io as _io
 
     from PIL import Image
-
-    from deepattraction.trainer import faces
 
     def save(fmt, mode="RGB", **kw):
         buf = _io.BytesIO()
