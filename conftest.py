@@ -66,7 +66,8 @@ def run_swipe_example_gen(out_dir: str, users: str, swipes: str):
     os.makedirs(report.uri, exist_ok=True)
     props = {
         executor.USERS_URI: users, executor.SWIPES_URI: swipes,
-        "input_config": proto_utils.proto_to_json(example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="*")])),
+        "input_config": proto_utils.proto_to_json(example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all",
+                                                                                                            pattern="*")])),
         "output_config": proto_utils.proto_to_json(component.split_config()),
         "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
         "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,

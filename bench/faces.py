@@ -18,7 +18,8 @@ import numpy as np
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
-DEFAULT_SCUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "scut-fbp5500-train")
+DEFAULT_SCUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                            "scut-fbp5500-train")
 BATCH = 32
 
 
@@ -74,7 +75,8 @@ def main(argv=None) -> None:
     print(f"photos: {len(photos)} ({a.photos} SCUT-FBP5500 + {len(photos) - a.photos} composites: "
           f"astronaut, 2 and 3 faces, 2 without faces), batches of {BATCH}, {os.cpu_count()} cores")
     print(f"count mismatches (photo, graph, package): {parity.mismatches}")
-    print(f"graph peak RSS on a {a.huge}x{a.huge} JPEG: {peak:.0f} MiB ({peak - base:.0f} MiB above the warmed-up process)")
+    print(f"graph peak RSS on a {a.huge}x{a.huge} JPEG: {peak:.0f} MiB ({peak - base:.0f} MiB above "
+          f"the warmed-up process)")
     print(f"faces: graph {ours_ips:.1f} img/s, package {pkg_ips:.1f} img/s, ratio {ours_ips / pkg_ips:.2f}, "
           f"counts equal {parity.counts_pct:.1f}%, boxes IoU>=0.9 {parity.boxes_pct:.1f}%")
 

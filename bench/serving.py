@@ -126,7 +126,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if not 1 <= a.clients <= 64 or not 0 < a.seconds <= 300:
         p.error("clients must be 1..64 and seconds 0..300: the benchmark stays bounded")
-    r = run(BenchConfig(model_base=a.model_base, workdir=a.workdir, clients=a.clients, seconds=a.seconds, batch=a.batch))
+    r = run(BenchConfig(model_base=a.model_base, workdir=a.workdir, clients=a.clients, seconds=a.seconds,
+                        batch=a.batch))
     print(f"bench: {r['clients']} clients x {r['seconds']:.0f} s, batch {r['batch']}, {r['cpus']} CPUs"
           + (f"; first errors: {r['first_errors']}" if r["errors"] else ""))
     print(f"serving: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['req_s']:.1f} req/s, "

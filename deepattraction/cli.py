@@ -157,7 +157,8 @@ def cmd_experiments(a) -> dict:
     sizes = {k: int(v) for k, v in (_parse_hparams(a.image_size)).items()}
     cfg = experiments.ExperimentsConfig(
         users_uri=os.path.abspath(users), swipes_uri=os.path.abspath(swipes), workdir=os.path.abspath(a.workdir),
-        weights_dir=os.path.abspath(a.weights_dir), variants=tuple(a.variant) or tuple(v.name for v in experiments.VARIANTS),
+        weights_dir=os.path.abspath(a.weights_dir),
+        variants=tuple(a.variant) or tuple(v.name for v in experiments.VARIANTS),
         hparams=_parse_hparams(a.hparam), image_sizes=sizes, separate_tasks=a.separate_tasks)
     return experiments.run(cfg)
 
@@ -193,7 +194,8 @@ def main(argv=None) -> int:
     c.add_argument("--gpu-toleration", action="append", default=[], metavar="KEY",
                    help="taint key the GPU steps tolerate (default nvidia.com/gpu)")
     c.add_argument("--beam-runner", default="DirectRunner",
-                   help="runner of SwipeExampleGen and Transform: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, PortableRunner")
+                   help="runner of SwipeExampleGen and Transform: DirectRunner, DataflowRunner, FlinkRunner, "
+                        "SparkRunner, PortableRunner")
     c.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
                    help="Beam option for those steps, e.g. --beam-arg=--project=P --beam-arg=--region=R")
 
@@ -219,7 +221,8 @@ def main(argv=None) -> int:
     sv.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     sv.add_argument("--ready-timeout", type=float, default=600.0)
 
-    dm = sub.add_parser("demo", help="demo data, the pipeline with FaceNet, the pushed model served and asked over gRPC")
+    dm = sub.add_parser("demo",
+                        help="demo data, the pipeline with FaceNet, the pushed model served and asked over gRPC")
     dm.add_argument("--workdir", default="build/demo")
     dm.add_argument("--source", default="synthetic")
     dm.add_argument("--num-users", type=int, default=NUM_USERS)
@@ -231,7 +234,8 @@ def main(argv=None) -> int:
 
     sub.add_parser("schema", help="print the raw-data schema generated from the features module")
 
-    ex = sub.add_parser("experiments", help="the study's tables: one pipeline run per variant (Inception, Inception*, FaceNet*)")
+    ex = sub.add_parser("experiments",
+                        help="the study's tables: one pipeline run per variant (Inception, Inception*, FaceNet*)")
     ex.add_argument("--users")
     ex.add_argument("--swipes")
     ex.add_argument("--data", help="a demo-data folder (default: synthetic demo data made in <workdir>/data)")

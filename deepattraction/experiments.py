@@ -62,7 +62,8 @@ def pipeline_config(cfg: ExperimentsConfig, v: Variant, task: str, weights: str)
     root = os.path.join(os.path.abspath(cfg.workdir), f"{_slug(v.name)}-{task}")
     hparams = {**HPARAMS, **cfg.hparams, "task": task, "weights": weights, "starred_only": int(v.starred)}
     # Experiments compare variants: a variant is scored even if it does not beat its baselines.
-    return PipelineConfig(pipeline_root=os.path.join(root, "pipeline"), users_uri=cfg.users_uri, swipes_uri=cfg.swipes_uri,
+    return PipelineConfig(pipeline_root=os.path.join(root, "pipeline"), users_uri=cfg.users_uri,
+                          swipes_uri=cfg.swipes_uri,
                           serving_base=os.path.join(root, "serving"), backbone=v.backbone,
                           image_size=cfg.image_sizes.get(v.backbone, 0), hparams=hparams,
                           gate=GateConfig(), beam_pipeline_args=LOCAL_BEAM_ARGS)
@@ -73,7 +74,8 @@ def scored(metrics: dict, v: Variant) -> dict:
     if not v.starred:
         return metrics
     if STARRED_SLICE not in metrics.get("slices", {}):
-        raise ValueError(f"{v.name}: the evaluation has no {STARRED_SLICE!r} slice (no test photo with exactly one face)")
+        raise ValueError(f"{v.name}: the evaluation has no {STARRED_SLICE!r} slice (no test photo "
+                         f"with exactly one face)")
     return metrics["slices"][STARRED_SLICE]
 
 

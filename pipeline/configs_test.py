@@ -39,7 +39,8 @@ def test_the_code_fingerprint_reaches_each_step_that_runs_our_code_as_code_versi
     steps = {c.id: c.exec_properties for c in pipeline.create_components(cfg, fingerprint="data", code="abc")}
     assert {name: steps[name]["code_version"] for name in ("SwipeExampleGen", "Evaluator", "RunReport")} == \
         dict.fromkeys(("SwipeExampleGen", "Evaluator", "RunReport"), "abc")
-    assert [json.loads(steps[name]["custom_config"])["code_version"] for name in ("Transform", "Trainer")] == ["abc"] * 2
+    assert [json.loads(steps[name]["custom_config"])["code_version"]
+            for name in ("Transform", "Trainer")] == ["abc"] * 2
     assert steps["SwipeExampleGen"]["input_fingerprint"] == "data"  # the data's alone
     compiled = {c.id: c.exec_properties for c in pipeline.create_components(cfg)}  # Kubeflow: the image is the code
     assert all(props.get("code_version") is None and "code_version" not in str(props.get("custom_config"))

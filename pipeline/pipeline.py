@@ -51,7 +51,8 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
     return [example_gen, schema_gen, hparams_gen, transform, trainer, last_blessed, evaluator, report, pusher]
 
 
-def create_pipeline(cfg: PipelineConfig, components: list | None = None, metadata_connection_config=None) -> tfx.dsl.Pipeline:
+def create_pipeline(cfg: PipelineConfig, components: list | None = None,
+                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.name, pipeline_root=cfg.pipeline_root,
         components=components if components is not None else create_components(cfg),

@@ -140,7 +140,8 @@ class ServingClient(_Batching):
         self._spec(req.model_spec, signature=False)
         resp = self._call(self._models.GetModelStatus, req)
         State = get_model_status_pb2.ModelVersionStatus.State
-        return [VersionStatus(s.version, State.Name(s.state), s.status.error_message) for s in resp.model_version_status]
+        return [VersionStatus(s.version, State.Name(s.state), s.status.error_message)
+                for s in resp.model_version_status]
 
     def metadata(self) -> dict:
         """Signature name -> {"inputs": {alias: dtype}, "outputs": {alias: dtype}}, and the version."""

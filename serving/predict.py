@@ -29,7 +29,8 @@ class Prediction:
         if self.like_ratio is not None:
             parts.append(f"like_ratio {self.like_ratio:.4f}")
         if self.male_probability is not None:
-            parts.append(f"gender {'male' if self.male_probability >= 0.5 else 'female'} (p_male {self.male_probability:.3f})")
+            parts.append(f"gender {'male' if self.male_probability >= 0.5 else 'female'} (p_male "
+                         f"{self.male_probability:.3f})")
         if self.face_count is not None:
             parts.append(f"face_count {self.face_count}")
         if self.face_box is not None:
@@ -84,7 +85,9 @@ class PhotoResult:
     error: str | None = None
 
     def line(self) -> str:
-        return f"{self.path}: error: {self.error}" if self.error is not None else f"{self.path}: {self.prediction.line()}"
+        if self.error is not None:
+            return f"{self.path}: error: {self.error}"
+        return f"{self.path}: {self.prediction.line()}"
 
     def as_dict(self) -> dict:
         if self.error is not None:

@@ -144,14 +144,17 @@ def test_learnable_data_gives_a_blessed_pushed_model(first_run):
     assert m["ratio_weighted_mse"] < m["constant_weighted_mse"] and m["gender_accuracy"] > m["majority_accuracy"]
     assert len(r.pushed_versions) == 1
     version_dir = os.path.join(cfg.push_dir, str(r.pushed_versions[0]))
-    assert os.path.exists(os.path.join(version_dir, "saved_model.pb")) and os.path.isdir(os.path.join(version_dir, "variables"))
+    assert os.path.exists(os.path.join(version_dir, "saved_model.pb")) and os.path.isdir(os.path.join(version_dir,
+                                                                                                      "variables"))
     assert "demo: like-ratio weighted MSE" in r.demo_line()
 
 
 def test_pushed_model_predicts_a_photo_through_the_cli(first_run):
     cfg, _, data = first_run
-    photos = sorted(os.path.join(data, "photos", p) for p in os.listdir(os.path.join(data, "photos")) if p.startswith("u"))[:2]
-    out = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--json", "--model", cfg.push_dir, *photos],
+    photos = sorted(os.path.join(data, "photos", p) for p in os.listdir(os.path.join(data, "photos"))
+                    if p.startswith("u"))[:2]
+    out = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--json", "--model", cfg.push_dir,
+                          *photos],
                          capture_output=True, text=True, check=True).stdout.strip().splitlines()
     assert len(out) == 2
     in_process = LocalModel(cfg.push_dir).predict_files(photos)
@@ -182,7 +185,8 @@ def test_cli_names_a_bad_photo_and_still_predicts_the_good_one(first_run, tmp_pa
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 not really")
     good = os.path.join(data, "photos", "u00001.jpg")
-    proc = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--model", cfg.push_dir, str(bad), good],
+    proc = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--model", cfg.push_dir, str(bad),
+                           good],
                           capture_output=True, text=True)
     assert proc.returncode == 1
     lines = proc.stdout.strip().splitlines()

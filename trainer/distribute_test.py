@@ -27,9 +27,11 @@ def test_tf_config_gives_workers_and_the_chief():
     chief = distribute.detect(json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
     worker0 = distribute.detect(json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     assert chief.workers == 3 and chief.is_chief and not worker0.is_chief
-    no_chief = distribute.detect(json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}))
+    no_chief = distribute.detect(json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                             "task": {"type": "worker", "index": 0}}))
     assert no_chief.workers == 2 and no_chief.is_chief
-    assert not distribute.detect(json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}})).is_chief
+    assert not distribute.detect(json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                             "task": {"type": "worker", "index": 1}})).is_chief
     alone = distribute.detect("")
     assert alone.workers == 1 and alone.is_chief and alone.gpus == len(tf.config.list_physical_devices("GPU"))
 

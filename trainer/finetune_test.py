@@ -38,7 +38,8 @@ def test_top_blocks_unfreeze_from_the_top(model):
     two = finetune.set_trainable(model, "inception_v3", 2, batch_norm=True)
     assert two > one and all(names.index(n) > names.index("mixed8") for n in _trainable_names(model))
     no_bn = finetune.set_trainable(model, "inception_v3", 2, batch_norm=False)
-    assert no_bn < two and not any(isinstance(l, tf.keras.layers.BatchNormalization) and l.trainable for l in backbone.layers)
+    assert no_bn < two and not any(isinstance(l, tf.keras.layers.BatchNormalization) and l.trainable
+                                   for l in backbone.layers)
     everything = finetune.set_trainable(model, "inception_v3", -1, batch_norm=True)
     assert everything == sum(1 for l in backbone.layers if l.weights)
     assert finetune.set_trainable(model, "inception_v3", 99, batch_norm=True) == everything
@@ -105,8 +106,10 @@ def test_split_for_fine_tuning_composes_to_the_model_and_shares_its_layers(model
     whole, parts = model(x, training=False), top(frozen(x, training=False), training=False)
     for k in whole:
         np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(top_backbone(frozen(x)).numpy(), finetune.backbone_of(model)(x).numpy(), rtol=1e-4, atol=1e-6)
-    assert frozen.layers[-1].name == "mixed8" and top.get_layer("mixed10") is finetune.backbone_of(model).get_layer("mixed10")
+    np.testing.assert_allclose(top_backbone(frozen(x)).numpy(), finetune.backbone_of(model)(x).numpy(), rtol=1e-4,
+                               atol=1e-6)
+    assert frozen.layers[-1].name == "mixed8"
+    assert top.get_layer("mixed10") is finetune.backbone_of(model).get_layer("mixed10")
     finetune.set_trainable(model, "inception_v3", 2, batch_norm=False)
     assert {v.ref() for v in top.trainable_weights} >= {v.ref() for v in model.trainable_weights}
     assert not frozen.trainable_weights

@@ -182,7 +182,8 @@ def load_into(source: TfjsModel, model: tf.keras.Model, pixel_range: tuple[float
         if source.layer(conv)["config"]["padding"] != "valid" or source.layer(conv)["config"]["use_bias"]:
             raise ValueError(f"nsfwjs {conv}: folding the input range needs a bias-free 'valid' conv")
         # BN weights end with moving_mean, moving_variance.
-        weights[conv][0], weights[bn][-2] = fold_input_range(weights[conv][0], weights[bn][-2], NSFWJS_PIXEL_RANGE, pixel_range)
+        weights[conv][0], weights[bn][-2] = fold_input_range(weights[conv][0], weights[bn][-2], NSFWJS_PIXEL_RANGE,
+                                                             pixel_range)
     for s, d in mapping.items():
         expected = [w.shape for w in model.get_layer(d).get_weights()]
         if [w.shape for w in weights[s]] != expected:

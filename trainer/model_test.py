@@ -37,14 +37,18 @@ def test_ratio_loss_is_mse_weighted_by_swipe_count():
     compile_model(model, TrainConfig(model=ModelConfig(task="ratio")))
     x = np.zeros((2, 75, 75, 3), "float32")
     y = {features.RATIO_LABEL: np.array([[0.1], [0.9]], "float32")}  # the model predicts 0.5 for both
-    weighted = model.evaluate(x, y, sample_weight={features.RATIO_LABEL: np.array([3.0, 1.0])}, verbose=0, return_dict=True)
+    weighted = model.evaluate(x, y, sample_weight={features.RATIO_LABEL: np.array([3.0, 1.0])}, verbose=0,
+                              return_dict=True)
     # Keras' loss is sum(w * e^2) / batch; the weighted metric is the study's sum(w * e^2) / sum(w).
     assert weighted["loss"] == pytest.approx((3 * 0.16 + 1 * 0.16) / 2, rel=1e-4)
     assert weighted["wmse"] == pytest.approx(0.16, rel=1e-4)
     y2 = {features.RATIO_LABEL: np.array([[0.1], [0.5]], "float32")}
-    heavy_first = model.evaluate(x, y2, sample_weight={features.RATIO_LABEL: np.array([3.0, 1.0])}, verbose=0, return_dict=True)
-    heavy_second = model.evaluate(x, y2, sample_weight={features.RATIO_LABEL: np.array([1.0, 3.0])}, verbose=0, return_dict=True)
-    assert heavy_first["wmse"] == pytest.approx(0.12, rel=1e-4) and heavy_second["wmse"] == pytest.approx(0.04, rel=1e-4)
+    heavy_first = model.evaluate(x, y2, sample_weight={features.RATIO_LABEL: np.array([3.0, 1.0])}, verbose=0,
+                                 return_dict=True)
+    heavy_second = model.evaluate(x, y2, sample_weight={features.RATIO_LABEL: np.array([1.0, 3.0])}, verbose=0,
+                                  return_dict=True)
+    assert heavy_first["wmse"] == pytest.approx(0.12, rel=1e-4) and heavy_second["wmse"] == pytest.approx(0.04,
+                                                                                                          rel=1e-4)
 
 
 def test_batch_norm_recalibration_replaces_lagging_moving_statistics():

@@ -37,7 +37,8 @@ def test_the_crop_shows_the_backbones_margin_around_the_face():
     assert a[features.FACE_COUNT_XF].numpy().tolist() == [1]
     np.testing.assert_array_equal(a[features.FACE_BOX_XF].numpy(), b[features.FACE_BOX_XF].numpy())
     f = (1 + 2 * 0.1) / (1 + 2 * 0.3)
-    centre = tf.image.crop_and_resize(b[features.IMAGE_XF], [[(1 - f) / 2, (1 - f) / 2, (1 + f) / 2, (1 + f) / 2]], [0], [96, 96])
+    centre = tf.image.crop_and_resize(b[features.IMAGE_XF], [[(1 - f) / 2, (1 - f) / 2, (1 + f) / 2, (1 + f) / 2]], [0],
+                                      [96, 96])
     assert np.abs(centre.numpy() - a[features.IMAGE_XF].numpy()).mean() < 0.03
     assert np.abs(b[features.IMAGE_XF].numpy() - a[features.IMAGE_XF].numpy()).mean() > 0.1
     assert features.BACKBONES["facenet"].face_margin < features.BACKBONES["inception_v3"].face_margin

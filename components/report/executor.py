@@ -95,7 +95,8 @@ class Executor(base_executor.BaseExecutor):
         card = model_card.write(os.path.join(out, model_card.MODEL_CARD_FILE), metrics, summary, gender_table)
         page = build_html(RunInputs(
             metrics=metrics, photos=photos, images=images, data_summary=summary, gender_table=gender_table,
-            history=read_history(runs[0].uri if runs else None), model_card_html=model_card.markdown_html(_read(card))), cfg)
+            history=read_history(runs[0].uri if runs else None), model_card_html=model_card.markdown_html(_read(card))),
+            cfg)
         with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as f:
             f.write(page)
         logging.info("RunReport: wrote %s (%d bytes)", os.path.join(out, REPORT_FILE), len(page))

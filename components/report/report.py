@@ -159,7 +159,8 @@ def slices_table(metrics: dict, slices: dict) -> str:
 def baselines_table(base: dict) -> str:
     """One row per value; nested baselines (per gender, per swiper gender) as "key [sub] [subsub]"."""
     def flat(prefix, v):
-        return [r for sub, sv in v.items() for r in flat(f"{prefix} [{sub}]", sv)] if isinstance(v, dict) else [[prefix, v]]
+        return [r for sub,
+                sv in v.items() for r in flat(f"{prefix} [{sub}]", sv)] if isinstance(v, dict) else [[prefix, v]]
 
     rows = [r for k, v in base.items() for r in flat(k, v)]
     return table(["baseline (from the training split)", "value"], rows, "baselines")
@@ -181,7 +182,8 @@ def gender_table_html(cells: list[dict]) -> str:
 
 def caption(p: Photo) -> str:
     gender = "male" if p.male else "female"
-    lines = [f"<b>{esc(p.user_id)}</b>", f"true {p.like_ratio:.3f} &middot; {int(p.swipe_count)} swipes &middot; {gender}"]
+    lines = [f"<b>{esc(p.user_id)}</b>",
+             f"true {p.like_ratio:.3f} &middot; {int(p.swipe_count)} swipes &middot; {gender}"]
     pred = []
     if p.pred_ratio is not None:
         pred.append(f"pred {p.pred_ratio:.3f}")
@@ -198,7 +200,8 @@ def gallery(title: str, note: str, photos: list[Photo], images: dict, cfg: Repor
         if p.user_id not in images:
             raise KeyError(f"no photo for user {p.user_id!r} in the evaluated split")
         box = p.face_box if p.face_count and p.face_box and any(p.face_box) else None
-        items.append(f'<figure class="thumb">{img(thumbnail(images[p.user_id], box, cfg.thumb_px), MIME_JPEG, p.user_id)}'
+        thumb = img(thumbnail(images[p.user_id], box, cfg.thumb_px), MIME_JPEG, p.user_id)
+        items.append(f'<figure class="thumb">{thumb}'
                      f"<figcaption>{caption(p)}</figcaption></figure>")
     return (f'<section class="gallery" id="gallery-{key}"><h3>{esc(title)}</h3><p class="note">{esc(note)}</p>'
             f'<div class="thumbs">{"".join(items)}</div></section>')
@@ -235,17 +238,22 @@ def gallery_ids(photos: list[Photo], cfg: ReportConfig) -> set[str]:
 # ---------- page ----------
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:1em 1.5em;color:#222}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:1em 1.5em;
+color:#222}
 h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 .warning{background:#fff4e5;border-left:4px solid #f0a020;padding:.6em 1em}
 .status{padding:.4em .8em;border-radius:4px;display:inline-block;font-weight:bold}
 .blessed{background:#e3f5e1;color:#1c6b16}.not-blessed{background:#fde2e1;color:#8a1c17}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-table.slices{display:block;overflow-x:auto;max-width:100%}th{background:#f3f3f3}td{font-variant-numeric:tabular-nums}.plots{display:flex;flex-wrap:wrap;gap:1em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+table.slices{display:block;overflow-x:auto;max-width:100%}th{background:#f3f3f3}td{font-variant-numeric:tabular-nums}
+.plots{display:flex;flex-wrap:wrap;gap:1em}
 .plots img{border:1px solid #ddd;max-width:100%}.thumbs{display:flex;flex-wrap:wrap;gap:.6em}
-.thumb{margin:0;width:184px;font-size:.75em;line-height:1.3}.thumb img{display:block;max-width:176px;border:1px solid #ccc}
+.thumb{margin:0;width:184px;font-size:.75em;line-height:1.3}
+.thumb img{display:block;max-width:176px;border:1px solid #ccc}
 .note{color:#666;margin:.2em 0}.card{background:#fafafa;border:1px solid #e5e5e5;padding:.2em 1.2em}
-.card{overflow-x:auto}.card table{font-size:.8em}.card pre{background:#f0f0f0;padding:.5em}.cols{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
+.card{overflow-x:auto}.card table{font-size:.8em}.card pre{background:#f0f0f0;padding:.5em}
+.cols{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
 """
 
 
@@ -269,7 +277,8 @@ def build_html(run: RunInputs, cfg: ReportConfig = ReportConfig()) -> str:
     body = f"""
 <h1>{esc(run.title)}</h1>
 <p class="warning">This model predicts <b>attractiveness</b> (the like ratio a photo received) and <b>gender</b>
-from faces. It reflects the tastes of the people who swiped; see the model card below for what it must not be used for.</p>
+from faces. It reflects the tastes of the people who swiped; see the model card below for what it must not be
+used for.</p>
 <p><span class="status {'blessed' if blessed else 'not-blessed'}">{'BLESSED' if blessed else 'NOT BLESSED'}</span>
 {f'<ul class="reasons">{reasons}</ul>' if reasons else ''}</p>
 <h2 id="metrics">Metrics on the {esc((m.get('gate') or {}).get('eval_split', 'test'))} split</h2>
