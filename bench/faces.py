@@ -7,14 +7,10 @@ count and box parity, and the peak memory of the graph version on an 8000x8000 p
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import resource
 import subprocess
 import sys
 import time
-
-import numpy as np
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 

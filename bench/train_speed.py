@@ -23,8 +23,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
 # TensorFlow, Beam and our modules that load them are imported inside the functions that measure:

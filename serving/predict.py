@@ -8,8 +8,15 @@ import numpy as np
 import tensorflow as tf
 
 from deepattraction.serving import model_dir
-from deepattraction.trainer.features import (IMAGE_BYTES_INPUT, OUT_FACE_BOX, OUT_FACE_CONFIDENCE, OUT_FACE_COUNT,
-                                             OUT_MALE, OUT_RATIO, SERVING_DEFAULT)
+from deepattraction.trainer.features import (
+    IMAGE_BYTES_INPUT,
+    OUT_FACE_BOX,
+    OUT_FACE_CONFIDENCE,
+    OUT_FACE_COUNT,
+    OUT_MALE,
+    OUT_RATIO,
+    SERVING_DEFAULT,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,8 +18,12 @@ from http.server import ThreadingHTTPServer
 import grpc
 import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from deepattraction.serving import model_dir

@@ -13,7 +13,7 @@ import pytest
 from deepattraction.cli import main as cli_main
 from deepattraction.pipeline import submission
 from deepattraction.pipeline.kfp_package import run_locations
-from deepattraction.pipeline.storage import RunLocations, StorageConfig, preflight, split_gs
+from deepattraction.pipeline.storage import StorageConfig, preflight, split_gs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATOR = os.path.join(ROOT, "build", "tools-venv", "bin", "gcp-storage-emulator")

@@ -46,8 +46,8 @@ def test_mixed_precision_only_on_gpus_and_scoped():
     with distribute.float_policy("mixed_float16"):
         model = build_model(ModelConfig(task="both", head_layers=2, head_width=8), 75)
     assert tf.keras.mixed_precision.global_policy().name == before
-    convs = [l for l in backbone_of(model).layers if isinstance(l, tf.keras.layers.Conv2D)]
-    assert convs and all(l.compute_dtype == "float16" for l in convs)
+    convs = [layer for layer in backbone_of(model).layers if isinstance(layer, tf.keras.layers.Conv2D)]
+    assert convs and all(layer.compute_dtype == "float16" for layer in convs)
     out = model(tf.zeros((1, 75, 75, 3)), training=False)
     assert all(v.dtype == tf.float32 for v in out.values())  # the heads' outputs and losses stay float32
 

@@ -18,7 +18,8 @@ def test_heads_start_at_the_training_priors(both_model):
     assert set(out) == {features.RATIO_LABEL, features.GENDER_LABEL}
     np.testing.assert_allclose(out[features.RATIO_LABEL].numpy(), 0.3, atol=1e-4)
     np.testing.assert_allclose(out[features.GENDER_LABEL].numpy(), 0.58, atol=1e-4)
-    assert [l.name for l in both_model.layers if l.name.startswith("head_dense")] == ["head_dense_0", "head_dense_1"]
+    heads = [layer.name for layer in both_model.layers if layer.name.startswith("head_dense")]
+    assert heads == ["head_dense_0", "head_dense_1"]
 
 
 def test_config_rejects_bad_values():

@@ -5,8 +5,14 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from deepattraction.components.evaluator.evaluation import (GateConfig, Labels, baselines, bless, evaluate,
-                                                            evaluate_slices)
+from deepattraction.components.evaluator.evaluation import (
+    GateConfig,
+    Labels,
+    baselines,
+    bless,
+    evaluate,
+    evaluate_slices,
+)
 
 
 def _labels():

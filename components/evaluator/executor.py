@@ -13,8 +13,14 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from deepattraction.components.evaluator.evaluation import (GateConfig, Labels, baselines, bless, evaluate,
-                                                            evaluate_slices)
+from deepattraction.components.evaluator.evaluation import (
+    GateConfig,
+    Labels,
+    baselines,
+    bless,
+    evaluate,
+    evaluate_slices,
+)
 from deepattraction.trainer import features
 from deepattraction.trainer.features import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
 

@@ -11,8 +11,13 @@ import html
 import io
 import math
 
-from deepattraction.components.report.plots import (calibration_plot, gender_heatmap, scatter_plot, thumbnail,
-                                                     training_plot)
+from deepattraction.components.report.plots import (
+    calibration_plot,
+    gender_heatmap,
+    scatter_plot,
+    thumbnail,
+    training_plot,
+)
 
 MIME_PNG, MIME_JPEG = "image/png", "image/jpeg"
 

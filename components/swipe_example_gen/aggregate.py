@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 import apache_beam as beam
-from apache_beam.io import fileio
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import tensorflow as tf
+from apache_beam.io import fileio
 
 from deepattraction.trainer import features
 
@@ -373,8 +373,8 @@ class CheckSwipes(beam.DoFn):
 
         for k, row in enumerate(rows):
             code = reason[row]
-            why = {1: "empty swiper_id or target_id", 2: lambda: unknown("swiper_id", sw[k]),
-                   3: lambda: unknown("target_id", tg[k]), 4: "swiper_id equals target_id (a self-swipe)",
+            why = {1: "empty swiper_id or target_id", 2: lambda k=k: unknown("swiper_id", sw[k]),
+                   3: lambda k=k: unknown("target_id", tg[k]), 4: "swiper_id equals target_id (a self-swipe)",
                    5: f"liked {liked_raw[k]!r} is not a boolean", 6: f"bad swiped_at {times[k]!r}",
                    7: f"swiped_at {times[k]!r} is not a finite time", 8: f"swiped_at {times[k]!r} is before 1970",
                    9: f"swiped_at {times[k]!r} is after the run started"}[int(code)]

@@ -3,6 +3,7 @@ import csv
 import os
 
 import apache_beam as beam
+import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -11,8 +12,6 @@ from apache_beam.testing.util import assert_that, equal_to
 from conftest import encode
 from deepattraction.components.swipe_example_gen import aggregate
 from deepattraction.trainer import faces, features
-
-import numpy as np
 
 
 def _write_csv(path, header, rows):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.orchestration import data_types
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact, standard_artifacts
