@@ -108,9 +108,8 @@ def evaluate_slices(labels: Labels, base: dict, ratio_pred=None, male_prob=None,
 
 def _ratio_baselines(labels: Labels) -> dict:
     return {"constant": metrics.best_constant(labels.like_ratio, labels.swipe_count),
-            "gender_constants": {int(k): v for k,
-                                 v in metrics.group_constants(labels.like_ratio, labels.swipe_count,
-                                                              labels.male).items()}}
+            "gender_constants": {int(k): v for k, v in
+                                 metrics.group_constants(labels.like_ratio, labels.swipe_count, labels.male).items()}}
 
 
 def baselines(train: Labels) -> dict:
