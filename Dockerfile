@@ -16,6 +16,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends make git \
     && rm -rf /var/lib/apt/lists/*
 
+# The package's __init__ owns TF_USE_LEGACY_KERAS; the image sets it too because TFX's executor
+# entrypoint and Beam's worker boot load TensorFlow before any module of the package.
 ENV TF_USE_LEGACY_KERAS=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     PYTHONUNBUFFERED=1 \

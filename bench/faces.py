@@ -7,19 +7,15 @@ count and box parity, and the peak memory of the graph version on an 8000x8000 p
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import resource
 import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
-import numpy as np  # noqa: E402
-
-DEFAULT_SCUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "scut-fbp5500-train")
+DEFAULT_SCUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                            "scut-fbp5500-train")
 BATCH = 32
 
 
@@ -35,7 +31,6 @@ def huge_photo_peak_mb(side: int) -> tuple[float, float]:
     then detects faces on one side x side JPEG."""
     code = f"""
 import io, os, resource
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np
 from PIL import Image
 from deepattraction import face_parity
@@ -59,7 +54,7 @@ def main(argv=None) -> None:
     p.add_argument("--photos", type=int, default=300)
     p.add_argument("--huge", type=int, default=8000)
     a = p.parse_args(argv)
-
+    # after parsing: --help needs neither TensorFlow nor mtcnn
     from mtcnn import MTCNN
 
     from deepattraction import face_parity
@@ -76,7 +71,8 @@ def main(argv=None) -> None:
     print(f"photos: {len(photos)} ({a.photos} SCUT-FBP5500 + {len(photos) - a.photos} composites: "
           f"astronaut, 2 and 3 faces, 2 without faces), batches of {BATCH}, {os.cpu_count()} cores")
     print(f"count mismatches (photo, graph, package): {parity.mismatches}")
-    print(f"graph peak RSS on a {a.huge}x{a.huge} JPEG: {peak:.0f} MiB ({peak - base:.0f} MiB above the warmed-up process)")
+    print(f"graph peak RSS on a {a.huge}x{a.huge} JPEG: {peak:.0f} MiB ({peak - base:.0f} MiB above "
+          f"the warmed-up process)")
     print(f"faces: graph {ours_ips:.1f} img/s, package {pkg_ips:.1f} img/s, ratio {ours_ips / pkg_ips:.2f}, "
           f"counts equal {parity.counts_pct:.1f}%, boxes IoU>=0.9 {parity.boxes_pct:.1f}%")
 

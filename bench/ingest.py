@@ -27,14 +27,15 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.csv as pacsv  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
+
+# TensorFlow, Beam and our modules that load them are imported inside the functions that measure:
+# this parent process only starts one child process per measurement (--one), which loads them.
 
 T0 = 1_735_689_600  # 2025-01-01: swipes fall in the next 200 days, photo updates in days 90-190 (~70% before)
 DAY = 86_400
@@ -109,7 +110,8 @@ def make_swipes(cfg: BenchConfig, users_path: str) -> str:
     ids = pq.read_table(users_path, columns=["user_id"])["user_id"]
     n_ids = len(ids)
     appeal = np.random.default_rng(cfg.seed + 1).beta(2, 3, n_ids)
-    schema = pa.schema([("swiper_id", pa.string()), ("target_id", pa.string()), ("liked", pa.int8()), ("swiped_at", pa.float64())])
+    schema = pa.schema([("swiper_id", pa.string()), ("target_id", pa.string()), ("liked", pa.int8()),
+                        ("swiped_at", pa.float64())])
     with pq.ParquetWriter(path + ".tmp", schema) as w:
         for start in range(0, cfg.swipes, ROW_GROUP):
             n = min(ROW_GROUP, cfg.swipes - start)
@@ -125,9 +127,10 @@ def make_swipes(cfg: BenchConfig, users_path: str) -> str:
             liked[bad[kinds == 1]] = 2  # not a boolean
             t[bad[kinds == 2]] = -DAY  # before 1970
             target[bad[kinds == 3]] = swiper[bad[kinds == 3]]  # a self-swipe
-            sw_list = sw.combine_chunks().to_numpy(zero_copy_only=False) if isinstance(sw, pa.ChunkedArray) else sw.to_numpy(zero_copy_only=False)
+            sw_list = (sw.combine_chunks() if isinstance(sw, pa.ChunkedArray) else sw).to_numpy(zero_copy_only=False)
             sw_list[bad[kinds == 4]] = "ghost"  # an unknown swiper
-            w.write_table(pa.table({"swiper_id": pa.array(sw_list, pa.string()), "target_id": ids.take(pa.array(target)),
+            w.write_table(pa.table({"swiper_id": pa.array(sw_list, pa.string()),
+                                    "target_id": ids.take(pa.array(target)),
                                     "liked": liked, "swiped_at": t}, schema=schema))
     os.replace(path + ".tmp", path)
     return path
@@ -152,14 +155,16 @@ def run_ingest(users: str, swipes: str, out_dir: str, workers: int, now: float) 
     def label(ex) -> str:
         f = ex.features.feature
         likes = sum(f[features.likes_from_key(g)].int64_list.value[0] for g in features.GENDERS)
-        return f"{f[features.USER_ID_KEY].bytes_list.value[0].decode()},{likes},{f[features.SWIPE_COUNT_KEY].int64_list.value[0]}"
+        user_id = f[features.USER_ID_KEY].bytes_list.value[0].decode()
+        return f"{user_id},{likes},{f[features.SWIPE_COUNT_KEY].int64_list.value[0]}"
 
     os.makedirs(out_dir, exist_ok=True)
     mode = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if workers > 1 else []
     start, since = time.perf_counter(), time.time()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", *mode])) as p:
         agg = aggregate.aggregate(p, users, swipes, aggregate.SwipeRules(now=now))
-        agg.examples | beam.Map(label) | "WriteLabels" >> beam.io.WriteToText(os.path.join(out_dir, "labels"), shard_name_template="")
+        agg.examples | beam.Map(label) | "WriteLabels" >> beam.io.WriteToText(os.path.join(out_dir, "labels"),
+                                                                              shard_name_template="")
         side = {k: beam.pvalue.AsSingleton(v) for k, v in agg.counts.items()}
         (p | beam.Create([None]) | beam.Map(
             lambda _, times, **c: json.dump({**c, "stages": aggregate.stage_times(times, since)},
@@ -168,7 +173,8 @@ def run_ingest(users: str, swipes: str, out_dir: str, workers: int, now: float) 
     wall = time.perf_counter() - start
     with open(os.path.join(out_dir, "counts.json")) as f:
         counts = json.load(f)
-    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+              resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return {"counts": counts, "wall_s": wall, "peak_rss_mib": rss / 1024.0}
 
 
@@ -235,9 +241,11 @@ def measure(cfg: BenchConfig, workers: int, fmt: str = "parquet") -> dict:
         swipes = as_csv(swipes)
     now = float(T0 + 365 * DAY)
     out = os.path.join(cfg.workdir, f"run-{fmt}-{cfg.swipes}")
-    proc = subprocess.run([sys.executable, "-m", "bench.ingest", "--one", "--users-path", users, "--swipes-path", swipes,
+    proc = subprocess.run([sys.executable, "-m", "bench.ingest", "--one", "--users-path", users, "--swipes-path",
+                           swipes,
                            "--out", out, "--workers", str(workers), "--now", str(now)],
-                          capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
         raise RuntimeError(f"ingest run failed:\n{proc.stderr[-4000:]}")
@@ -263,8 +271,9 @@ def stages_line(r: dict) -> str:
 
 def ingest_line(r: dict) -> str:
     sec = cpu_seconds(r)
-    return (f"ingest: {r['swipes']} swipes, {r['users']} users, {r['wall_s']:.1f} s (swipes {sec.get('swipes', 0):.1f} s, "
-            f"photos {sec.get('photos', 0):.1f} s), {r['swipes'] / r['wall_s']:.0f} swipes/s, peak RSS {r['peak_rss_mib']:.0f} MiB, "
+    return (f"ingest: {r['swipes']} swipes, {r['users']} users, {r['wall_s']:.1f} s "
+            f"(swipes {sec.get('swipes', 0):.1f} s, photos {sec.get('photos', 0):.1f} s), "
+            f"{r['swipes'] / r['wall_s']:.0f} swipes/s, peak RSS {r['peak_rss_mib']:.0f} MiB, "
             f"labels equal {r['labels_equal_pct']:.2f}%")
 
 

@@ -35,16 +35,19 @@ import json
 import os
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from deepattraction.demo_data import LIKE_RULES, like_probability, rating_likes
+from deepattraction.trainer import metrics
+from deepattraction.weights import fetch, sha256
 
-from deepattraction.demo_data import LIKE_RULES, like_probability, rating_likes  # noqa: E402
+# TensorFlow and our modules that load it are imported inside the functions that train and crop:
+# the folds and tables (tests/test_bench_quality.py) need none of it.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
-WEIGHTS_FILES = {"inception_v3": ("inception", "inception_v3_nsfwjs.h5"), "facenet": ("facenet", "facenet_inception_resnet_v1.h5")}
+WEIGHTS_FILES = {"inception_v3": ("inception", "inception_v3_nsfwjs.h5"),
+                 "facenet": ("facenet", "facenet_inception_resnet_v1.h5")}
 FOLDS = 5
 WEIGHTS_NAMES = {"inception_v3": "Inception v3 (nsfwjs: ImageNet lower layers)", "facenet": "FaceNet (MS-Celeb)"}
 
@@ -136,8 +139,10 @@ def load(cfg: BenchConfig) -> Data:
             photos.append(f.read())
     ids = [os.path.splitext(r["filename"])[0] for r in rows]
     counts = np.array(counts, np.float64)
-    return Data(ids, photos, np.array([r["group"].endswith("M") for r in rows], np.int64), np.array([r["group"] for r in rows]),
-                np.array([float(r["mean_score"]) for r in rows]), np.array(likes, np.float64), np.array(swipes, np.float64),
+    return Data(ids, photos, np.array([r["group"].endswith("M") for r in rows], np.int64),
+                np.array([r["group"] for r in rows]),
+                np.array([float(r["mean_score"]) for r in rows]), np.array(likes, np.float64),
+                np.array(swipes, np.float64),
                 counts @ like_probability(cfg.like_rule) / counts.sum(1), *assign_folds(ids))
 
 
@@ -176,24 +181,23 @@ def baseline_rows(data: Data, test: np.ndarray, train: np.ndarray, fold: int) ->
     """Both constants, and the ceiling: the like rule's expected ratio over all 60 ratings, whose
     weighted MSE is the labels' own noise (a perfect model's) and whose Pearson is the most a
     like-ratio prediction can reach."""
-    from deepattraction.trainer import metrics
-
     const = metrics.best_constant(data.ratio[train], data.swipes[train])
     gc = metrics.group_constants(data.ratio[train], data.swipes[train], data.male[train])
     majority, _ = metrics.majority(data.male[train])
-    return [score("Baseline: best constant", data, test, np.full(test.sum(), const), np.full(test.sum(), float(majority)), train, fold),
+    return [score("Baseline: best constant", data, test, np.full(test.sum(), const),
+                  np.full(test.sum(), float(majority)), train, fold),
             score("Baseline: gender-conditional constant", data, test, np.array([gc[m] for m in data.male[test]]),
                   np.full(test.sum(), float(majority)), train, fold),
-            score("Ceiling: expected like ratio over all 60 ratings", data, test, data.expected_ratio[test], None, train, fold)]
+            score("Ceiling: expected like ratio over all 60 ratings", data, test, data.expected_ratio[test], None,
+                  train, fold)]
 
 
-def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_prob: np.ndarray | None, train: np.ndarray,
+def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_prob: np.ndarray | None,
+          train: np.ndarray,
           fold: int) -> dict:
     """Weighted MSE against both constants fitted on the same training photos, and the
     correlations of the predicted ratio with the photo's mean score over all 60 raters."""
     from scipy import stats
-
-    from deepattraction.trainer import metrics
 
     y, w = data.ratio[test], data.swipes[test]
     const = metrics.best_constant(data.ratio[train], data.swipes[train])
@@ -202,7 +206,8 @@ def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_
     c_mse = metrics.weighted_mse(y, np.full_like(y, const), w)
     g_mse = metrics.weighted_mse(y, np.array([gc[m] for m in data.male[test]]), w)
     constant_pred = np.ptp(ratio_pred) == 0
-    return {"model": name, "fold": fold, "photos": int(test.sum()), "weighted_mse": mse, "mse_over_constant": mse / c_mse,
+    return {"model": name, "fold": fold, "photos": int(test.sum()), "weighted_mse": mse,
+            "mse_over_constant": mse / c_mse,
             "mse_over_gender_constant": mse / g_mse,
             "pearson": None if constant_pred else float(stats.pearsonr(ratio_pred, data.mean_score[test])[0]),
             "spearman": None if constant_pred else float(stats.spearmanr(ratio_pred, data.mean_score[test])[0]),
@@ -266,17 +271,17 @@ def frozen_outputs(cfg: BenchConfig, model, backbone: str, crops: np.ndarray, ca
         np.savez(cache, **out)
     if cfg.fine_tune_epochs > 0:
         for name in list(out):
-            out[name.replace("acts", "feats")] = top_backbone.predict(out[name].astype(np.float32), batch_size=64, verbose=0)
+            out[name.replace("acts", "feats")] = top_backbone.predict(out[name].astype(np.float32), batch_size=64,
+                                                                      verbose=0)
     return out
 
 
 def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]:
     import tensorflow as tf
 
-    from deepattraction.trainer import features, finetune, metrics
+    from deepattraction.trainer import features, finetune
     from deepattraction.trainer.model import ModelConfig, build_model
     from deepattraction.trainer.train import Phase, TrainConfig, fit_phase
-    from deepattraction.weights import fetch, sha256
 
     t0 = time.time()
     fetch_name, _ = WEIGHTS_FILES[backbone]
@@ -284,7 +289,8 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
     size = cfg.inception_size if backbone == "inception_v3" else features.BACKBONES[backbone].image_size
     crops, face_count = face_crops(data, size, backbone, cfg.out_dir)
     crops_key = crop_cache_path(data, size, backbone, cfg.out_dir)
-    log(f"{backbone}: {len(crops)} face crops at {size} px in {time.time() - t0:.0f} s; starred {np.mean(face_count == 1):.3f}")
+    log(f"{backbone}: {len(crops)} face crops at {size} px in {time.time() - t0:.0f} s; starred "
+        f"{np.mean(face_count == 1):.3f}")
     tcfg = TrainConfig(
         model=ModelConfig(backbone=backbone, weights=weights, task="both", head_layers=cfg.head_layers,
                           head_width=cfg.head_width, dropout=cfg.dropout, facenet_features=cfg.facenet_features),
@@ -302,29 +308,37 @@ def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]
             model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
                                 float(data.male[train].mean()))
             if frozen is None:  # the same for every fold and variant
-                cut = cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else f"0{cfg.facenet_features}"  # what the cache holds
-                cache = os.path.join(cfg.out_dir, f"frozen_{backbone}_{size}_{cut}_{os.path.basename(crops_key)}_{sha256(weights)[:8]}.npz")
+                # what the cache holds
+                cut = cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else f"0{cfg.facenet_features}"
+                cache = os.path.join(cfg.out_dir,
+                                     f"frozen_{backbone}_{size}_{cut}_{os.path.basename(crops_key)}_{sha256(weights)[:8]}.npz")
                 frozen = frozen_outputs(cfg, model, backbone, crops, cache, log)
             t1 = time.time()
             head = finetune.head_on_features(model)
             finetune.set_trainable(model, backbone, 0, batch_norm=False)
-            h = fit_phase(head, _dataset(frozen["feats"], data, train, cfg.batch_size, True, frozen.get("feats_flipped")),
+            h = fit_phase(head,
+                          _dataset(frozen["feats"], data, train, cfg.batch_size, True, frozen.get("feats_flipped")),
                           _dataset(frozen["feats"], data, evl, 256, False), tcfg,
                           Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
             name = WEIGHTS_NAMES[backbone] + ("*" if starred else "")
             p = head.predict(frozen["feats"][test], verbose=0)
-            rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0],
+            rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0],
+                              p[features.GENDER_LABEL][:, 0],
                               train, fold))
-            log(f"{name}: fold {fold}: head phase {len(h.epoch)} epochs in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
+            log(f"{name}: fold {fold}: head phase {len(h.epoch)} epochs in {time.time() - t1:.0f} s: "
+                f"{json.dumps(rows[-1])}")
             if cfg.fine_tune_epochs > 0:
                 t1 = time.time()
                 trainable = finetune.set_trainable(model, backbone, cfg.fine_tune_blocks, batch_norm=False)
                 _, _, top = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
-                h = fit_phase(top, _dataset(frozen["acts"], data, train, cfg.batch_size, True, frozen.get("acts_flipped")),
+                h = fit_phase(top, _dataset(frozen["acts"], data, train, cfg.batch_size, True,
+                                            frozen.get("acts_flipped")),
                               _dataset(frozen["acts"], data, evl, 64, False), tcfg,
-                              Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, cfg.fine_tune_blocks))
+                              Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate,
+                                    cfg.fine_tune_blocks))
                 p = top.predict(frozen["acts"][test].astype(np.float32), verbose=0)
-                rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0], p[features.GENDER_LABEL][:, 0],
+                rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0],
+                                  p[features.GENDER_LABEL][:, 0],
                                   train, fold))
                 log(f"{name}: fold {fold}: fine-tuning {len(h.epoch)} epochs of the top {cfg.fine_tune_blocks} blocks "
                     f"({trainable} layers with weights) in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
@@ -358,7 +372,8 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def table(summary: list[dict]) -> str:
-    cols = ["model", "folds", "photos", "weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson", "pearson_sd",
+    cols = ["model", "folds", "photos", "weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson",
+            "pearson_sd",
             "spearman", "spearman_sd", "gender_accuracy"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in summary]
@@ -381,7 +396,8 @@ def main(argv=None) -> None:
         print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
 
     data = load(cfg)
-    log(f"SCUT: {len(data.ids)} photos, {int(data.swipes.sum())} swipes ({data.swipes.min():.0f}-{data.swipes.max():.0f} per photo), "
+    log(f"SCUT: {len(data.ids)} photos, {int(data.swipes.sum())} swipes "
+        f"({data.swipes.min():.0f}-{data.swipes.max():.0f} per photo), "
         f"like rule {cfg.like_rule}; photos per fold {np.bincount(data.fold, minlength=FOLDS).tolist()}, "
         f"{cfg.folds} of them tested")
     from scipy import stats
@@ -401,14 +417,16 @@ def main(argv=None) -> None:
     with open(os.path.join(cfg.out_dir, "results.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
-        json.dump({"config": dataclasses.asdict(cfg), "observed_ratio_pearson": observed, "summary": summary, "rows": rows,
+        json.dump({"config": dataclasses.asdict(cfg), "observed_ratio_pearson": observed, "summary": summary,
+                   "rows": rows,
                    "seconds": time.time() - t0}, f, indent=1)
     log(f"done in {time.time() - t0:.0f} s")
     fn = [r for r in summary if r["model"].startswith(WEIGHTS_NAMES["facenet"] + ",")]
     if fn:
         best = fn[-1]
         print(f"quality: facenet pearson {_fmt(best['pearson'])}, mse/constant {best['mse_over_constant']:.4f}, "
-              f"mse/gender-constant {best['mse_over_gender_constant']:.4f}, gender accuracy {best['gender_accuracy']:.4f}")
+              f"mse/gender-constant {best['mse_over_gender_constant']:.4f}, gender accuracy "
+              f"{best['gender_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ import time
 
 import numpy as np
 
-from deepattraction import __version__  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
+from deepattraction.serving import warmup
+from deepattraction.serving.client import ClientConfig, ServingClient
+from deepattraction.serving.predict import LocalModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +49,9 @@ def _start_server(base: str) -> tuple[subprocess.Popen, str]:
 
 
 def run(cfg: BenchConfig) -> dict:
-    from deepattraction.serving import warmup
-    from deepattraction.serving.client import ClientConfig, ServingClient
-    from deepattraction.serving.predict import LocalModel
-
     base = cfg.model_base
     if not base:
-        from deepattraction.serving.sample_model import MODEL_NAME, export_model
+        from deepattraction.serving.sample_model import MODEL_NAME, export_model  # loads TFX: only without a model
 
         base = os.path.join(os.path.abspath(cfg.workdir), MODEL_NAME)
         if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
@@ -127,7 +126,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if not 1 <= a.clients <= 64 or not 0 < a.seconds <= 300:
         p.error("clients must be 1..64 and seconds 0..300: the benchmark stays bounded")
-    r = run(BenchConfig(model_base=a.model_base, workdir=a.workdir, clients=a.clients, seconds=a.seconds, batch=a.batch))
+    r = run(BenchConfig(model_base=a.model_base, workdir=a.workdir, clients=a.clients, seconds=a.seconds,
+                        batch=a.batch))
     print(f"bench: {r['clients']} clients x {r['seconds']:.0f} s, batch {r['batch']}, {r['cpus']} CPUs"
           + (f"; first errors: {r['first_errors']}" if r["errors"] else ""))
     print(f"serving: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['req_s']:.1f} req/s, "

@@ -54,7 +54,8 @@ def _one(a) -> None:
 
     from deepattraction.pipeline.configs import SCHEMA_FILE
 
-    examples, schema, stats = standard_artifacts.Examples(), standard_artifacts.Schema(), standard_artifacts.ExampleStatistics()
+    examples, schema = standard_artifacts.Examples(), standard_artifacts.Schema()
+    stats = standard_artifacts.ExampleStatistics()
     examples.uri, schema.uri, stats.uri = a.examples, os.path.join(a.out, "schema"), os.path.join(a.out, "statistics")
     examples.split_names = artifact_utils.encode_split_names(["train"])
     os.makedirs(schema.uri)
@@ -62,7 +63,8 @@ def _one(a) -> None:
         text = src.read()
         dst.write(text.replace("  image_domain {\n  }\n", "") if a.raw_bytes else text)
     start = time.time()
-    executor.Executor().Do({"examples": [examples], "schema": [schema]}, {"statistics": [stats]}, {"exclude_splits": "[]"})
+    executor.Executor().Do({"examples": [examples], "schema": [schema]}, {"statistics": [stats]},
+                           {"exclude_splits": "[]"})
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps({"wall_s": time.time() - start, "peak_rss_mib": rss}))
 
@@ -109,7 +111,8 @@ def main(argv=None) -> None:
         for n in sizes:
             r = measure(a.workdir, n, a.photo_kb, raw)
             rows.append(r)
-            print(f"{n:>8} {'raw bytes' if raw else 'image domain':>12} {r['wall_s']:>8.1f} {r['peak_rss_mib']:>13.0f}", flush=True)
+            name = "raw bytes" if raw else "image domain"
+            print(f"{n:>8} {name:>12} {r['wall_s']:>8.1f} {r['peak_rss_mib']:>13.0f}", flush=True)
     ours = [r for r in rows if not r["raw_bytes"]]
     print(statistics_line(ours[0], ours[-1]))
 

@@ -23,10 +23,10 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
 
-import numpy as np  # noqa: E402
+# TensorFlow, Beam and our modules that load them are imported inside the functions that measure:
+# this parent process only starts one child process per measurement (--one), which loads them.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
@@ -66,7 +66,8 @@ def write_examples(cfg: SpeedConfig, path: str) -> None:
             with open(os.path.join(cfg.scut_dir, "images", r["filename"]), "rb") as f:
                 photo = f.read()
             likes = int(r["n_score_4"]) + int(r["n_score_5"])
-            feat = {features.USER_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[r["filename"].encode()])),
+            feat = {features.USER_ID_KEY:
+                    tf.train.Feature(bytes_list=tf.train.BytesList(value=[r["filename"].encode()])),
                     features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[photo])),
                     features.GENDER_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
                         value=[features.GENDERS[int(r["group"].endswith("M"))].encode()])),
@@ -88,7 +89,8 @@ def transform_graph(cfg: SpeedConfig, examples: str, out_dir: str):
     raw = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(examples, compression_type="GZIP")]
     raw = [{k: v.numpy() for k, v in ex.items()} for ex in raw]
     metadata = dataset_metadata.DatasetMetadata(features.raw_schema())  # the schema ImportSchemaGen reads
-    fn = functools.partial(preprocessing.preprocessing_fn, custom_config={"backbone": cfg.backbone, "image_size": cfg.image_size})
+    fn = functools.partial(preprocessing.preprocessing_fn,
+                           custom_config={"backbone": cfg.backbone, "image_size": cfg.image_size})
     with tft_beam.Context(temp_dir=os.path.join(out_dir, "tmp"), force_tf_compat_v1=False):
         transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(fn)
         _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
@@ -166,9 +168,11 @@ def main(argv=None) -> None:
             raise SystemExit(f"{b}: benchmark process failed:\n{out.stderr[-3000:]}")
         results.append(json.loads(line[-1][len("RESULT "):]))
         r = results[-1]
-        print(f"{b} @ {r['image_size']} px, batch {r['batch_size']}: first epoch {r['first_epoch_images_per_s']:.1f} img/s "
+        print(f"{b} @ {r['image_size']} px, batch {r['batch_size']}: first epoch "
+              f"{r['first_epoch_images_per_s']:.1f} img/s "
               f"(Transform + MTCNN + tracing), pipeline {r['pipeline_images_per_s']:.2f} img/s, bare step "
-              f"{r['bare_step_images_per_s']:.2f} img/s, ratio {r['pipeline_over_bare']:.3f}; peak RSS {r['peak_rss_mb']:.0f} MB "
+              f"{r['bare_step_images_per_s']:.2f} img/s, ratio {r['pipeline_over_bare']:.3f}; peak RSS "
+              f"{r['peak_rss_mb']:.0f} MB "
               f"({r['rss_before_training_mb']:.0f} MB before training)", flush=True)
     worst = min(r["pipeline_over_bare"] for r in results)
     print(f"train-speed: input pipeline / bare step >= {worst:.3f} over {', '.join(a.backbones)} "

@@ -2,17 +2,27 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 import time
 
-from deepattraction import __version__  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from deepattraction import demo, experiments
 from deepattraction.components.data_gate import policy as validation
+from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo import NUM_USERS
-from deepattraction.demo_data import LIKE_RULES
+from deepattraction.demo_data import LIKE_RULES, DemoDataConfig, data_tables, make_demo_data
+from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
 from deepattraction.pipeline.params import parse_hparams
+from deepattraction.pipeline.schema import schema_text
+from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
+from deepattraction.serving.predict import LocalModel, predict_paths
+from deepattraction.serving.server import LocalServer, ServerConfig, model_config, parse_model_config_file
+from deepattraction.trainer.distribute import set_threads
+from deepattraction.weights import fetch
+
+# The commands that run or compile the pipeline import it when they run: TFX and Beam take about
+# 15 s to load, which `--help`, `demo-data`, `predict`, `serve` and `schema` do not need.
 
 LIKE_RULE_HELP = ('SCUT only: "graded" (a rating s is a like with probability (s-1)/4) or "threshold" '
                   '(ratings of 4 or 5 are likes); demo_data.like_probability says why graded is the default')
@@ -49,10 +59,6 @@ def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/p
 
 
 def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None):
-    from deepattraction.components.evaluator.evaluation import GateConfig
-    from deepattraction.demo_data import data_tables
-    from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
-
     users, swipes = a.users, a.swipes
     if a.data:
         users, swipes = data_tables(a.data)
@@ -71,8 +77,6 @@ def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None)
 
 
 def cmd_demo_data(a) -> None:
-    from deepattraction.demo_data import DemoDataConfig, make_demo_data
-
     s = make_demo_data(DemoDataConfig(out_dir=a.out, source=a.source, num_users=a.num_users,
                                       bad_rows=not a.no_bad_rows, seed=a.seed, like_rule=a.like_rule))
     print(s.line(a.out))
@@ -81,8 +85,6 @@ def cmd_demo_data(a) -> None:
 def _set_threads(a) -> None:
     """Before any TensorFlow op runs: thread pools are fixed when TF starts."""
     if getattr(a, "threads", 0):
-        from deepattraction.trainer.distribute import set_threads
-
         set_threads(a.threads)
 
 
@@ -104,11 +106,7 @@ def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
 def _predictor(a):
     """predict_bytes(photos) -> Predictions: in-process (--model) or TF Serving (--server, gRPC or --rest)."""
     if a.model:
-        from deepattraction.serving.predict import LocalModel
-
         return LocalModel(a.model).predict_bytes
-    from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
-
     cfg = ClientConfig(a.server, model_name=a.model_name, version=a.version, version_label=a.version_label,
                        timeout_s=a.timeout)
     return (RestClient(cfg) if a.rest else ServingClient(cfg)).predict
@@ -117,45 +115,15 @@ def _predictor(a):
 def cmd_predict(a) -> int:
     if bool(a.model) == bool(a.server):
         raise SystemExit("predict: give --model DIR (in-process) or --server HOST:PORT (TF Serving)")
-    predict = _predictor(a)
     failed = 0
-
-    def show(path, pred=None, err=None):
-        if err is not None:
-            msg = getattr(err, "message", str(err)).splitlines()[0]
-            print(json.dumps({"photo": path, "error": msg}) if a.json else f"{path}: error: {msg}", file=sys.stdout)
-        else:
-            print(json.dumps({"photo": path, **dataclasses.asdict(pred)}) if a.json else f"{path}: {pred.line()}")
-
-    for i in range(0, len(a.photos), a.batch_size):
-        paths, photos = [], []
-        for path in a.photos[i:i + a.batch_size]:
-            try:
-                with open(path, "rb") as f:
-                    photos.append(f.read())
-                paths.append(path)
-            except OSError as e:
-                failed += 1
-                show(path, err=e)
-        if not photos:
-            continue
-        try:
-            preds = predict(photos)
-        except Exception:  # one bad photo must not hide the others' predictions: retry one by one
-            preds = None
-        for j, path in enumerate(paths):
-            try:
-                show(path, preds[j] if preds is not None else predict([photos[j]])[0])
-            except Exception as e:
-                failed += 1
-                show(path, err=e)
+    for r in predict_paths(a.photos, _predictor(a), a.batch_size):
+        failed += r.error is not None
+        print(json.dumps(r.as_dict()) if a.json else r.line())
     return 1 if failed else 0
 
 
 def cmd_serve(a) -> int:
     """Runs the local TF-Serving-compatible server until interrupted."""
-    from deepattraction.serving.server import LocalServer, ServerConfig, model_config, parse_model_config_file
-
     if bool(a.model_base) == bool(a.model_config_file):
         raise SystemExit("serve: give --model-base DIR [--model-name NAME] or --model-config-file FILE")
     configs = (parse_model_config_file(a.model_config_file) if a.model_config_file
@@ -177,28 +145,23 @@ def cmd_serve(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from deepattraction import demo
-
     _set_threads(a)
     return demo.run(demo.DemoConfig(workdir=a.workdir, source=a.source, num_users=a.num_users, seed=a.seed,
                                     like_rule=a.like_rule, weights_dir=a.weights_dir, hparams=_parse_hparams(a.hparam)))
 
 
 def cmd_experiments(a) -> dict:
-    from deepattraction import experiments
-    from deepattraction.demo_data import data_tables
-
     users, swipes = a.users, a.swipes
     if a.data or not (users and swipes):
         data = a.data or os.path.join(a.workdir, "data")
         if not a.data and not os.path.exists(os.path.join(data, "users.csv")):
-            cmd_demo_data(argparse.Namespace(out=data, source="synthetic", num_users=240, no_bad_rows=False, seed=0,
-                                             like_rule=LIKE_RULES[0]))
+            print(make_demo_data(DemoDataConfig(out_dir=data, num_users=240, seed=0)).line(data))
         users, swipes = data_tables(data)
     sizes = {k: int(v) for k, v in (_parse_hparams(a.image_size)).items()}
     cfg = experiments.ExperimentsConfig(
         users_uri=os.path.abspath(users), swipes_uri=os.path.abspath(swipes), workdir=os.path.abspath(a.workdir),
-        weights_dir=os.path.abspath(a.weights_dir), variants=tuple(a.variant) or tuple(v.name for v in experiments.VARIANTS),
+        weights_dir=os.path.abspath(a.weights_dir),
+        variants=tuple(a.variant) or tuple(v.name for v in experiments.VARIANTS),
         hparams=_parse_hparams(a.hparam), image_sizes=sizes, separate_tasks=a.separate_tasks)
     return experiments.run(cfg)
 
@@ -234,7 +197,8 @@ def main(argv=None) -> int:
     c.add_argument("--gpu-toleration", action="append", default=[], metavar="KEY",
                    help="taint key the GPU steps tolerate (default nvidia.com/gpu)")
     c.add_argument("--beam-runner", default="DirectRunner",
-                   help="runner of SwipeExampleGen and Transform: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, PortableRunner")
+                   help="runner of SwipeExampleGen and Transform: DirectRunner, DataflowRunner, FlinkRunner, "
+                        "SparkRunner, PortableRunner")
     c.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
                    help="Beam option for those steps, e.g. --beam-arg=--project=P --beam-arg=--region=R")
 
@@ -260,7 +224,8 @@ def main(argv=None) -> int:
     sv.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     sv.add_argument("--ready-timeout", type=float, default=600.0)
 
-    dm = sub.add_parser("demo", help="demo data, the pipeline with FaceNet, the pushed model served and asked over gRPC")
+    dm = sub.add_parser("demo",
+                        help="demo data, the pipeline with FaceNet, the pushed model served and asked over gRPC")
     dm.add_argument("--workdir", default="build/demo")
     dm.add_argument("--source", default="synthetic")
     dm.add_argument("--num-users", type=int, default=NUM_USERS)
@@ -272,7 +237,8 @@ def main(argv=None) -> int:
 
     sub.add_parser("schema", help="print the raw-data schema generated from the features module")
 
-    ex = sub.add_parser("experiments", help="the study's tables: one pipeline run per variant (Inception, Inception*, FaceNet*)")
+    ex = sub.add_parser("experiments",
+                        help="the study's tables: one pipeline run per variant (Inception, Inception*, FaceNet*)")
     ex.add_argument("--users")
     ex.add_argument("--swipes")
     ex.add_argument("--data", help="a demo-data folder (default: synthetic demo data made in <workdir>/data)")
@@ -305,14 +271,10 @@ def main(argv=None) -> int:
     elif a.command == "demo":
         return cmd_demo(a)
     elif a.command == "schema":
-        from deepattraction.pipeline.schema import schema_text
-
         sys.stdout.write(schema_text())
     elif a.command == "experiments":
         cmd_experiments(a)
     elif a.command == "weights":
-        from deepattraction.weights import fetch
-
         print(f"weights: wrote {fetch(a.backbone, a.out_dir)}")
     return 0
 

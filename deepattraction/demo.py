@@ -18,6 +18,10 @@ import time
 
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo_data import LIKE_RULES, USERS_FILE, DemoDataConfig, data_tables, make_demo_data
+from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
+from deepattraction.serving.client import ClientConfig, ServingClient
+from deepattraction.serving.predict import from_outputs
+from deepattraction.weights import fetch
 
 BACKBONE = "facenet"
 WEIGHTS = "facenet"  # `deepattraction weights fetch facenet DIR`
@@ -64,8 +68,6 @@ class Served:
 
 
 def pipeline_config(cfg: DemoConfig, weights_file: str):
-    from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
-
     users, swipes = data_tables(cfg.data_dir)
     return PipelineConfig(pipeline_root=cfg.pipeline_root, users_uri=users, swipes_uri=swipes,
                           serving_base=os.path.join(cfg.pipeline_root, "serving"), backbone=BACKBONE,
@@ -92,9 +94,6 @@ def demo_photo(users_table: str, predictions_csv: str) -> str:
 def serve_and_ask(model_base: str, photo: str, model_name: str, timeout_s: float = SERVE_TIMEOUT_S) -> Served:
     """Starts `deepattraction serve` on a free loopback port, asks it for `photo` over gRPC with
     the TF Serving client, and stops it (SIGINT, as a person would)."""
-    from deepattraction.serving.client import ClientConfig, ServingClient
-    from deepattraction.serving.predict import from_outputs
-
     cmd = [sys.executable, "-m", "deepattraction.cli", "serve", "--model-base", model_base, "--model-name", model_name,
            "--host", "127.0.0.1", "--grpc-port", "0", "--rest-port", "-1", "--ready-timeout", str(timeout_s)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -126,8 +125,7 @@ def serve_and_ask(model_base: str, photo: str, model_name: str, timeout_s: float
 def run(cfg: DemoConfig, log=print) -> int:
     """The whole demo; returns the exit status: 0 only for a blessed, pushed and served model.
     The last line printed is the `demo:` line."""
-    from deepattraction.pipeline import local_runner, results
-    from deepattraction.weights import fetch
+    from deepattraction.pipeline import local_runner, results  # TFX and Beam: the CLI imports this module
 
     if not os.path.exists(os.path.join(cfg.data_dir, USERS_FILE)):
         s = make_demo_data(DemoDataConfig(out_dir=cfg.data_dir, source=cfg.source, num_users=cfg.num_users,

@@ -107,7 +107,8 @@ def _face_patch(rng: np.random.Generator, appeal: float, male: bool, width: int)
     from skimage import data
 
     face = Image.fromarray(data.astronaut()).crop(_FACE_CROP)
-    tint = np.array([1 + 0.35 * (appeal - 0.5), 1.1 if male else 0.92, 1 - 0.35 * (appeal - 0.5)]) * (0.75 + 0.5 * appeal)
+    tint = np.array([1 + 0.35 * (appeal - 0.5), 1.1 if male else 0.92, 1 - 0.35 * (appeal - 0.5)]) * (0.75 + 0.5
+                                                                                                      * appeal)
     face = Image.fromarray(np.clip(np.asarray(face, np.float32) * tint, 0, 255).astype(np.uint8))
     if rng.random() < 0.5:
         face = face.transpose(Image.FLIP_LEFT_RIGHT)
@@ -127,7 +128,8 @@ def _photo(rng: np.random.Generator, appeal: float, male: bool, size: int) -> Im
     img = Image.new("RGB", (size, size), _background(rng))
     n = 1 if kind == "one_face" else 2
     for k in range(n):
-        face = _face_patch(rng, appeal, male, int(size * (rng.uniform(0.45, 0.6) if n == 1 else rng.uniform(0.3, 0.38))))
+        face = _face_patch(rng, appeal, male,
+                           int(size * (rng.uniform(0.45, 0.6) if n == 1 else rng.uniform(0.3, 0.38))))
         x = int((size - face.width) / 2 + rng.normal(0, size * 0.03)) if n == 1 else int(size * (0.05 + 0.5 * k))
         img.paste(face, (x, int((size - face.height) / 2 + rng.normal(0, size * 0.03))))
     arr = np.asarray(img, np.float32) + rng.normal(0, 4, (size, size, 3))
@@ -149,7 +151,8 @@ class _Writer:
         self.users: list[tuple] = []
         self.swipes: list[tuple] = []
 
-    def add_user(self, user_id: str, gender: str, photo: bytes | None, ext: str, updated: datetime, group: str = "") -> None:
+    def add_user(self, user_id: str, gender: str, photo: bytes | None, ext: str, updated: datetime,
+                 group: str = "") -> None:
         uri = ""
         if photo is not None:
             uri = f"photos/{user_id}.{ext}"

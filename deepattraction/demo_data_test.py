@@ -9,6 +9,8 @@ from PIL import Image
 from conftest import SCUT_DIR
 from deepattraction import demo_data
 from deepattraction.components.swipe_example_gen.aggregate import SWIPE_COLUMNS, USER_COLUMNS, parse_time
+from deepattraction.trainer import features
+from deepattraction.trainer.preprocessing import face_inputs
 
 
 def _rows(path):
@@ -38,7 +40,8 @@ def test_synthetic_data_follows_the_contract(tmp_path):
 
 def test_synthetic_like_ratio_is_learnable_from_the_picture(tmp_path):
     """Appeal shows in the drawing: brighter skin, so pixel brightness tracks the like ratio."""
-    demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), num_users=80, image_size=48, bad_rows=False))
+    demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), num_users=80, image_size=48,
+                                                      bad_rows=False))
     users, swipes = (_rows(p) for p in demo_data.data_tables(str(tmp_path)))
     updated = {u["user_id"]: parse_time(u["photo_updated_at"]) for u in users}
     likes, total = {}, {}
@@ -48,7 +51,9 @@ def test_synthetic_like_ratio_is_learnable_from_the_picture(tmp_path):
             total[s["target_id"]] = total.get(s["target_id"], 0) + 1
     ids = sorted(total)
     ratio = [likes[i] / total[i] for i in ids]
-    centre = [np.asarray(Image.open(os.path.join(tmp_path, "photos", next(p for p in os.listdir(os.path.join(tmp_path, "photos")) if p.startswith(i + "."))))
+    centre = [np.asarray(Image.open(os.path.join(tmp_path, "photos",
+                                                 next(p for p in os.listdir(os.path.join(tmp_path, "photos"))
+                                                      if p.startswith(i + "."))))
                          )[20:28, 20:28].mean() for i in ids]
     assert np.corrcoef(ratio, centre)[0, 1] > 0.5
 
@@ -75,13 +80,11 @@ def test_synthetic_photos_give_mtcnn_one_two_or_no_faces(tmp_path):
     the rest a drawing no detector finds: counted by the Transform's own face detection."""
     import tensorflow as tf
 
-    from deepattraction.trainer import features
-    from deepattraction.trainer.preprocessing import face_inputs
-
     demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), num_users=40, bad_rows=False, seed=4))
     users = _rows(demo_data.data_tables(str(tmp_path))[0])
     photos = [open(os.path.join(tmp_path, u["photo_uri"]), "rb").read() for u in users]
-    counts = np.bincount(face_inputs(tf.constant(photos), 75, features.BACKBONES["inception_v3"], features.FACE_CANVAS)[features.FACE_COUNT_XF].numpy(),
+    counts = np.bincount(face_inputs(tf.constant(photos), 75, features.BACKBONES["inception_v3"],
+                                     features.FACE_CANVAS)[features.FACE_COUNT_XF].numpy(),
                          minlength=3)
     assert counts.sum() == 40 and 0.3 <= counts[1] / 40 <= 0.7 and counts[2] > 0 and counts[0] > 0
 
@@ -93,7 +96,8 @@ def test_like_rules_count_ratings_of_four_or_more_or_like_in_proportion_to_the_r
     graded = [demo_data.rating_likes(scores, "graded", rng).sum() for _ in range(2000)]
     assert np.mean(graded) == pytest.approx(90 * (3.0 - 1) / 4, rel=0.02)  # expected ratio (mean - 1) / 4
     assert np.std(graded) > 1  # each swipe is drawn, not the expectation rounded
-    assert not demo_data.rating_likes(np.ones(50), "graded", rng).any() and demo_data.rating_likes(np.full(50, 5), "graded", rng).all()
+    assert not demo_data.rating_likes(np.ones(50), "graded", rng).any() and demo_data.rating_likes(np.full(50, 5),
+                                                                                                   "graded", rng).all()
     with pytest.raises(ValueError, match="like_rule must be one of"):
         demo_data.DemoDataConfig(out_dir="x", like_rule="score>=3")
 
@@ -102,7 +106,8 @@ def test_like_rules_count_ratings_of_four_or_more_or_like_in_proportion_to_the_r
 def test_scut_swipes_follow_the_like_rule(tmp_path, rule):
     """Over 60 photos' counted swipes, the like ratio is what the rule expects of their ratings:
     (mean score - 1) / 4 graded, the share of 4s and 5s by threshold (about half against a quarter)."""
-    demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), source=SCUT_DIR, num_users=60, bad_rows=False,
+    demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), source=SCUT_DIR, num_users=60,
+                                                      bad_rows=False,
                                                       seed=1, like_rule=rule))
     users, swipes = (_rows(p) for p in demo_data.data_tables(str(tmp_path)))
     updated = {u["user_id"]: parse_time(u["photo_updated_at"]) for u in users}

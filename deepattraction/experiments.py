@@ -13,6 +13,8 @@ import json
 import os
 
 from deepattraction.components.evaluator.evaluation import GateConfig
+from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
+from deepattraction.weights import fetch
 
 STARRED_SLICE = "starred"
 
@@ -57,12 +59,11 @@ def _slug(name: str) -> str:
 
 
 def pipeline_config(cfg: ExperimentsConfig, v: Variant, task: str, weights: str):
-    from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
-
     root = os.path.join(os.path.abspath(cfg.workdir), f"{_slug(v.name)}-{task}")
     hparams = {**HPARAMS, **cfg.hparams, "task": task, "weights": weights, "starred_only": int(v.starred)}
     # Experiments compare variants: a variant is scored even if it does not beat its baselines.
-    return PipelineConfig(pipeline_root=os.path.join(root, "pipeline"), users_uri=cfg.users_uri, swipes_uri=cfg.swipes_uri,
+    return PipelineConfig(pipeline_root=os.path.join(root, "pipeline"), users_uri=cfg.users_uri,
+                          swipes_uri=cfg.swipes_uri,
                           serving_base=os.path.join(root, "serving"), backbone=v.backbone,
                           image_size=cfg.image_sizes.get(v.backbone, 0), hparams=hparams,
                           gate=GateConfig(), beam_pipeline_args=LOCAL_BEAM_ARGS)
@@ -73,14 +74,14 @@ def scored(metrics: dict, v: Variant) -> dict:
     if not v.starred:
         return metrics
     if STARRED_SLICE not in metrics.get("slices", {}):
-        raise ValueError(f"{v.name}: the evaluation has no {STARRED_SLICE!r} slice (no test photo with exactly one face)")
+        raise ValueError(f"{v.name}: the evaluation has no {STARRED_SLICE!r} slice (no test photo "
+                         f"with exactly one face)")
     return metrics["slices"][STARRED_SLICE]
 
 
 def run_variant(cfg: ExperimentsConfig, v: Variant, log=print) -> dict:
     """task -> (metrics the variant is judged on, report path); one pipeline run per task."""
-    from deepattraction.pipeline import local_runner, results
-    from deepattraction.weights import fetch
+    from deepattraction.pipeline import local_runner, results  # TFX and Beam: the CLI imports this module
 
     weights = "none" if v.weights == "none" else fetch(v.weights, cfg.weights_dir)
     out = {}

@@ -8,7 +8,8 @@ def _metrics(wmse, acc, starred_wmse, starred_acc):
     common = {"constant_weighted_mse": 0.04, "gender_constant_weighted_mse": 0.039, "majority_accuracy": 0.55,
               "ratio_pearson": 0.5, "gender_log_loss": 0.3, "gender_auc": 0.9, "count": 20}
     return {**common, "ratio_weighted_mse": wmse, "gender_accuracy": acc,
-            "slices": {"starred": {**common, "ratio_weighted_mse": starred_wmse, "gender_accuracy": starred_acc, "count": 12}}}
+            "slices": {"starred": {**common, "ratio_weighted_mse": starred_wmse, "gender_accuracy": starred_acc,
+                                   "count": 12}}}
 
 
 def test_starred_variants_are_scored_on_the_starred_slice_and_plain_ones_on_all():
@@ -23,9 +24,12 @@ def test_starred_variants_are_scored_on_the_starred_slice_and_plain_ones_on_all(
 
 def test_tables_have_the_studys_rows_and_columns():
     results = {
-        "Inception": {"both": {"metrics": experiments.scored(_metrics(0.02, 0.9, 0.015, 0.95), experiments.VARIANTS[0])}},
-        "FaceNet*": {"ratio": {"metrics": {**experiments.scored(_metrics(0.012, 0.5, 0.01, 0.5), experiments.VARIANTS[2])}},
-                     "gender": {"metrics": {**experiments.scored(_metrics(0.5, 0.97, 0.5, 0.98), experiments.VARIANTS[2])}}},
+        "Inception": {"both": {"metrics": experiments.scored(_metrics(0.02, 0.9, 0.015, 0.95),
+                                                             experiments.VARIANTS[0])}},
+        "FaceNet*": {"ratio": {"metrics": {**experiments.scored(_metrics(0.012, 0.5, 0.01, 0.5),
+                                                                experiments.VARIANTS[2])}},
+                     "gender": {"metrics": {**experiments.scored(_metrics(0.5, 0.97, 0.5, 0.98),
+                                                                 experiments.VARIANTS[2])}}},
     }
     t = experiments.tables(results)
     assert [r["model"] for r in t["like_ratio"]] == ["Baseline (best constant)", "Inception", "FaceNet*"]

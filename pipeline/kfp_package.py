@@ -35,7 +35,8 @@ def run_locations(package: str, params: dict, pipeline_root: str | None = None):
     package's defaults, its pipeline root, and the serving base compiled into its Pusher."""
     spec = _extract_pipeline_yaml(package).pipeline_spec
     defaults = {k: v.default_value.string_value for k, v in spec.root.input_definitions.parameters.items()}
-    push = json.loads(spec.root.dag.tasks["Pusher"].inputs.parameters["push_destination"].runtime_value.constant.string_value)
+    pusher = spec.root.dag.tasks["Pusher"].inputs.parameters
+    push = json.loads(pusher["push_destination"].runtime_value.constant.string_value)
     return RunLocations(users_uri=params.get("users_uri") or defaults["users_uri"],
                         swipes_uri=params.get("swipes_uri") or defaults["swipes_uri"],
                         pipeline_root=pipeline_root or spec.default_pipeline_root,

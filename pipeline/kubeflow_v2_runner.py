@@ -68,7 +68,8 @@ def compile_pipeline(cfg: PipelineConfig, output: str, cluster: ClusterConfig | 
     cluster = cluster or ClusterConfig()
     components = cluster_components(cfg, cluster)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=cluster.image, use_pipeline_spec_2_1=True),
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=cluster.image,
+                                                                        use_pipeline_spec_2_1=True),
         output_dir=os.path.dirname(os.path.abspath(output)), output_filename=os.path.basename(output))
     # TFX's v2 compiler drops RuntimeParameter defaults unless they are given again here.
     defaults = {name: p.default for name, p in runtime_parameters(cfg).items()}

@@ -1,5 +1,6 @@
 """Compile tests: the KFP v2 spec equals the golden file (regenerate: `make golden`) and carries
 what the cluster reads: image, runtime parameters, per-step resources, the GPU pool, Beam args."""
+import dataclasses
 import json
 import os
 
@@ -12,6 +13,8 @@ from deepattraction.cli import main as cli_main
 from deepattraction.pipeline import golden
 from deepattraction.pipeline import kubeflow_v2_runner as k
 from deepattraction.pipeline.cluster import BEAM_STEPS, BeamConfig, ClusterConfig
+from deepattraction.trainer.model import ModelConfig
+from deepattraction.trainer.train import TrainConfig
 
 STEPS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "StatisticsGen",
          "ExampleValidator", "DataGate", "Trainer", "Evaluator", "RunReport", "Pusher"}
@@ -23,7 +26,8 @@ RESOLVERS = {"LatestBlessedModel-model-blessing-resolver", "LatestBlessedModel-m
 def golden_spec(tmp_path_factory):
     """One compilation of the golden configuration, also written as the KFP upload package."""
     tmp = tmp_path_factory.mktemp("golden")
-    compiled = k.compile_pipeline(golden.golden_config(), str(tmp / "spec.json"), kfp_package=str(tmp / "pipeline.yaml"))
+    compiled = k.compile_pipeline(golden.golden_config(), str(tmp / "spec.json"),
+                                  kfp_package=str(tmp / "pipeline.yaml"))
     return {"spec": golden.normalized_spec(compiled), "package": str(tmp / "pipeline.yaml")}
 
 
@@ -39,7 +43,8 @@ def dataflow_cli(tmp_path_factory):
               "--beam-arg=--project=my-project", "--beam-arg=--region=europe-west4", "--beam-arg=--max_num_workers=8"])
     with open(tmp / "spec.json") as f:
         doc = json.load(f)
-    return {"spec": doc["pipelineSpec"], "values": doc["runtimeConfig"]["parameterValues"], "package": str(tmp / "pipeline.yaml")}
+    return {"spec": doc["pipelineSpec"], "values": doc["runtimeConfig"]["parameterValues"],
+            "package": str(tmp / "pipeline.yaml")}
 
 
 def test_compiled_spec_matches_golden(golden_spec):
@@ -54,8 +59,10 @@ def test_spec_has_runtime_parameters_and_every_component(golden_spec):
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert {"users_uri", "swipes_uri", "epochs", "learning_rate", "weights", "task", "head_layers"} <= set(params)
     # The fine-tuning schedule and the starred subset are set per run, without recompiling.
-    assert {"head_epochs", "fine_tune_learning_rate", "trainable_blocks", "early_stopping_patience", "starred_only"} <= set(params)
-    assert params["learning_rate"]["parameterType"] == "NUMBER_DOUBLE" and params["epochs"]["parameterType"] == "NUMBER_INTEGER"
+    assert {"head_epochs", "fine_tune_learning_rate", "trainable_blocks", "early_stopping_patience",
+            "starred_only"} <= set(params)
+    assert params["learning_rate"]["parameterType"] == "NUMBER_DOUBLE"
+    assert params["epochs"]["parameterType"] == "NUMBER_INTEGER"
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == STEPS | RESOLVERS
     assert tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]["producerTask"] == \
@@ -68,13 +75,27 @@ def test_spec_has_runtime_parameters_and_every_component(golden_spec):
     assert params["block_on"]["parameterType"] == "STRING"
     assert tasks["DataGate"]["inputs"]["artifacts"]["baseline_blessing"]["taskOutputArtifact"] == {
         "outputArtifactKey": "model_blessing", "producerTask": "LatestBlessedModel-model-blessing-resolver"}
-    assert tasks["Evaluator"]["inputs"]["artifacts"]["statistics"]["taskOutputArtifact"]["producerTask"] == "StatisticsGen"
+    statistics = tasks["Evaluator"]["inputs"]["artifacts"]["statistics"]
+    assert statistics["taskOutputArtifact"]["producerTask"] == "StatisticsGen"
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values() if "container" in e} == {k.DEFAULT_IMAGE}
-    assert "deepattraction.components.swipe_example_gen.executor.Executor" in executors["SwipeExampleGen_executor"]["container"]["args"]
+    ours = {"SwipeExampleGen": "swipe_example_gen", "HParamsGen": "hparams_gen", "Evaluator": "evaluator",
+            "RunReport": "report", "Pusher": "pusher"}
+    for step, package in ours.items():  # each pod runs our executor class
+        args = executors[f"{step}_executor"]["container"]["args"]
+        assert f"deepattraction.components.{package}.executor.Executor" in args
     push = json.loads(tasks["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"])
     assert push["filesystem"]["base_directory"] == "gs://YOUR_BUCKET/deepattraction/root/serving/deepattraction"
     assert golden_spec["spec"]["runtimeConfig"]["gcsOutputDirectory"] == "gs://YOUR_BUCKET/deepattraction/root"
+
+
+def test_runtime_parameters_are_the_training_configs_fields_less_the_compile_time_ones(golden_spec):
+    """No list kept by hand: a field added to TrainConfig or ModelConfig is a runtime parameter of
+    the compiled spec unless COMPILE_TIME_HPARAMS names it."""
+    fields = {f.name for cls in (TrainConfig, ModelConfig) for f in dataclasses.fields(cls)} - {"model"}
+    assert k.COMPILE_TIME_HPARAMS < fields  # each compile-time name is a real field
+    params = golden_spec["spec"]["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == (fields - k.COMPILE_TIME_HPARAMS) | {"users_uri", "swipes_uri"}
 
 
 def test_every_step_requests_resources_and_trainer_gets_a_gpu(golden_spec):
@@ -97,7 +118,9 @@ def test_kfp_package_is_what_the_kfp_client_uploads(golden_spec):
     assert set(executors) == {"Trainer_executor"}  # only the GPU step is pinned to the GPU pool
     trainer = dict(executors["Trainer_executor"])
     assert dict(trainer["nodeSelector"]["labels"]) == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    assert [dict(t) for t in trainer["tolerations"]] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert [dict(t)
+            for t in trainer["tolerations"]] == [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                                  "effect": "NoSchedule"}]
 
 
 def test_runtime_parameters_keep_their_defaults(golden_spec):
@@ -114,9 +137,11 @@ def test_runtime_parameters_keep_their_defaults(golden_spec):
 def test_cli_compile_sets_image_gpu_pool_serving_base_and_dataflow(dataflow_cli):
     spec = dataflow_cli["spec"]
     executors = spec["deploymentSpec"]["executors"]
-    assert {e["container"]["image"] for e in executors.values() if "container" in e} == {"europe-docker.pkg.dev/p/r/deepattraction:gpu"}
+    assert {e["container"]["image"] for e in executors.values()
+            if "container" in e} == {"europe-docker.pkg.dev/p/r/deepattraction:gpu"}
     assert executors["Trainer_executor"]["container"]["resources"]["accelerator"]["count"] == "2"
-    push = json.loads(spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"])
+    pusher = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]
+    push = json.loads(pusher["push_destination"]["runtimeValue"]["constant"])
     assert push["filesystem"]["base_directory"] == "gs://models/serving/deepattraction"
     with open(dataflow_cli["package"]) as f:
         platform = list(yaml.safe_load_all(f))[1]
@@ -129,7 +154,9 @@ def test_beam_steps_get_a_dataflow_runner_that_beam_parses(dataflow_cli):
     executors = dataflow_cli["spec"]["deploymentSpec"]["executors"]
     for step in STEPS:
         args = executors[f"{step}_executor"]["container"]["args"]
-        beam = [a for a in args if a.startswith("--") and a not in ("--executor_class_path", "--json_serialized_invocation_args", "--json_serialized_inputs_spec_args")]
+        beam = [a for a in args if a.startswith("--")
+                and a not in ("--executor_class_path", "--json_serialized_invocation_args",
+                              "--json_serialized_inputs_spec_args")]
         opts = PipelineOptions(beam)
         if step in BEAM_STEPS:
             assert opts.view_as(StandardOptions).runner == "DataflowRunner", step
@@ -147,7 +174,8 @@ def test_beam_config_checks_runner_and_dataflow_options():
         BeamConfig(runner="Dataflow")
     with pytest.raises(ValueError, match="--region"):
         BeamConfig(runner="DataflowRunner", args=("--project=p",))
-    flink = BeamConfig(runner="FlinkRunner", args=("--flink_master=flink-jobmanager:8081",)).step_args("img:1", "gs://b/r")
+    flink = BeamConfig(runner="FlinkRunner", args=("--flink_master=flink-jobmanager:8081",)).step_args("img:1",
+                                                                                                       "gs://b/r")
     assert flink == ("--runner=FlinkRunner", "--environment_type=DOCKER", "--environment_config=img:1",
                      "--flink_master=flink-jobmanager:8081")
     assert BeamConfig().step_args("img:1", "gs://b/r") == ()

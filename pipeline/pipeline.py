@@ -21,10 +21,12 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
     the data validation policy (`block_on`).
 
     `fingerprint` identifies the input data and `code` the package's code (see
-    configs.code_fingerprint): both go into the steps whose cache keys would otherwise miss them.
+    configs.code_fingerprint): both go into the steps whose cache keys would otherwise miss them,
+    `code` always as `code_version` (a parameter of ours, a custom_config entry of TFX's steps).
     On Kubeflow the image digest plays the part of `code`."""
+    version = {"code_version": code} if code else {}
     example_gen = SwipeExampleGen(users_uri=users_uri or cfg.users_uri, swipes_uri=swipes_uri or cfg.swipes_uri,
-                                  input_fingerprint=f"{fingerprint or ''}+code:{code}" if fingerprint or code else None)
+                                  input_fingerprint=fingerprint, **version)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.schema_file)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
                                                   schema=schema_gen.outputs["schema"])
@@ -33,12 +35,12 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
     hparams_gen = HParamsGen(**(hparams if hparams is not None else cfg.trainer_hparams))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config={**cfg.transform_config, **({"code": code} if code else {})},
+        preprocessing_fn=PREPROCESSING_FN, custom_config={**cfg.transform_config, **version},
         materialize=False, disable_statistics=True)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN, examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
-        hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config={"code": code} if code else None)
+        hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config=version or None)
     # Continuous training: the candidate must also not regress against the last blessed model, and
     # the data's drift is measured against the statistics that model's blessing kept.
     last_blessed = tfx.dsl.Resolver(
@@ -51,11 +53,11 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
                          block_on=block_on if block_on is not None else cfg.block_on)
     trainer.add_upstream_node(data_gate)
     evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
-                          code_version=code or None, baseline_model=last_blessed.outputs["model"],
-                          statistics=statistics_gen.outputs["statistics"])
+                          baseline_model=last_blessed.outputs["model"], statistics=statistics_gen.outputs["statistics"],
+                          **version)
     report = RunReport(examples=example_gen.outputs["examples"], data_report=example_gen.outputs["report"],
                        evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"],
-                       data_validation=data_gate.outputs["data_validation"], code_version=code or None)
+                       data_validation=data_gate.outputs["data_validation"], **version)
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -64,7 +66,8 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
             data_gate, trainer, evaluator, report, pusher]
 
 
-def create_pipeline(cfg: PipelineConfig, components: list | None = None, metadata_connection_config=None) -> tfx.dsl.Pipeline:
+def create_pipeline(cfg: PipelineConfig, components: list | None = None,
+                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.name, pipeline_root=cfg.pipeline_root,
         components=components if components is not None else create_components(cfg),

@@ -8,6 +8,7 @@ import os
 import tensorflow as tf
 
 from deepattraction.components.evaluator.executor import METRICS_FILE, PREDICTIONS_FILE
+from deepattraction.components.report import model_card
 from deepattraction.components.report.executor import REPORT_FILE
 from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FILE, REJECTS_FILE, SUMMARY_FILE
 from deepattraction.pipeline.configs import PipelineConfig
@@ -17,7 +18,8 @@ from deepattraction.serving import model_dir
 def latest_output(root: str, component: str, output: str) -> str:
     """<root>/<component>/<output>/<execution id>/ with the highest id: the latest execution."""
     base = os.path.join(root, component, output)
-    ids = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(base) if n.rstrip("/").isdigit()] if tf.io.gfile.isdir(base) else []
+    ids = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(base)
+           if n.rstrip("/").isdigit()] if tf.io.gfile.isdir(base) else []
     if not ids:
         raise FileNotFoundError(f"no outputs under {base}")
     return os.path.join(base, str(max(ids)))
@@ -41,7 +43,9 @@ class RunResults:
 
     def summary_line(self) -> str:
         state = "blessed" if self.metrics.get("blessed") else "NOT blessed"
-        pushed = f"pushed version {self.pushed_versions[-1]} to {self.push_dir}" if self.pushed_versions and self.metrics.get("blessed") else "nothing pushed"
+        pushed = "nothing pushed"
+        if self.pushed_versions and self.metrics.get("blessed"):
+            pushed = f"pushed version {self.pushed_versions[-1]} to {self.push_dir}"
         return f"model {state}, {pushed}"
 
     def report_lines(self) -> str:
@@ -56,8 +60,6 @@ class RunResults:
         ])
 
     def write_model_card(self, pipeline_root: str) -> str:
-        from deepattraction.pipeline import model_card
-
         return model_card.write(os.path.join(pipeline_root, model_card.MODEL_CARD_FILE),
                                 self.metrics, self.data_summary, self.gender_table)
 
@@ -66,8 +68,10 @@ class RunResults:
         failed demo for a working one."""
         m = self.metrics
         state = "" if m.get("blessed") else f"model NOT blessed ({'; '.join(m.get('not_blessed_because', []))}): "
-        return (f"demo: {state}like-ratio weighted MSE {m['ratio_weighted_mse']:.4f} vs constant {m['constant_weighted_mse']:.4f} "
-                f"(ratio {m['mse_ratio']:.3f}), gender accuracy {m['gender_accuracy']:.3f} vs majority {m['majority_accuracy']:.3f}")
+        return (f"demo: {state}like-ratio weighted MSE {m['ratio_weighted_mse']:.4f} vs constant "
+                f"{m['constant_weighted_mse']:.4f} "
+                f"(ratio {m['mse_ratio']:.3f}), gender accuracy {m['gender_accuracy']:.3f} vs majority "
+                f"{m['majority_accuracy']:.3f}")
 
 
 def latest(cfg: PipelineConfig) -> RunResults:

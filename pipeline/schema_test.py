@@ -39,4 +39,5 @@ def test_schema_gives_back_the_feature_spec_and_parses_examples_without_the_opti
     projected = tf_example_record.TFExampleRecord(path, schema=schema).Project(
         [features.IMAGE_KEY, features.SWIPE_COUNT_KEY, features.GROUP_KEY])
     batch = next(iter(projected.TensorFlowDataset(dataset_options.TensorFlowDatasetOptions(batch_size=1))))
-    assert batch[features.GROUP_KEY].numpy().tolist() == [b""] and batch[features.SWIPE_COUNT_KEY].numpy().tolist() == [4]
+    assert batch[features.GROUP_KEY].numpy().tolist() == [b""]
+    assert batch[features.SWIPE_COUNT_KEY].numpy().tolist() == [4]

@@ -14,8 +14,13 @@ import urllib.request
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from deepattraction.serving.predict import Prediction, from_outputs
 from deepattraction.trainer.features import IMAGE_BYTES_INPUT, SERVING_DEFAULT
@@ -140,7 +145,8 @@ class ServingClient(_Batching):
         self._spec(req.model_spec, signature=False)
         resp = self._call(self._models.GetModelStatus, req)
         State = get_model_status_pb2.ModelVersionStatus.State
-        return [VersionStatus(s.version, State.Name(s.state), s.status.error_message) for s in resp.model_version_status]
+        return [VersionStatus(s.version, State.Name(s.state), s.status.error_message)
+                for s in resp.model_version_status]
 
     def metadata(self) -> dict:
         """Signature name -> {"inputs": {alias: dtype}, "outputs": {alias: dtype}}, and the version."""

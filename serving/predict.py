@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from deepattraction.serving import model_dir
-from deepattraction.trainer.features import (IMAGE_BYTES_INPUT, OUT_FACE_BOX, OUT_FACE_CONFIDENCE, OUT_FACE_COUNT,
-                                             OUT_MALE, OUT_RATIO, SERVING_DEFAULT)
+from deepattraction.trainer.features import (
+    IMAGE_BYTES_INPUT,
+    OUT_FACE_BOX,
+    OUT_FACE_CONFIDENCE,
+    OUT_FACE_COUNT,
+    OUT_MALE,
+    OUT_RATIO,
+    SERVING_DEFAULT,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +36,8 @@ class Prediction:
         if self.like_ratio is not None:
             parts.append(f"like_ratio {self.like_ratio:.4f}")
         if self.male_probability is not None:
-            parts.append(f"gender {'male' if self.male_probability >= 0.5 else 'female'} (p_male {self.male_probability:.3f})")
+            parts.append(f"gender {'male' if self.male_probability >= 0.5 else 'female'} (p_male "
+                         f"{self.male_probability:.3f})")
         if self.face_count is not None:
             parts.append(f"face_count {self.face_count}")
         if self.face_box is not None:
@@ -73,3 +82,52 @@ class LocalModel:
             with tf.io.gfile.GFile(p, "rb") as f:
                 photos.append(f.read())
         return self.predict_bytes(photos)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoResult:
+    """One photo's prediction, or why there is none (first line of the reader's or model's error)."""
+    path: str
+    prediction: Prediction | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        if self.error is not None:
+            return f"{self.path}: error: {self.error}"
+        return f"{self.path}: {self.prediction.line()}"
+
+    def as_dict(self) -> dict:
+        if self.error is not None:
+            return {"photo": self.path, "error": self.error}
+        return {"photo": self.path, **dataclasses.asdict(self.prediction)}
+
+
+def _first_line(err: Exception) -> str:
+    return getattr(err, "message", str(err)).splitlines()[0]
+
+
+def predict_paths(paths: list[str], predict: Callable[[list[bytes]], list[Prediction]],
+                  batch_size: int = 16) -> Iterator[PhotoResult]:
+    """Reads photo files and predicts them `batch_size` at a time, one result per path in order.
+    When a batch fails (one undecodable photo fails the whole call), its photos are retried one
+    by one, so a bad photo never hides the others' predictions."""
+    for i in range(0, len(paths), batch_size):
+        readable, photos = [], []
+        for path in paths[i:i + batch_size]:
+            try:
+                with open(path, "rb") as f:
+                    photos.append(f.read())
+                readable.append(path)
+            except OSError as e:
+                yield PhotoResult(path, error=_first_line(e))
+        if not photos:
+            continue
+        try:
+            preds = predict(photos)
+        except Exception:  # retried one by one below
+            preds = None
+        for j, path in enumerate(readable):
+            try:
+                yield PhotoResult(path, preds[j] if preds is not None else predict([photos[j]])[0])
+            except Exception as e:
+                yield PhotoResult(path, error=_first_line(e))

@@ -223,7 +223,8 @@ def rest_handler(manager, gate, cfg):
                 m = _URL.match(self.path)
                 if not m or m["verb"] != "predict":
                     if m and m["verb"] in ("classify", "regress"):
-                        raise ServingError(Code.UNIMPLEMENTED, f"{m['verb']}: our models export predict signatures only")
+                        raise ServingError(Code.UNIMPLEMENTED,
+                                           f"{m['verb']}: our models export predict signatures only")
                     raise ServingError(Code.NOT_FOUND, f"Malformed request: POST {self.path}")
                 if not _json_depth_ok(body, cfg.max_json_depth):
                     raise ServingError(Code.INVALID_ARGUMENT, f"JSON nests deeper than {cfg.max_json_depth} levels")

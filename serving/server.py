@@ -18,8 +18,12 @@ from http.server import ThreadingHTTPServer
 import grpc
 import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from deepattraction.serving import model_dir
@@ -118,7 +122,8 @@ class ModelManager:
                 have = dict(self._versions[name])
             for v in sorted(want):
                 s = have.get(v)
-                if s is None or (s.state == State.END and not s.error):  # failed loads are not retried, as in TF Serving
+                if s is None or (s.state == State.END
+                                 and not s.error):  # failed loads are not retried, as in TF Serving
                     self._load(name, v, os.path.join(c.base_path, str(v)))
             for v, s in have.items():
                 if v not in want and s.state == State.AVAILABLE:
@@ -193,7 +198,8 @@ class ModelManager:
 
     def metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest):
         if not request.metadata_field:
-            raise ServingError(Code.INVALID_ARGUMENT, "GetModelMetadataRequest must specify at least one metadata_field")
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               "GetModelMetadataRequest must specify at least one metadata_field")
         for f in request.metadata_field:
             if f != "signature_def":
                 raise ServingError(Code.INVALID_ARGUMENT, f"Metadata field {f} is not supported")

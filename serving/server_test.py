@@ -170,7 +170,8 @@ def test_version_labels_and_failed_warmup_from_a_model_config_file(tiny_model, t
             time.sleep(0.2)
         stable = ServingClient(ClientConfig(srv.grpc_target, version_label="stable")).predict_raw(photos[:1])
         assert stable[1] == 1
-        assert RestClient(ClientConfig(srv.rest_url, version_label="stable")).predict(photos[:1])[0].like_ratio is not None
+        assert RestClient(ClientConfig(srv.rest_url,
+                                       version_label="stable")).predict(photos[:1])[0].like_ratio is not None
         with pytest.raises(ServingError, match="INVALID_ARGUMENT: Unrecognized servable version label: canary"):
             ServingClient(ClientConfig(srv.grpc_target, version_label="canary")).predict(photos[:1])
         # a version whose warmup fails never becomes AVAILABLE, and readiness says so

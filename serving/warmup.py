@@ -54,7 +54,8 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def predict_request(model_name: str, photos: list[bytes], signature_name: str = SERVING_DEFAULT) -> predict_pb2.PredictRequest:
+def predict_request(model_name: str, photos: list[bytes],
+                    signature_name: str = SERVING_DEFAULT) -> predict_pb2.PredictRequest:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = model_name
     req.model_spec.signature_name = signature_name
@@ -62,7 +63,8 @@ def predict_request(model_name: str, photos: list[bytes], signature_name: str = 
     return req
 
 
-def warmup_logs(model_name: str, photos: list[bytes], batch_sizes: tuple[int, ...] = (1, 1, 4)) -> list[prediction_log_pb2.PredictionLog]:
+def warmup_logs(model_name: str, photos: list[bytes],
+                batch_sizes: tuple[int, ...] = (1, 1, 4)) -> list[prediction_log_pb2.PredictionLog]:
     """One PredictionLog per request; batch sizes vary so more than one shape gets warm."""
     logs, i = [], 0
     for b in batch_sizes:

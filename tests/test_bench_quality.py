@@ -13,7 +13,8 @@ NAMES = [f"{g}{i}" for g in ("AF", "AM", "CF", "CM") for i in range(1, 401)]
 def _data(names):
     n = len(names)
     z = np.zeros(n)
-    return quality.Data(names, [b""] * n, z.astype(np.int64), np.array(["AF"] * n), z, z, z + 1, z, *quality.assign_folds(names))
+    return quality.Data(names, [b""] * n, z.astype(np.int64), np.array(["AF"] * n), z, z, z + 1, z,
+                        *quality.assign_folds(names))
 
 
 def test_cross_validation_tests_every_photo_once_and_never_trains_or_stops_early_on_it():
@@ -35,9 +36,11 @@ def test_fold_0_is_the_fixed_fifth_of_earlier_runs():
 
 def test_the_table_gives_each_figure_s_mean_over_folds_and_the_spread_of_the_correlations():
     def row(model, fold, pearson, mse):
-        return {"model": model, "fold": fold, "photos": 10, "weighted_mse": mse, "mse_over_constant": mse, "mse_over_gender_constant": mse,
+        return {"model": model, "fold": fold, "photos": 10, "weighted_mse": mse, "mse_over_constant": mse,
+                "mse_over_gender_constant": mse,
                 "pearson": pearson, "spearman": pearson, "gender_accuracy": 0.5}
-    rows = [row("constant", 0, None, 0.1), row("net", 0, 0.8, 0.02), row("constant", 1, None, 0.3), row("net", 1, 0.9, 0.04)]
+    rows = [row("constant", 0, None, 0.1), row("net", 0, 0.8, 0.02), row("constant", 1, None, 0.3),
+            row("net", 1, 0.9, 0.04)]
     summary = quality.summarize(rows)
     assert [s["model"] for s in summary] == ["constant", "net"]
     const, net = summary

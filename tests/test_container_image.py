@@ -36,7 +36,8 @@ def instructions(path: str) -> list[tuple[str, str]]:
 
 def make_dry_run(*args: str) -> list[str]:
     """The commands make would run, with pip's quiet flags normalised."""
-    done = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
     return [" ".join(line.split()) for line in done.stdout.splitlines() if line.strip()]
 
 

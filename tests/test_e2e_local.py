@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 import pytest
-from ml_metadata.metadata_store import metadata_store
 from google.protobuf import text_format
+from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -27,6 +27,7 @@ from deepattraction.components.data_gate.executor import DataValidationBlocked
 from deepattraction.components.data_gate.validation import BASELINE_DIR, VERDICT_FILE
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
+from deepattraction.face_parity import encode_jpeg
 from deepattraction.pipeline import local_runner, results
 from deepattraction.pipeline.configs import PipelineConfig
 from deepattraction.serving import model_dir
@@ -148,7 +149,8 @@ def test_learnable_data_gives_a_blessed_pushed_model(first_run):
     assert m["ratio_weighted_mse"] < m["constant_weighted_mse"] and m["gender_accuracy"] > m["majority_accuracy"]
     assert len(r.pushed_versions) == 1
     version_dir = os.path.join(cfg.push_dir, str(r.pushed_versions[0]))
-    assert os.path.exists(os.path.join(version_dir, "saved_model.pb")) and os.path.isdir(os.path.join(version_dir, "variables"))
+    assert os.path.exists(os.path.join(version_dir, "saved_model.pb")) and os.path.isdir(os.path.join(version_dir,
+                                                                                                      "variables"))
     assert "demo: like-ratio weighted MSE" in r.demo_line()
 
     # The first run has data validation but nothing to measure drift against; its blessing keeps
@@ -162,8 +164,10 @@ def test_learnable_data_gives_a_blessed_pushed_model(first_run):
 
 def test_pushed_model_predicts_a_photo_through_the_cli(first_run):
     cfg, _, data = first_run
-    photos = sorted(os.path.join(data, "photos", p) for p in os.listdir(os.path.join(data, "photos")) if p.startswith("u"))[:2]
-    out = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--json", "--model", cfg.push_dir, *photos],
+    photos = sorted(os.path.join(data, "photos", p) for p in os.listdir(os.path.join(data, "photos"))
+                    if p.startswith("u"))[:2]
+    out = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--json", "--model", cfg.push_dir,
+                          *photos],
                          capture_output=True, text=True, check=True).stdout.strip().splitlines()
     assert len(out) == 2
     in_process = LocalModel(cfg.push_dir).predict_files(photos)
@@ -177,8 +181,6 @@ def test_served_model_counts_faces_in_a_raw_photo(first_run):
     """The MTCNN in the Transform graph runs inside the pushed model: raw photo in, faces out."""
     import numpy as np
     from skimage import data
-
-    from deepattraction.face_parity import encode_jpeg
 
     cfg, _, _ = first_run
     astronaut = data.astronaut()
@@ -196,7 +198,8 @@ def test_cli_names_a_bad_photo_and_still_predicts_the_good_one(first_run, tmp_pa
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 not really")
     good = os.path.join(data, "photos", "u00001.jpg")
-    proc = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--model", cfg.push_dir, str(bad), good],
+    proc = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--model", cfg.push_dir, str(bad),
+                           good],
                           capture_output=True, text=True)
     assert proc.returncode == 1
     lines = proc.stdout.strip().splitlines()
@@ -261,7 +264,8 @@ def test_new_swipes_retrain_and_a_regressing_model_is_not_pushed(first_run, tmp_
     assert verdict["baseline"].startswith(os.path.join(cfg.pipeline_root, "Evaluator", "blessing"))
     assert os.path.exists(os.path.join(verdict["baseline"], "BLESSED"))
     assert {d["feature"] for d in verdict["drift"]["measurements"]} == {"gender", "like_ratio"}
-    assert "Drift of the training split against the last blessed run" in open(results.latest(later_cfg).report_path).read()
+    with open(results.latest(later_cfg).report_path) as f:
+        assert "Drift of the training split against the last blessed run" in f.read()
     assert model_dir.versions(cfg.push_dir) == before
 
 

@@ -188,7 +188,8 @@ def cronjob_commands(docs) -> tuple[list[str], list[str], dict]:
     job = one(docs, "CronJob", "deepattraction-train")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     c = job["containers"][0]
     env = pipeline_env(docs)
-    assert c["envFrom"] == [{"configMapRef": {"name": one(docs, "ConfigMap", "deepattraction-pipeline")["metadata"]["name"]}}]
+    assert c["envFrom"] == [{"configMapRef": {"name": one(docs, "ConfigMap",
+                                                          "deepattraction-pipeline")["metadata"]["name"]}}]
     assert c["command"] == ["/bin/bash", "-ec"]
     script = re.sub(r'"\$(\w+)"', lambda m: shlex.quote(env[m.group(1)]), c["args"][0])
     script = re.sub(r"\$(\w+)", lambda m: env[m.group(1)], script)

@@ -13,7 +13,7 @@ import pytest
 from deepattraction.cli import main as cli_main
 from deepattraction.pipeline import submission
 from deepattraction.pipeline.kfp_package import run_locations
-from deepattraction.pipeline.storage import RunLocations, StorageConfig, preflight, split_gs
+from deepattraction.pipeline.storage import StorageConfig, preflight, split_gs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATOR = os.path.join(ROOT, "build", "tools-venv", "bin", "gcp-storage-emulator")
@@ -66,9 +66,11 @@ def make_dataset(d):
 
 def test_staged_data_lands_where_the_compiled_defaults_read_it(gcs, package, tmp_path):
     data = make_dataset(tmp_path / "data")
-    submission.main(["stage", "--data", str(data), "--to", f"gs://{BUCKET}/root/data", "--storage-endpoint", gcs.endpoint])
+    submission.main(["stage", "--data", str(data), "--to", f"gs://{BUCKET}/root/data", "--storage-endpoint",
+                     gcs.endpoint])
     loc = run_locations(package, {})
-    assert (loc.users_uri, loc.swipes_uri) == (f"gs://{BUCKET}/root/data/users.csv", f"gs://{BUCKET}/root/data/swipes.csv")
+    assert (loc.users_uri, loc.swipes_uri) == (f"gs://{BUCKET}/root/data/users.csv",
+                                               f"gs://{BUCKET}/root/data/swipes.csv")
     assert loc.pipeline_root == f"gs://{BUCKET}/root" and loc.serving_base == f"gs://{BUCKET}/root/serving/deepattraction"
     bucket = gcs.client().bucket(BUCKET)
     _, users_name = split_gs(loc.users_uri)
@@ -82,7 +84,8 @@ def test_staged_data_lands_where_the_compiled_defaults_read_it(gcs, package, tmp
 
 
 def test_preflight_names_missing_inputs_and_buckets(gcs, package):
-    loc = run_locations(package, {"users_uri": f"gs://{BUCKET}/elsewhere/users.csv"}, pipeline_root="gs://no-such-bucket/root")
+    loc = run_locations(package, {"users_uri": f"gs://{BUCKET}/elsewhere/users.csv"},
+                        pipeline_root="gs://no-such-bucket/root")
     problems = preflight(loc, gcs)
     assert f"gs://{BUCKET}/elsewhere/users.csv: no such object" in problems
     assert "gs://no-such-bucket/root: no such bucket" in problems

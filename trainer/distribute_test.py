@@ -27,9 +27,11 @@ def test_tf_config_gives_workers_and_the_chief():
     chief = distribute.detect(json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
     worker0 = distribute.detect(json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     assert chief.workers == 3 and chief.is_chief and not worker0.is_chief
-    no_chief = distribute.detect(json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}))
+    no_chief = distribute.detect(json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                             "task": {"type": "worker", "index": 0}}))
     assert no_chief.workers == 2 and no_chief.is_chief
-    assert not distribute.detect(json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}})).is_chief
+    assert not distribute.detect(json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                             "task": {"type": "worker", "index": 1}})).is_chief
     alone = distribute.detect("")
     assert alone.workers == 1 and alone.is_chief and alone.gpus == len(tf.config.list_physical_devices("GPU"))
 
@@ -44,8 +46,8 @@ def test_mixed_precision_only_on_gpus_and_scoped():
     with distribute.float_policy("mixed_float16"):
         model = build_model(ModelConfig(task="both", head_layers=2, head_width=8), 75)
     assert tf.keras.mixed_precision.global_policy().name == before
-    convs = [l for l in backbone_of(model).layers if isinstance(l, tf.keras.layers.Conv2D)]
-    assert convs and all(l.compute_dtype == "float16" for l in convs)
+    convs = [layer for layer in backbone_of(model).layers if isinstance(layer, tf.keras.layers.Conv2D)]
+    assert convs and all(layer.compute_dtype == "float16" for layer in convs)
     out = model(tf.zeros((1, 75, 75, 3)), training=False)
     assert all(v.dtype == tf.float32 for v in out.values())  # the heads' outputs and losses stay float32
 

@@ -121,7 +121,8 @@ def test_full_model_on_the_pretrained_backbone_trains(facenet_weights):
     x = np.random.default_rng(0).uniform(-1, 1, (4, SIZE, SIZE, 3)).astype("float32")
     y = {features.RATIO_LABEL: np.array([[0.2], [0.7], [0.4], [0.9]], "float32"),
          features.GENDER_LABEL: np.array([[0.0], [1.0], [1.0], [0.0]], "float32")}
-    top_conv = model.get_layer(facenet.MODEL_NAME).get_layer("Block8_6_Conv2d_1x1").kernel  # the last conv under the pool
+    # the last conv under the pool
+    top_conv = model.get_layer(facenet.MODEL_NAME).get_layer("Block8_6_Conv2d_1x1").kernel
     before = top_conv.numpy().copy()
     history = model.fit(x, y, epochs=1, batch_size=2, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"][0])

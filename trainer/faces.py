@@ -342,7 +342,8 @@ def decode(data):
     return apply_orientation(img, exif_orientation(data))
 
 
-def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None, chunk: int = 16):
+def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None,
+                  chunk: int = 16):
     """[B] encoded photos -> canvases, detections in canvas pixels, and the canvas/original factor.
 
     Detection runs in chunks of `chunk` photos, which bounds the NMS matrices for any batch size."""

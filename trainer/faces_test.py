@@ -8,7 +8,7 @@ from mtcnn import MTCNN
 
 from conftest import SCUT_DIR
 from deepattraction import face_parity
-from deepattraction.trainer import faces
+from deepattraction.trainer import faces, features, preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,6 @@ def test_exif_orientation_is_applied_like_pillow(orientation):
 
 def test_awkward_photos_give_a_face_count_not_a_crash():
     from PIL import Image
-
-    from deepattraction.trainer import features, preprocessing
 
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3)).astype(np.uint8))
     huge = Image.fromarray(np.zeros((3000, 4000, 3), np.uint8))

@@ -7,7 +7,8 @@ def test_keys_are_unique_and_transformed_names_do_not_collide():
           features.FACE_BOX_XF, features.FACE_CONFIDENCE_XF, features.FACE_LANDMARKS_XF}
     assert len(xf) == 8 and not raw & xf
     assert set(features.LABEL_KEYS) <= raw and set(features.label_feature_spec()) == set(features.LABEL_KEYS)
-    assert set(features.SOURCE_COUNT_KEYS) == {"likes_from_female", "swipes_from_female", "likes_from_male", "swipes_from_male"}
+    assert set(features.SOURCE_COUNT_KEYS) == {"likes_from_female", "swipes_from_female", "likes_from_male",
+                                               "swipes_from_male"}
     assert {features.GROUP_KEY, *features.SOURCE_COUNT_KEYS} <= raw
 
 

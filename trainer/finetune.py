@@ -54,12 +54,15 @@ def head_on_features(model: tf.keras.Model) -> tf.keras.Model:
     """The model's head alone, on backbone outputs. It shares the model's layers, so fitting it on
     features computed once is the head phase without running a frozen backbone every epoch."""
     backbone = backbone_of(model)
-    consumers = [layer for layer in model.layers if layer is not backbone and not isinstance(layer, tf.keras.layers.InputLayer)
+    consumers = [layer for layer in model.layers if layer is not backbone
+                 and not isinstance(layer, tf.keras.layers.InputLayer)
                  and layer.input._keras_history.layer is backbone]
     return tf.keras.Model(consumers[0].input, model.output, name=f"{model.name}_head")
 
 
-def split_for_fine_tuning(model: tf.keras.Model, backbone_name: str, blocks: int) -> tuple[tf.keras.Model, tf.keras.Model, tf.keras.Model]:
+def split_for_fine_tuning(model: tf.keras.Model, backbone_name: str, blocks: int) -> tuple[tf.keras.Model,
+                                                                                           tf.keras.Model,
+                                                                                           tf.keras.Model]:
     """(frozen, top_backbone, top): the backbone below its top `blocks` blocks, those blocks, and
     those blocks with the head.
 

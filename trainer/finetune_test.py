@@ -9,7 +9,7 @@ from deepattraction.trainer.train import Phase, TrainConfig, fit_phases, monitor
 
 
 def _trainable_names(model):
-    return {l.name for l in finetune.backbone_of(model).layers if l.trainable and l.weights}
+    return {layer.name for layer in finetune.backbone_of(model).layers if layer.trainable and layer.weights}
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +29,19 @@ def test_schedule_from_config():
 
 def test_top_blocks_unfreeze_from_the_top(model):
     backbone = finetune.backbone_of(model)
-    names = [l.name for l in backbone.layers]
+    names = [layer.name for layer in backbone.layers]
     assert finetune.set_trainable(model, "inception_v3", 0, batch_norm=True) == 0
-    assert all(l.trainable for l in model.layers if l.name.startswith(("head_", "like_ratio", "gender")))
+    assert all(layer.trainable for layer in model.layers if layer.name.startswith(("head_", "like_ratio", "gender")))
     one = finetune.set_trainable(model, "inception_v3", 1, batch_norm=True)
     top = _trainable_names(model)
     assert top and all(names.index(n) > names.index("mixed9") for n in top)  # only the last module, mixed10
     two = finetune.set_trainable(model, "inception_v3", 2, batch_norm=True)
     assert two > one and all(names.index(n) > names.index("mixed8") for n in _trainable_names(model))
     no_bn = finetune.set_trainable(model, "inception_v3", 2, batch_norm=False)
-    assert no_bn < two and not any(isinstance(l, tf.keras.layers.BatchNormalization) and l.trainable for l in backbone.layers)
+    assert no_bn < two and not any(isinstance(layer, tf.keras.layers.BatchNormalization) and layer.trainable
+                                   for layer in backbone.layers)
     everything = finetune.set_trainable(model, "inception_v3", -1, batch_norm=True)
-    assert everything == sum(1 for l in backbone.layers if l.weights)
+    assert everything == sum(1 for layer in backbone.layers if layer.weights)
     assert finetune.set_trainable(model, "inception_v3", 99, batch_norm=True) == everything
 
 
@@ -105,8 +106,10 @@ def test_split_for_fine_tuning_composes_to_the_model_and_shares_its_layers(model
     whole, parts = model(x, training=False), top(frozen(x, training=False), training=False)
     for k in whole:
         np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(top_backbone(frozen(x)).numpy(), finetune.backbone_of(model)(x).numpy(), rtol=1e-4, atol=1e-6)
-    assert frozen.layers[-1].name == "mixed8" and top.get_layer("mixed10") is finetune.backbone_of(model).get_layer("mixed10")
+    np.testing.assert_allclose(top_backbone(frozen(x)).numpy(), finetune.backbone_of(model)(x).numpy(), rtol=1e-4,
+                               atol=1e-6)
+    assert frozen.layers[-1].name == "mixed8"
+    assert top.get_layer("mixed10") is finetune.backbone_of(model).get_layer("mixed10")
     finetune.set_trainable(model, "inception_v3", 2, batch_norm=False)
     assert {v.ref() for v in top.trainable_weights} >= {v.ref() for v in model.trainable_weights}
     assert not frozen.trainable_weights

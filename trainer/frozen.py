@@ -62,7 +62,8 @@ def forward(frozen: tf.keras.Model, dtype: tf.DType = tf.float32, flip: bool = T
     return run
 
 
-def write(run: Callable, transformed: tf.data.Dataset, path: str, flip: bool, dtype: tf.DType = tf.float32) -> FrozenSplit:
+def write(run: Callable, transformed: tf.data.Dataset, path: str, flip: bool,
+          dtype: tf.DType = tf.float32) -> FrozenSplit:
     """Runs `run` (forward()) once over a split's transformed examples (unbatched dicts) and writes
     each photo's outputs (and its mirror's, with flip) with its labels and weight to `path`."""
     tf.io.gfile.makedirs(os.path.dirname(path))

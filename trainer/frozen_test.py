@@ -31,7 +31,8 @@ def test_written_outputs_are_the_frozen_parts_of_each_photo_and_its_mirror(tmp_p
     want_mirror = backbone(images[:, :, ::-1], training=False).numpy()
     raw = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(split.files)]
     got = np.stack([np.frombuffer(e.features.feature[frozen.FROZEN].bytes_list.value[0], np.float32) for e in raw])
-    got_mirror = np.stack([np.frombuffer(e.features.feature[frozen.FROZEN_FLIPPED].bytes_list.value[0], np.float32) for e in raw])
+    got_mirror = np.stack([np.frombuffer(e.features.feature[frozen.FROZEN_FLIPPED].bytes_list.value[0], np.float32)
+                           for e in raw])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got_mirror, want_mirror, rtol=1e-4, atol=1e-5)
     assert not np.allclose(got, got_mirror)
@@ -46,7 +47,8 @@ def test_written_outputs_are_the_frozen_parts_of_each_photo_and_its_mirror(tmp_p
 def test_training_on_frozen_outputs_gives_the_same_head_as_training_on_images(tmp_path):
     """Without shuffling or mirroring both paths see the same batches in the same order, so the
     head must come out the same; the frozen path never runs the backbone after the first pass."""
-    cfg = TrainConfig(model=ModelConfig(head_layers=2, head_width=8, dropout=0.0), head_epochs=3, epochs=0, batch_size=8,
+    cfg = TrainConfig(model=ModelConfig(head_layers=2, head_width=8, dropout=0.0), head_epochs=3, epochs=0,
+                      batch_size=8,
                       shuffle_buffer=1, flip=0, learning_rate=1e-2)
     heads = []
     for use_frozen in (False, True):
@@ -54,7 +56,8 @@ def test_training_on_frozen_outputs_gives_the_same_head_as_training_on_images(tm
         model = build_model(cfg.model, 75, 0.3, 0.5)
         train_xf, eval_xf = _transformed(1), _transformed(2)
         inputs = FrozenInputs(train_xf, eval_xf, cfg, str(tmp_path / f"frozen{use_frozen}")) if use_frozen else None
-        history = fit_phases(model, batches(train_xf, cfg, True), batches(eval_xf, cfg, False), cfg, frozen_inputs=inputs)
+        history = fit_phases(model, batches(train_xf, cfg, True), batches(eval_xf, cfg, False), cfg,
+                             frozen_inputs=inputs)
         assert history["phases"][0]["on_frozen_outputs"] is use_frozen
         heads.append((model.get_layer("head_dense_0").kernel.numpy(), history["history"]["val_like_ratio_wmse"]))
     # Adam magnifies float noise in gradients near zero, so kernels agree to a small absolute step.
@@ -65,7 +68,8 @@ def test_training_on_frozen_outputs_gives_the_same_head_as_training_on_images(tm
 
 def test_a_mirrored_split_gives_either_view_at_random(tmp_path):
     model = build_model(ModelConfig(head_layers=1), 75, 0.3, 0.5)
-    split = frozen.write(frozen.forward(finetune.backbone_of(model)), _transformed(3).take(1), str(tmp_path / "t.tfrecord"),
+    split = frozen.write(frozen.forward(finetune.backbone_of(model)), _transformed(3).take(1),
+                         str(tmp_path / "t.tfrecord"),
                          flip=True)
     ex = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(split.files))).numpy())
     own, mirror = (np.frombuffer(ex.features.feature[k].bytes_list.value[0], np.float32)

@@ -24,6 +24,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from deepattraction import nsfwjs
 from deepattraction.trainer import features
 from deepattraction.weights import register, sha256
 
@@ -181,7 +182,8 @@ def load_into(source: TfjsModel, model: tf.keras.Model, pixel_range: tuple[float
         if source.layer(conv)["config"]["padding"] != "valid" or source.layer(conv)["config"]["use_bias"]:
             raise ValueError(f"nsfwjs {conv}: folding the input range needs a bias-free 'valid' conv")
         # BN weights end with moving_mean, moving_variance.
-        weights[conv][0], weights[bn][-2] = fold_input_range(weights[conv][0], weights[bn][-2], NSFWJS_PIXEL_RANGE, pixel_range)
+        weights[conv][0], weights[bn][-2] = fold_input_range(weights[conv][0], weights[bn][-2], NSFWJS_PIXEL_RANGE,
+                                                             pixel_range)
     for s, d in mapping.items():
         expected = [w.shape for w in model.get_layer(d).get_weights()]
         if [w.shape for w in weights[s]] != expected:
@@ -211,8 +213,6 @@ def nsfwjs_classifier(weights_path: str, source: TfjsModel) -> tf.keras.Model:
 
 
 def _manifest_is_current(manifest_path: str, weights_path: str, pixel_range: tuple[float, float]) -> bool:
-    from deepattraction import nsfwjs
-
     if not (os.path.exists(manifest_path) and os.path.exists(weights_path)):
         return False
     with open(manifest_path) as f:
@@ -238,8 +238,6 @@ def fetch(out_dir: str, tarball: str | None = None,
     taking pixels in pixel_range) and a JSON manifest; returns the weights path. Downloads
     nsfwjs from the npm registry unless tarball (an `npm pack` .tgz) is given. Does nothing when
     the manifest already describes the weights file there."""
-    from deepattraction import nsfwjs
-
     weights_path, manifest_path = os.path.join(out_dir, WEIGHTS_FILE), os.path.join(out_dir, MANIFEST_FILE)
     if _manifest_is_current(manifest_path, weights_path, pixel_range):
         return weights_path

@@ -31,7 +31,8 @@ def source(inception_weights):
 def test_trainer_loads_every_conv_and_batch_norm(inception_weights, source):
     with open(os.path.join(os.path.dirname(inception_weights), iw.MANIFEST_FILE)) as f:
         manifest = json.load(f)
-    assert (manifest["imagenet_conv_layers"], manifest["retuned_conv_layers"], manifest["keras_layers_set"]) == (51, 43, 188)
+    assert (manifest["imagenet_conv_layers"], manifest["retuned_conv_layers"], manifest["keras_layers_set"]) == (51, 43,
+                                                                                                                 188)
     assert manifest["input_range"] == [-1.0, 1.0] and manifest["nsfwjs_input_range"] == [0.0, 1.0]
     base = model.build_backbone(model.ModelConfig(weights=inception_weights), 299)  # the trainer's own load path
     mapping = iw.layer_mapping(source, base)
@@ -64,7 +65,8 @@ def test_wiring_or_shape_mismatch_fails_loudly(source):
     mixed0["inbound_nodes"][0].reverse()  # same layers, other concatenation order
     with pytest.raises(ValueError, match="wired differently"):
         iw.layer_mapping(rewired, base)
-    reshaped = iw.TfjsModel(source.layers, {**source.tensors, "conv2d_94/kernel": np.zeros((1, 1, 2047, 192), np.float32)},
+    reshaped = iw.TfjsModel(source.layers,
+                            {**source.tensors, "conv2d_94/kernel": np.zeros((1, 1, 2047, 192), np.float32)},
                             source.quantization)
     with pytest.raises(ValueError, match="conv2d_94 -> .*shapes"):
         iw.load_into(reshaped, base)
@@ -117,7 +119,8 @@ def test_features_are_real_on_faces_unlike_random_weights(inception_weights):
     assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR} (../shared beside the checkout)"
     rng = np.random.default_rng(7)
     paths = [p for group in ("AF", "AM", "CF", "CM")
-             for p in rng.choice(sorted(glob.glob(os.path.join(SCUT_DIR, "images", f"{group}*.jpg"))), 8, replace=False)]
+             for p in rng.choice(sorted(glob.glob(os.path.join(SCUT_DIR, "images", f"{group}*.jpg"))), 8,
+                                 replace=False)]
     size = 128
     a, b = _views(paths, size, rng), _views(paths, size, rng)
     tf.keras.utils.set_random_seed(7)

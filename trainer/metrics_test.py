@@ -21,7 +21,8 @@ def test_best_constant_is_the_weighted_mean_and_minimises_weighted_mse():
 
 
 def test_group_constants_majority_accuracy_logloss():
-    assert metrics.group_constants([0.2, 0.4, 0.9], [1, 1, 2], [0, 0, 1]) == {0: pytest.approx(0.3), 1: pytest.approx(0.9)}
+    assert metrics.group_constants([0.2, 0.4, 0.9], [1, 1, 2], [0, 0, 1]) == {0: pytest.approx(0.3),
+                                                                              1: pytest.approx(0.9)}
     assert metrics.majority([1, 1, 0]) == (1, pytest.approx(2 / 3))
     assert metrics.majority([0, 0, 1, 1]) == (1, 0.5)
     assert metrics.accuracy([1, 0, 1], [0.9, 0.2, 0.4]) == pytest.approx(2 / 3)

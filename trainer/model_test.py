@@ -18,7 +18,8 @@ def test_heads_start_at_the_training_priors(both_model):
     assert set(out) == {features.RATIO_LABEL, features.GENDER_LABEL}
     np.testing.assert_allclose(out[features.RATIO_LABEL].numpy(), 0.3, atol=1e-4)
     np.testing.assert_allclose(out[features.GENDER_LABEL].numpy(), 0.58, atol=1e-4)
-    assert [l.name for l in both_model.layers if l.name.startswith("head_dense")] == ["head_dense_0", "head_dense_1"]
+    heads = [layer.name for layer in both_model.layers if layer.name.startswith("head_dense")]
+    assert heads == ["head_dense_0", "head_dense_1"]
 
 
 def test_config_rejects_bad_values():
@@ -37,14 +38,18 @@ def test_ratio_loss_is_mse_weighted_by_swipe_count():
     compile_model(model, TrainConfig(model=ModelConfig(task="ratio")))
     x = np.zeros((2, 75, 75, 3), "float32")
     y = {features.RATIO_LABEL: np.array([[0.1], [0.9]], "float32")}  # the model predicts 0.5 for both
-    weighted = model.evaluate(x, y, sample_weight={features.RATIO_LABEL: np.array([3.0, 1.0])}, verbose=0, return_dict=True)
+    weighted = model.evaluate(x, y, sample_weight={features.RATIO_LABEL: np.array([3.0, 1.0])}, verbose=0,
+                              return_dict=True)
     # Keras' loss is sum(w * e^2) / batch; the weighted metric is the study's sum(w * e^2) / sum(w).
     assert weighted["loss"] == pytest.approx((3 * 0.16 + 1 * 0.16) / 2, rel=1e-4)
     assert weighted["wmse"] == pytest.approx(0.16, rel=1e-4)
     y2 = {features.RATIO_LABEL: np.array([[0.1], [0.5]], "float32")}
-    heavy_first = model.evaluate(x, y2, sample_weight={features.RATIO_LABEL: np.array([3.0, 1.0])}, verbose=0, return_dict=True)
-    heavy_second = model.evaluate(x, y2, sample_weight={features.RATIO_LABEL: np.array([1.0, 3.0])}, verbose=0, return_dict=True)
-    assert heavy_first["wmse"] == pytest.approx(0.12, rel=1e-4) and heavy_second["wmse"] == pytest.approx(0.04, rel=1e-4)
+    heavy_first = model.evaluate(x, y2, sample_weight={features.RATIO_LABEL: np.array([3.0, 1.0])}, verbose=0,
+                                 return_dict=True)
+    heavy_second = model.evaluate(x, y2, sample_weight={features.RATIO_LABEL: np.array([1.0, 3.0])}, verbose=0,
+                                  return_dict=True)
+    assert heavy_first["wmse"] == pytest.approx(0.12, rel=1e-4) and heavy_second["wmse"] == pytest.approx(0.04,
+                                                                                                          rel=1e-4)
 
 
 def test_batch_norm_recalibration_replaces_lagging_moving_statistics():

@@ -20,7 +20,6 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> "PreprocessConfig":
         d = dict(d or {})
-        d.pop("code", None)  # the pipeline's cache key, not a setting
         cfg = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
         if cfg.backbone not in features.BACKBONES:
             raise ValueError(f"unknown backbone {cfg.backbone!r}; choose from {sorted(features.BACKBONES)}")

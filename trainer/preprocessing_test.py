@@ -6,7 +6,6 @@ import tempfile
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
@@ -37,7 +36,8 @@ def test_the_crop_shows_the_backbones_margin_around_the_face():
     assert a[features.FACE_COUNT_XF].numpy().tolist() == [1]
     np.testing.assert_array_equal(a[features.FACE_BOX_XF].numpy(), b[features.FACE_BOX_XF].numpy())
     f = (1 + 2 * 0.1) / (1 + 2 * 0.3)
-    centre = tf.image.crop_and_resize(b[features.IMAGE_XF], [[(1 - f) / 2, (1 - f) / 2, (1 + f) / 2, (1 + f) / 2]], [0], [96, 96])
+    centre = tf.image.crop_and_resize(b[features.IMAGE_XF], [[(1 - f) / 2, (1 - f) / 2, (1 + f) / 2, (1 + f) / 2]], [0],
+                                      [96, 96])
     assert np.abs(centre.numpy() - a[features.IMAGE_XF].numpy()).mean() < 0.03
     assert np.abs(b[features.IMAGE_XF].numpy() - a[features.IMAGE_XF].numpy()).mean() > 0.1
     assert features.BACKBONES["facenet"].face_margin < features.BACKBONES["inception_v3"].face_margin
@@ -50,7 +50,7 @@ def test_undecodable_image_raises():
 
 def test_config_validates_backbone_and_size():
     assert preprocessing.PreprocessConfig.from_dict({"backbone": "facenet"}).size == 160
-    assert preprocessing.PreprocessConfig.from_dict({"image_size": 96, "code": "abc"}).size == 96
+    assert preprocessing.PreprocessConfig.from_dict({"image_size": 96, "code_version": "abc"}).size == 96
     with pytest.raises(ValueError, match="unknown backbone"):
         preprocessing.PreprocessConfig.from_dict({"backbone": "resnet"})
     with pytest.raises(ValueError, match="< 75"):

@@ -71,7 +71,8 @@ def label_stats(file_pattern) -> dict:
         swipes.append(b[features.SWIPE_COUNT_KEY])
         male.append(b[features.GENDER_KEY] == features.GENDERS[1].encode())
     ratio, swipes, male = (np.concatenate(a) for a in (ratio, swipes, male))
-    return {"ratio_prior": metrics.best_constant(ratio, swipes), "male_prior": float(male.mean()), "count": int(len(ratio)),
+    return {"ratio_prior": metrics.best_constant(ratio, swipes), "male_prior": float(male.mean()),
+            "count": int(len(ratio)),
             "mean_swipes": float(swipes.mean()) if len(swipes) else 1.0}
 
 
@@ -112,7 +113,8 @@ def batches(ds: tf.data.Dataset, cfg: TrainConfig, training: bool) -> tf.data.Da
     def to_xy(xf):
         labels = {features.RATIO_LABEL: xf[features.RATIO_XF][:, None],
                   features.GENDER_LABEL: tf.cast(xf[features.GENDER_XF], tf.float32)[:, None]}
-        weights = {features.RATIO_LABEL: xf[features.WEIGHT_XF], features.GENDER_LABEL: tf.ones_like(xf[features.WEIGHT_XF])}
+        weights = {features.RATIO_LABEL: xf[features.WEIGHT_XF],
+                   features.GENDER_LABEL: tf.ones_like(xf[features.WEIGHT_XF])}
         return ({features.IMAGE_XF: xf[features.IMAGE_XF]},
                 {k: labels[k] for k in outputs}, {k: weights[k] for k in outputs})
 
@@ -167,7 +169,8 @@ def phases(cfg: TrainConfig) -> list[Phase]:
     if cfg.head_epochs > 0:
         out.append(Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
     if cfg.epochs > 0:
-        out.append(Phase("fine_tune", cfg.epochs, cfg.fine_tune_learning_rate or cfg.learning_rate, cfg.trainable_blocks))
+        out.append(Phase("fine_tune", cfg.epochs, cfg.fine_tune_learning_rate or cfg.learning_rate,
+                         cfg.trainable_blocks))
     if not out:
         raise ValueError("nothing to train: head_epochs and epochs are both 0")
     return out
@@ -217,7 +220,8 @@ class FrozenInputs:
                 frozen.dataset(eval_split, outputs, cfg.batch_size, False))
 
 
-def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset | None, eval_ds: tf.data.Dataset | None, cfg: TrainConfig,
+def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset | None, eval_ds: tf.data.Dataset | None,
+               cfg: TrainConfig,
                callbacks: list | None = None, frozen_inputs: FrozenInputs | None = None) -> dict:
     """Runs every phase; returns the training history the report plots.
 
@@ -251,7 +255,8 @@ def _require_photos(count: int, split: str, cfg: TrainConfig) -> None:
         return
     if cfg.starred_only:
         raise ValueError(f"starred_only=1 left no {split} photos: none has exactly one face that counts "
-                         f"(confidence >= {features.FACE_MIN_CONFIDENCE}, width >= {features.FACE_MIN_FRACTION} of the shorter side)")
+                         f"(confidence >= {features.FACE_MIN_CONFIDENCE}, width >= "
+                         f"{features.FACE_MIN_FRACTION} of the shorter side)")
     raise ValueError(f"the {split} split has no photos")
 
 
@@ -262,7 +267,8 @@ def _count(ds: tf.data.Dataset) -> int:
 
 
 def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig,
-          log_dir: str | None = None, machine: distribute.Machine | None = None, work_dir: str | None = None) -> tf.keras.Model:
+          log_dir: str | None = None, machine: distribute.Machine | None = None,
+          work_dir: str | None = None) -> tf.keras.Model:
     """Fits the model and returns it. The strategy and float policy follow the machine; eval
     metrics per epoch go to TensorBoard and, with the phases, to HISTORY_FILE in log_dir.
     Frozen outputs go to work_dir (by default a temporary folder, removed after training)."""

@@ -40,10 +40,12 @@ class Executor(base_executor.BaseExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         block_on = policy.check_policy(exec_properties.get(POLICY) or policy.BLOCK_SCHEMA)
         stats = artifact_utils.get_single_instance(input_dict["statistics"])
-        schema = validation.read_schema(os.path.join(artifact_utils.get_single_uri(input_dict["schema"]), "schema.pbtxt"))
+        schema_dir = artifact_utils.get_single_uri(input_dict["schema"])
+        schema = validation.read_schema(os.path.join(schema_dir, "schema.pbtxt"))
         found = read_anomalies(artifact_utils.get_single_instance(input_dict["anomalies"]))
         for split in found:
-            found[split] += validation.custom_anomalies(stats_artifact_utils.load_statistics(stats, split).proto(), schema)
+            split_stats = stats_artifact_utils.load_statistics(stats, split).proto()
+            found[split] += validation.custom_anomalies(split_stats, schema)
         current = stats_artifact_utils.load_statistics(stats, validation.DRIFT_SPLIT).proto()
         blessings = input_dict.get("baseline_blessing") or []
         baseline = validation.load_baseline(blessings[0].uri) if blessings else None

@@ -75,7 +75,8 @@ def gate(root: str, inputs: tuple, block_on: str, baseline_uri: str | None = Non
     error = None
     try:
         executor.Executor().Do({"statistics": [stats], "schema": [schema], "anomalies": [anomalies],
-                                "baseline_blessing": blessings}, {"data_validation": [out]}, {executor.POLICY: block_on})
+                                "baseline_blessing": blessings}, {"data_validation": [out]},
+                               {executor.POLICY: block_on})
     except executor.DataValidationBlocked as e:
         error = e
     with open(os.path.join(out.uri, validation.VERDICT_FILE)) as f:
@@ -120,7 +121,8 @@ def test_schema_anomalies_block_by_default_naming_each_feature(runs):
     assert verdict["blocked"] and error is not None
     for split in SPLITS:
         found = {r["feature"]: " ".join(r["reasons"]) for r in verdict["schema_anomalies"][split]}
-        assert set(found) == {features.GENDER_KEY, features.LIKE_RATIO_KEY, features.SWIPE_COUNT_KEY, features.IMAGE_KEY}
+        assert set(found) == {features.GENDER_KEY, features.LIKE_RATIO_KEY, features.SWIPE_COUNT_KEY,
+                              features.IMAGE_KEY}
         assert "unknown" in found[features.GENDER_KEY] and "1.5" in found[features.LIKE_RATIO_KEY]
         assert "empty image" in found[features.IMAGE_KEY]
     message = str(error)

@@ -51,7 +51,8 @@ def read_schema(path: str) -> schema_pb2.Schema:
 
 def _words(reason) -> str:
     """A custom rule's own words are its short description; TFDV's description is the SQL query."""
-    return reason.short_description if reason.type == anomalies_pb2.AnomalyInfo.CUSTOM_VALIDATION else reason.description
+    custom = reason.type == anomalies_pb2.AnomalyInfo.CUSTOM_VALIDATION
+    return reason.short_description if custom else reason.description
 
 
 def anomaly_rows(anomalies: anomalies_pb2.Anomalies, keep=lambda reason: True) -> list[dict]:

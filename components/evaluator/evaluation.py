@@ -51,7 +51,8 @@ class Labels:
 
 
 def subset(labels: Labels, mask) -> Labels:
-    return Labels(*(None if a is None else a[mask] for a in (getattr(labels, f.name) for f in dataclasses.fields(labels))))
+    return Labels(*(None if a is None else a[mask]
+                    for a in (getattr(labels, f.name) for f in dataclasses.fields(labels))))
 
 
 def swipe_bucket_name(lo: int, hi: int | None) -> str:
@@ -70,7 +71,8 @@ def slice_masks(labels: Labels, face_count=None) -> dict:
         for g in sorted(set(labels.group) - {""}):
             masks[f"group={g}"] = labels.group == g
     for lo, hi in SWIPE_BUCKETS:
-        masks[swipe_bucket_name(lo, hi)] = (labels.swipe_count >= lo) & (True if hi is None else labels.swipe_count <= hi)
+        masks[swipe_bucket_name(lo, hi)] = (labels.swipe_count >= lo) & (True if hi is None
+                                                                         else labels.swipe_count <= hi)
     return masks
 
 
@@ -85,7 +87,9 @@ def source_gender_labels(labels: Labels) -> dict:
         mask = labels.source_swipes[:, i] > 0
         sub = subset(labels, mask)
         swipes = sub.source_swipes[:, i].astype(np.float64)
-        out[f"source_gender={g}"] = (mask, dataclasses.replace(sub, like_ratio=sub.source_likes[:, i] / swipes, swipe_count=swipes))
+        out[f"source_gender={g}"] = (mask,
+                                     dataclasses.replace(sub, like_ratio=sub.source_likes[:, i] / swipes,
+                                                         swipe_count=swipes))
     return out
 
 
@@ -104,7 +108,8 @@ def evaluate_slices(labels: Labels, base: dict, ratio_pred=None, male_prob=None,
 
 def _ratio_baselines(labels: Labels) -> dict:
     return {"constant": metrics.best_constant(labels.like_ratio, labels.swipe_count),
-            "gender_constants": {int(k): v for k, v in metrics.group_constants(labels.like_ratio, labels.swipe_count, labels.male).items()}}
+            "gender_constants": {int(k): v for k, v in
+                                 metrics.group_constants(labels.like_ratio, labels.swipe_count, labels.male).items()}}
 
 
 def baselines(train: Labels) -> dict:
@@ -123,7 +128,8 @@ def baselines(train: Labels) -> dict:
 
 
 def _errors(prefix: str, y, pred, w) -> dict:
-    return {f"{prefix}_weighted_mse": metrics.weighted_mse(y, pred, w), f"{prefix}_mse": metrics.weighted_mse(y, pred, np.ones_like(y)),
+    return {f"{prefix}_weighted_mse": metrics.weighted_mse(y, pred, w),
+            f"{prefix}_mse": metrics.weighted_mse(y, pred, np.ones_like(y)),
             f"{prefix}_weighted_mae": metrics.weighted_mae(y, pred, w), f"{prefix}_mae": metrics.mae(y, pred)}
 
 
@@ -143,15 +149,18 @@ def evaluate(labels: Labels, base: dict, ratio_pred=None, male_prob=None) -> dic
     out = {"count": int(len(labels.like_ratio))}
     if ratio_pred is not None:
         y, w, pred = labels.like_ratio, labels.swipe_count, np.asarray(ratio_pred, np.float64)
-        gender_pred = np.array([base["gender_constants"].get(int(m), base["constant"]) for m in labels.male], np.float64)
+        gender_pred = np.array([base["gender_constants"].get(int(m), base["constant"]) for m in labels.male],
+                               np.float64)
         bins, ece = metrics.calibration(y, pred, w, CALIBRATION_BINS)
         out.update({**_errors("ratio", y, pred, w), **_correlations("ratio", y, pred, w),
                     **_errors("constant", y, np.full_like(y, base["constant"]), w),
-                    **_errors("gender_constant", y, gender_pred, w), **_correlations("gender_constant", y, gender_pred, w),
+                    **_errors("gender_constant", y, gender_pred, w),
+                    **_correlations("gender_constant", y, gender_pred, w),
                     "constant": base["constant"], "ratio_calibration": bins, "ratio_ece": ece})
         out["mse_ratio"] = out["ratio_weighted_mse"] / max(out["constant_weighted_mse"], metrics.EPS)
         # How much of the constant's error knowing the photo's gender alone removes.
-        out["gender_constant_mse_ratio"] = out["gender_constant_weighted_mse"] / max(out["constant_weighted_mse"], metrics.EPS)
+        out["gender_constant_mse_ratio"] = out["gender_constant_weighted_mse"] / max(out["constant_weighted_mse"],
+                                                                                     metrics.EPS)
     if male_prob is not None:
         n = len(labels.male)
         out.update({
@@ -170,7 +179,8 @@ def bless(result: dict, gate: GateConfig) -> tuple[bool, list[str]]:
     if "ratio_weighted_mse" in result and not result["mse_ratio"] < gate.max_mse_ratio:
         reasons.append(f"like-ratio weighted MSE {result['ratio_weighted_mse']:.5f} is not below "
                        f"{gate.max_mse_ratio} x constant {result['constant_weighted_mse']:.5f}")
-    if "gender_accuracy" in result and not result["gender_accuracy"] > result["majority_accuracy"] + gate.min_accuracy_gain:
+    if "gender_accuracy" in result and \
+            not result["gender_accuracy"] > result["majority_accuracy"] + gate.min_accuracy_gain:
         reasons.append(f"gender accuracy {result['gender_accuracy']:.4f} is not above majority "
                        f"{result['majority_accuracy']:.4f} + {gate.min_accuracy_gain}")
     if result.get("count", 0) == 0:

@@ -5,7 +5,14 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate, evaluate_slices
+from deepattraction.components.evaluator.evaluation import (
+    GateConfig,
+    Labels,
+    baselines,
+    bless,
+    evaluate,
+    evaluate_slices,
+)
 
 
 def _labels():
@@ -83,7 +90,8 @@ def _reference(y, pred, w, male, male_prob, base):
     gender_pred = np.where(male == 1, base["gender_constants"][1], base["gender_constants"][0])
     out = {
         "ratio_weighted_mse": np.average((y - pred) ** 2, weights=w), "ratio_mse": skm.mean_squared_error(y, pred),
-        "ratio_mae": skm.mean_absolute_error(y, pred), "ratio_weighted_mae": skm.mean_absolute_error(y, pred, sample_weight=w),
+        "ratio_mae": skm.mean_absolute_error(y, pred),
+        "ratio_weighted_mae": skm.mean_absolute_error(y, pred, sample_weight=w),
         "constant_weighted_mse": np.average((y - base["constant"]) ** 2, weights=w),
         "constant_mae": skm.mean_absolute_error(y, np.full_like(y, base["constant"])),
         "gender_constant_weighted_mse": np.average((y - gender_pred) ** 2, weights=w),
@@ -108,7 +116,8 @@ def test_metrics_match_scipy_and_sklearn():
     assert {k: m[k] for k in ref} == pytest.approx(ref)
     cov = np.cov(labels.like_ratio, PRED, aweights=labels.swipe_count)
     assert m["ratio_weighted_pearson"] == pytest.approx(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
-    assert m["gender_constant_mse_ratio"] == pytest.approx(m["gender_constant_weighted_mse"] / m["constant_weighted_mse"])
+    assert m["gender_constant_mse_ratio"] == pytest.approx(m["gender_constant_weighted_mse"]
+                                                           / m["constant_weighted_mse"])
     # Six photos, ten bins: one photo per bin, so each bin's gap is that photo's error.
     assert [b["count"] for b in m["ratio_calibration"]] == [1] * 6
     assert m["ratio_ece"] == pytest.approx(m["ratio_weighted_mae"])
@@ -137,7 +146,8 @@ def test_source_gender_slices_use_each_swiper_gender_s_own_ratio_weights_and_bas
         own = base["source_gender"][name]
         # That gender's swipe-weighted like ratio, overall and by target gender: the study's table.
         assert own["constant"] == pytest.approx(counts[seen, 0].sum() / w.sum())
-        assert own["gender_constants"] == {m: pytest.approx(counts[seen][male == m, 0].sum() / w[male == m].sum()) for m in (0, 1)}
+        assert own["gender_constants"] == {m: pytest.approx(counts[seen][male == m, 0].sum() / w[male == m].sum())
+                                           for m in (0, 1)}
         assert own["constant"] != pytest.approx(base["constant"])
         ref = _reference(y, PRED[seen], w, male, MALE_PROB[seen], {**base, **own})
         assert slices[name]["count"] == seen.sum() == 5
@@ -156,7 +166,8 @@ def test_group_and_swipe_count_slices():
     slices = evaluate_slices(labels, base, PRED, MALE_PROB)
     counts = {k: v["count"] for k, v in slices.items()}
     assert counts == {"female": 3, "male": 3, "group=AF": 2, "group=AM": 1, "group=CM": 2,  # "" is no group
-                      "swipe_count=1-9": 2, "swipe_count=10-29": 2, "swipe_count=30+": 2, "source_gender=female": 5, "source_gender=male": 5}
+                      "swipe_count=1-9": 2, "swipe_count=10-29": 2, "swipe_count=30+": 2, "source_gender=female": 5,
+                      "source_gender=male": 5}
     many = labels.swipe_count >= 30
     assert slices["swipe_count=30+"]["ratio_weighted_mse"] == pytest.approx(
         np.average((labels.like_ratio[many] - PRED[many]) ** 2, weights=labels.swipe_count[many]))

@@ -15,7 +15,14 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from deepattraction.components.data_gate import validation
-from deepattraction.components.evaluator.evaluation import GateConfig, Labels, baselines, bless, evaluate, evaluate_slices
+from deepattraction.components.evaluator.evaluation import (
+    GateConfig,
+    Labels,
+    baselines,
+    bless,
+    evaluate,
+    evaluate_slices,
+)
 from deepattraction.trainer import features
 from deepattraction.trainer.features import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
 
@@ -40,7 +47,8 @@ def _records(files: list[str], keys: dict):
 
 def read_labels(files: list[str]) -> tuple[Labels, list[str]]:
     raw = features.raw_feature_spec()
-    spec = {**features.label_feature_spec(), **{k: raw[k] for k in (features.USER_ID_KEY, features.GROUP_KEY, *features.SOURCE_COUNT_KEYS)}}
+    spec = {**features.label_feature_spec(),
+            **{k: raw[k] for k in (features.USER_ID_KEY, features.GROUP_KEY, *features.SOURCE_COUNT_KEYS)}}
     cols = {k: [] for k in spec}
     for _, parsed in _records(files, spec):
         for k in spec:
@@ -79,7 +87,8 @@ def write_predictions(path: str, user_ids: list[str], labels: Labels, preds: dic
             return " ".join(f"{x:.2f}" for x in v) if np.ndim(v) else f"{float(v):.6g}"
 
         for i, uid in enumerate(user_ids):
-            by_source = [int(a[i, j]) for j in range(len(features.GENDERS)) for a in (labels.source_likes, labels.source_swipes)]
+            by_source = [int(a[i, j]) for j in range(len(features.GENDERS))
+                         for a in (labels.source_likes, labels.source_swipes)]
             w.writerow([uid, f"{labels.like_ratio[i]:.6f}", int(labels.swipe_count[i]), int(labels.male[i])]
                        + [fmt(preds[c][i]) for c in cols] + [labels.group[i], *by_source])
 
@@ -101,9 +110,11 @@ class Executor(base_executor.BaseExecutor):
         if last:  # the last blessed model, scored on the same photos
             last_dir = path_utils.serving_model_path(last[0].uri, path_utils.is_old_model_artifact(last[0]))
             last_preds = predict(last_dir, eval_files)
-            result["baseline_model"] = {"uri": last[0].uri, **evaluate(labels, base, last_preds.get(OUT_RATIO), last_preds.get(OUT_MALE))}
+            result["baseline_model"] = {"uri": last[0].uri,
+                                        **evaluate(labels, base, last_preds.get(OUT_RATIO), last_preds.get(OUT_MALE))}
         blessed, reasons = bless(result, gate)
-        result["slices"] = evaluate_slices(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE), preds.get(OUT_FACE_COUNT))
+        result["slices"] = evaluate_slices(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE),
+                                           preds.get(OUT_FACE_COUNT))
         result.update(blessed=blessed, not_blessed_because=reasons, gate=json.loads(gate.to_json()),
                       baselines=base, train_count=int(len(train_labels.like_ratio)))
 

@@ -39,13 +39,15 @@ def _save_model(path: str, perfect: bool, constant: float = 0.5) -> None:
 @pytest.mark.parametrize("perfect", [True, False])
 def test_blessing_follows_the_baselines(tmp_path, tiny_examples, perfect):
     examples, _ = tiny_examples
-    model, evaluation, blessing = standard_artifacts.Model(), standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    model, evaluation, blessing = (standard_artifacts.Model(), standard_artifacts.ModelEvaluation(),
+                                   standard_artifacts.ModelBlessing())
     model.uri, evaluation.uri, blessing.uri = (str(tmp_path / n) for n in ("model", "evaluation", "blessing"))
     for a in (evaluation, blessing):
         os.makedirs(a.uri)
     constant = baselines(executor.read_labels(executor.split_files(examples, "train"))[0])["constant"]
     _save_model(os.path.join(model.uri, "Format-Serving"), perfect, constant)
-    executor.Executor().Do({"examples": [examples], "model": [model]}, {"evaluation": [evaluation], "blessing": [blessing]},
+    executor.Executor().Do({"examples": [examples], "model": [model]},
+                           {"evaluation": [evaluation], "blessing": [blessing]},
                            {executor.GATE_CONFIG: GateConfig().to_json()})
     assert model_utils.is_model_blessed(blessing) == perfect
     assert os.path.exists(os.path.join(blessing.uri, "BLESSED" if perfect else "NOT_BLESSED"))
@@ -58,16 +60,19 @@ def test_blessing_follows_the_baselines(tmp_path, tiny_examples, perfect):
         assert m["mse_ratio"] == pytest.approx(4, rel=1e-4) and len(m["not_blessed_because"]) == 2
     with open(os.path.join(evaluation.uri, executor.PREDICTIONS_FILE), newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == m["count"] and {"user_id", "like_ratio", f"pred_{OUT_RATIO}", f"pred_{OUT_MALE}"} <= set(rows[0])
+    assert len(rows) == m["count"] and {"user_id", "like_ratio", f"pred_{OUT_RATIO}",
+                                        f"pred_{OUT_MALE}"} <= set(rows[0])
     assert sum(m["slices"].get(g, {}).get("count", 0) for g in ("female", "male")) == m["count"]
     assert m["slices"]["unstarred"]["count"] == m["count"]  # the stand-in model reports no faces
     assert list(rows[0])[:4] == ["user_id", "like_ratio", "swipe_count", "male"]
     assert list(rows[0])[-5:] == [features.GROUP_KEY, *features.SOURCE_COUNT_KEYS]
     for r in rows:
-        assert int(r[features.swipes_from_key("female")]) + int(r[features.swipes_from_key("male")]) == int(r["swipe_count"])
+        by_gender = int(r[features.swipes_from_key("female")]) + int(r[features.swipes_from_key("male")])
+        assert by_gender == int(r["swipe_count"])
         assert r[features.GROUP_KEY] == ""  # the synthetic users table has no group column
     s = m["slices"]
-    assert sum(s[b]["count"] for b in ("swipe_count=1-9", "swipe_count=10-29", "swipe_count=30+") if b in s) == m["count"]
+    assert sum(s[b]["count"] for b in ("swipe_count=1-9", "swipe_count=10-29", "swipe_count=30+")
+               if b in s) == m["count"]
     assert not any(k.startswith("group=") for k in s)
     for g in features.GENDERS:
         seen = [r for r in rows if int(r[features.swipes_from_key(g)]) > 0]
@@ -76,7 +81,8 @@ def test_blessing_follows_the_baselines(tmp_path, tiny_examples, perfect):
             y = np.array([int(r[features.likes_from_key(g)]) / int(r[features.swipes_from_key(g)]) for r in seen])
             w = np.array([int(r[features.swipes_from_key(g)]) for r in seen])
             pred = np.array([float(r[f"pred_{OUT_RATIO}"]) for r in seen])
-            assert s[f"source_gender={g}"]["ratio_weighted_mse"] == pytest.approx(np.average((y - pred) ** 2, weights=w), rel=1e-4)
+            assert s[f"source_gender={g}"]["ratio_weighted_mse"] == pytest.approx(np.average((y - pred) ** 2,
+                                                                                             weights=w), rel=1e-4)
     assert {"ratio_mae", "ratio_spearman", "ratio_ece", "gender_auc", "constant_mae"} <= set(m)
 
 

@@ -21,7 +21,8 @@ _TYPES = {str: str, int: int, float: float}
 
 
 def _fields() -> dict[str, type]:
-    fields = [f for f in dataclasses.fields(ModelConfig)] + [f for f in dataclasses.fields(TrainConfig) if f.name != "model"]
+    fields = [f for f in dataclasses.fields(ModelConfig)] + [f for f in dataclasses.fields(TrainConfig)
+                                                             if f.name != "model"]
     return {f.name: _TYPES[type(f.default)] for f in fields}
 
 
@@ -45,4 +46,5 @@ class HParamsGen(base_component.BaseComponent):
         # A whole number where a float is declared (`--hparam learning_rate=0` parses as an int)
         # is that float; anything else of the wrong type still fails in the spec.
         hparams = {k: float(v) if HPARAM_TYPES[k] is float and type(v) is int else v for k, v in hparams.items()}
-        super().__init__(HParamsGenSpec(hyperparameters=types.Channel(type=standard_artifacts.HyperParameters), **hparams))
+        super().__init__(HParamsGenSpec(hyperparameters=types.Channel(type=standard_artifacts.HyperParameters),
+                                        **hparams))

@@ -58,7 +58,8 @@ def test_blessed_model_is_pushed_with_tf_serving_warmup_requests(tmp_path, monke
     assert photos.shape == (4,)
     assert all(tf.io.decode_image(p).shape[-1] == 3 for p in photos)  # real, decodable photos
     # the pushed model still serves
-    assert tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant([b"abc"]))["n"].numpy()[0] == 3
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    assert serve(image_bytes=tf.constant([b"abc"]))["n"].numpy()[0] == 3
     assert os.path.exists(warmup.warmup_path(pushed.uri))
 
 
@@ -79,10 +80,12 @@ class _Weighted(tf.Module):
 
 def test_the_model_already_served_is_not_pushed_again_but_a_new_one_is(tmp_path):
     base = str(tmp_path / "serving" / "deepattraction")
-    dest = proto_utils.proto_to_json(pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))
+    dest = proto_utils.proto_to_json(
+        pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))
 
     def push(name: str, w: float):
-        model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), standard_artifacts.PushedModel()
+        model, blessing, pushed = (standard_artifacts.Model(), standard_artifacts.ModelBlessing(),
+                                   standard_artifacts.PushedModel())
         model.uri, pushed.uri = str(tmp_path / name), str(tmp_path / f"pushed-{name}")
         if not os.path.exists(model.uri):  # a cached Trainer hands over the very same folder
             m = _Weighted(w)

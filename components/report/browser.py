@@ -43,8 +43,10 @@ def view(html_path: str, screenshot: str | None = None, chromium: str = CHROMIUM
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("requestfailed", lambda r: failed.append(f"{r.url[:80]}: {r.failure}"))
             page.goto(pathlib.Path(html_path).absolute().as_uri(), wait_until="load")
-            images = page.evaluate("[...document.images].map(i => ({alt: i.alt, width: i.naturalWidth, complete: i.complete}))")
-            tables = page.evaluate("Object.fromEntries([...document.querySelectorAll('table')].map(t => [t.className, t.innerText]))")
+            images = page.evaluate("[...document.images].map(i => ({alt: i.alt, width: i.naturalWidth, "
+                                   "complete: i.complete}))")
+            tables = page.evaluate("Object.fromEntries([...document.querySelectorAll('table')].map(t => "
+                                   "[t.className, t.innerText]))")
             galleries = page.evaluate("Object.fromEntries([...document.querySelectorAll('section.gallery')]"
                                       ".map(s => [s.id, s.querySelectorAll('figure.thumb img').length]))")
             if screenshot:
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(a.screenshot)), exist_ok=True)
     v = view(a.report, a.screenshot)
     broken = [i["alt"] for i in v.images if not i["width"]]
-    print(f"{a.report}: {len(v.images)} images ({len(broken)} broken), tables {sorted(v.tables)}, galleries {v.galleries}"
+    print(f"{a.report}: {len(v.images)} images ({len(broken)} broken), tables {sorted(v.tables)}, "
+          f"galleries {v.galleries}"
           + (f"; screenshot {a.screenshot}" if a.screenshot else ""))
     for e in v.console_errors + v.page_errors + v.failed_requests + [f"broken image {b}" for b in broken]:
         print(f"error: {e}")

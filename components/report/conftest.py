@@ -1,5 +1,6 @@
 """A real run's artifacts for the report tests: SwipeExampleGen's examples and report on the tiny
-dataset, an evaluation (of its train split, the largest) made by the evaluator's own metric code from predictions fabricated for the
+dataset, an evaluation (of its train split, the largest) made by the evaluator's own metric code from predictions
+fabricated for the
 test split's photos (test input, not a model), and a Trainer-style training history."""
 import csv
 import dataclasses
@@ -36,7 +37,8 @@ def write_evaluation(uri: str, examples) -> tuple[dict, list[dict]]:
     metrics = {**evaluate(labels, base, ratio, male), "slices": evaluate_slices(labels, base, ratio, male, faces),
                "blessed": True, "not_blessed_because": [], "gate": json.loads(gate.to_json()), "baselines": base}
     rows = [{"user_id": u, "like_ratio": f"{labels.like_ratio[i]:.6f}", "swipe_count": int(labels.swipe_count[i]),
-             "male": int(labels.male[i]), "pred_face_box": "8.00 10.00 40.00 50.00" if faces[i] else "0.00 0.00 0.00 0.00",
+             "male": int(labels.male[i]),
+             "pred_face_box": "8.00 10.00 40.00 50.00" if faces[i] else "0.00 0.00 0.00 0.00",
              "pred_face_confidence": "0.99", "pred_face_count": int(faces[i]), "pred_like_ratio": f"{ratio[i]:.6g}",
              "pred_male_probability": f"{male[i]:.6g}"} for i, u in enumerate(user_ids)]
     os.makedirs(uri, exist_ok=True)
@@ -61,7 +63,8 @@ def run_report(out_dir: str, examples, data_report, evaluation, history: dict | 
     os.makedirs(report.uri, exist_ok=True)
     executor.Executor().Do(
         {"examples": [examples], "data_report": [data_report], "evaluation": [evaluation], "model_run": [model_run]},
-        {"report": [report]}, {executor.REPORT_CONFIG: json.dumps(dataclasses.asdict(ReportConfig(gallery_size=GALLERY)))})
+        {"report": [report]},
+        {executor.REPORT_CONFIG: json.dumps(dataclasses.asdict(ReportConfig(gallery_size=GALLERY)))})
     return report.uri
 
 

@@ -4,7 +4,8 @@ from deepattraction.components.report import data_validation
 
 VERDICT = {
     "policy": policy.BLOCK_SCHEMA, "blocked": False, "baseline": "/runs/blessing/1",
-    "schema_anomalies": {"train": [{"feature": "gender", "reasons": ["Examples contain values missing from the schema: x"]}],
+    "schema_anomalies": {"train": [{"feature": "gender",
+                                    "reasons": ["Examples contain values missing from the schema: x"]}],
                          "eval": []},
     "drift": {"measurements": [{"feature": "gender", "measure": "L_INFTY", "value": 0.25, "threshold": 0.1},
                                {"feature": "like_ratio", "measure": "JENSEN_SHANNON_DIVERGENCE", "value": 0.01,

@@ -19,7 +19,8 @@ def test_report_shows_the_runs_metrics_galleries_and_card(report_run):
     highest = re.search(r'id="gallery-highest">(.*?)</section>', page, re.S).group(1)
     assert re.findall(r'alt="([^"]+)"', highest) == [r["user_id"] for r in ranked[::-1][:GALLERY]]
     assert highest.count("data:image/jpeg;base64,") == min(GALLERY, len(rows))
-    assert len(rows) > 2 * GALLERY and f"<td>{fmt(metrics['ratio_weighted_mse'])}</td>" in page and "fine_tune" in page and 'alt="training curves"' in page
+    assert len(rows) > 2 * GALLERY and f"<td>{fmt(metrics['ratio_weighted_mse'])}</td>" in page
+    assert "fine_tune" in page and 'alt="training curves"' in page
     assert len(page) > 50_000 and not re.search(r'(src|href)="(?!data:)', page)
 
 

@@ -1,6 +1,6 @@
 """The model card of a run, in Markdown: what the model is, what it is not for, and its metrics
 overall and per slice with the largest gap between groups. Lives with the report component,
-which puts the card into every run's report; pipeline/model_card.py re-exports it for the CLI."""
+which puts the card into every run's report; pipeline/results.py writes it to the pipeline root."""
 from __future__ import annotations
 
 MODEL_CARD_FILE = "model_card.md"

@@ -1,5 +1,4 @@
 from deepattraction.components.report import model_card
-from deepattraction.pipeline import model_card as pipeline_model_card
 
 
 def test_card_says_what_it_predicts_and_reports_slices_and_the_largest_gap():
@@ -20,8 +19,8 @@ def test_card_says_what_it_predicts_and_reports_slices_and_the_largest_gap():
     assert "| female | 4 |" in text and "| male | 6 |" in text and "| swipe_count=10-29 | 5 |" in text
     assert "| ratio_mae |" in text and "| other |" not in text  # a column when some slice has it; known metrics only
     gaps = text.split("Largest gap between groups:")[1]
-    assert gaps.index("source_gender: **gender_auc** differs by 0.3000 (source_gender=female 0.6000, source_gender=male 0.9000)") \
+    assert gaps.index("source_gender: **gender_auc** differs by 0.3000 (source_gender=female 0.6000, "
+                      "source_gender=male 0.9000)") \
         < gaps.index("target gender: **gender_accuracy** differs by 0.2500 (female 0.7500, male 1.0000)") \
         < gaps.index("starred subset: **ratio_weighted_mse** differs by 0.0300 (starred 0.0200, unstarred 0.0500)")
     assert "swipe_count:" not in gaps  # a group of one slice has no gap
-    assert pipeline_model_card.render is model_card.render

@@ -43,14 +43,16 @@ def scatter_plot(photos: list[Photo]) -> bytes | None:
     return _png(fig)
 
 
-def quantile_bins(pred: np.ndarray, true: np.ndarray, weight: np.ndarray, bins: int) -> list[tuple[float, float, float]]:
+def quantile_bins(pred: np.ndarray, true: np.ndarray, weight: np.ndarray,
+                  bins: int) -> list[tuple[float, float, float]]:
     """(mean predicted, mean true, total weight) per bin of equally many photos, weight-averaged."""
     order = np.argsort(pred, kind="stable")
     out = []
     for idx in np.array_split(order, min(bins, len(order))):
         w = weight[idx]
         if len(idx) and w.sum() > 0:
-            out.append((float(np.average(pred[idx], weights=w)), float(np.average(true[idx], weights=w)), float(w.sum())))
+            out.append((float(np.average(pred[idx], weights=w)), float(np.average(true[idx], weights=w)),
+                        float(w.sum())))
     return out
 
 
@@ -91,7 +93,8 @@ def calibration_plot(photos: list[Photo], metrics: dict, bins: int) -> bytes | N
 def training_plot(history: dict) -> bytes | None:
     """One panel per metric (train and val_ together), phase starts marked."""
     curves = {k: v for k, v in (history.get("history") or {}).items() if isinstance(v, list) and v}
-    names = [k for k in curves if not k.startswith("val_")] + [k[4:] for k in curves if k.startswith("val_") and k[4:] not in curves]
+    names = [k for k in curves if not k.startswith("val_")] + [k[4:] for k in curves if k.startswith("val_")
+                                                               and k[4:] not in curves]
     if not names:
         return None
     cols = min(3, len(names))

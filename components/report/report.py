@@ -10,10 +10,9 @@ import dataclasses
 import html
 import io
 import math
+import pathlib
 
-from deepattraction.components.report import data_validation
-from deepattraction.components.report.plots import (calibration_plot, gender_heatmap, scatter_plot, thumbnail,
-                                                     training_plot)
+from deepattraction.components.report import data_validation, plots
 
 MIME_PNG, MIME_JPEG = "image/png", "image/jpeg"
 
@@ -157,7 +156,9 @@ def slices_table(metrics: dict, slices: dict) -> str:
 def baselines_table(base: dict) -> str:
     """One row per value; nested baselines (per gender, per swiper gender) as "key [sub] [subsub]"."""
     def flat(prefix, v):
-        return [r for sub, sv in v.items() for r in flat(f"{prefix} [{sub}]", sv)] if isinstance(v, dict) else [[prefix, v]]
+        if not isinstance(v, dict):
+            return [[prefix, v]]
+        return [r for sub, sv in v.items() for r in flat(f"{prefix} [{sub}]", sv)]
 
     rows = [r for k, v in base.items() for r in flat(k, v)]
     return table(["baseline (from the training split)", "value"], rows, "baselines")
@@ -167,10 +168,8 @@ TIMED = ("stages", "wall_seconds")  # summary.json's times, shown in their own t
 
 
 def summary_table(summary: dict) -> str:
-    rows = []
-    for k, v in summary.items():
-        if k not in TIMED:
-            rows.append([k, ", ".join(f"{a}: {b}" for a, b in v.items()) if isinstance(v, dict) else v])
+    rows = [[k, ", ".join(f"{a}: {b}" for a, b in v.items()) if isinstance(v, dict) else v]
+            for k, v in summary.items() if k not in TIMED]
     return table(["data", "count"], rows, "summary")
 
 
@@ -192,7 +191,8 @@ def gender_table_html(cells: list[dict]) -> str:
 
 def caption(p: Photo) -> str:
     gender = "male" if p.male else "female"
-    lines = [f"<b>{esc(p.user_id)}</b>", f"true {p.like_ratio:.3f} &middot; {int(p.swipe_count)} swipes &middot; {gender}"]
+    lines = [f"<b>{esc(p.user_id)}</b>",
+             f"true {p.like_ratio:.3f} &middot; {int(p.swipe_count)} swipes &middot; {gender}"]
     pred = []
     if p.pred_ratio is not None:
         pred.append(f"pred {p.pred_ratio:.3f}")
@@ -209,7 +209,8 @@ def gallery(title: str, note: str, photos: list[Photo], images: dict, cfg: Repor
         if p.user_id not in images:
             raise KeyError(f"no photo for user {p.user_id!r} in the evaluated split")
         box = p.face_box if p.face_count and p.face_box and any(p.face_box) else None
-        items.append(f'<figure class="thumb">{img(thumbnail(images[p.user_id], box, cfg.thumb_px), MIME_JPEG, p.user_id)}'
+        thumb = img(plots.thumbnail(images[p.user_id], box, cfg.thumb_px), MIME_JPEG, p.user_id)
+        items.append(f'<figure class="thumb">{thumb}'
                      f"<figcaption>{caption(p)}</figcaption></figure>")
     return (f'<section class="gallery" id="gallery-{key}"><h3>{esc(title)}</h3><p class="note">{esc(note)}</p>'
             f'<div class="thumbs">{"".join(items)}</div></section>')
@@ -243,19 +244,7 @@ def gallery_ids(photos: list[Photo], cfg: ReportConfig) -> set[str]:
     return {p.user_id for shown in gallery_photos(photos, cfg).values() for p in shown}
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:1em 1.5em;color:#222}
-h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-.warning{background:#fff4e5;border-left:4px solid #f0a020;padding:.6em 1em}
-.status{padding:.4em .8em;border-radius:4px;display:inline-block;font-weight:bold}
-.blessed{background:#e3f5e1;color:#1c6b16}.not-blessed{background:#fde2e1;color:#8a1c17}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-table.slices{display:block;overflow-x:auto;max-width:100%}th{background:#f3f3f3}td{font-variant-numeric:tabular-nums}.plots{display:flex;flex-wrap:wrap;gap:1em}
-.plots img{border:1px solid #ddd;max-width:100%}.thumbs{display:flex;flex-wrap:wrap;gap:.6em}
-.thumb{margin:0;width:184px;font-size:.75em;line-height:1.3}.thumb img{display:block;max-width:176px;border:1px solid #ccc}
-.note{color:#666;margin:.2em 0}.card{background:#fafafa;border:1px solid #e5e5e5;padding:.2em 1.2em}
-.card{overflow-x:auto}.card table{font-size:.8em}.card pre{background:#f0f0f0;padding:.5em}.cols{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
-"""
+CSS = (pathlib.Path(__file__).parent / "report.css").read_text()  # inlined into every page
 
 
 def _plot(data: bytes | None, alt: str) -> str:
@@ -267,7 +256,7 @@ def build_html(run: RunInputs, cfg: ReportConfig = ReportConfig()) -> str:
     cells = gender_cells(run.gender_table)
     blessed = bool(m.get("blessed"))
     reasons = "".join(f"<li>{esc(r)}</li>" for r in m.get("not_blessed_because") or [])
-    history_plot = training_plot(run.history) if run.history else None
+    history_plot = plots.training_plot(run.history) if run.history else None
     phases = table(["phase", "first epoch", "epochs", "learning rate"],
                    [[p.get("name"), p.get("first_epoch"), p.get("epochs"), p.get("learning_rate")]
                     for p in run.history.get("phases", [])], "phases") if run.history else ""
@@ -278,7 +267,8 @@ def build_html(run: RunInputs, cfg: ReportConfig = ReportConfig()) -> str:
     body = f"""
 <h1>{esc(run.title)}</h1>
 <p class="warning">This model predicts <b>attractiveness</b> (the like ratio a photo received) and <b>gender</b>
-from faces. It reflects the tastes of the people who swiped; see the model card below for what it must not be used for.</p>
+from faces. It reflects the tastes of the people who swiped; see the model card below for what it must not be
+used for.</p>
 <p><span class="status {'blessed' if blessed else 'not-blessed'}">{'BLESSED' if blessed else 'NOT BLESSED'}</span>
 {f'<ul class="reasons">{reasons}</ul>' if reasons else ''}</p>
 <h2 id="metrics">Metrics on the {esc((m.get('gate') or {}).get('eval_split', 'test'))} split</h2>
@@ -289,12 +279,12 @@ from faces. It reflects the tastes of the people who swiped; see the model card 
 <h2 id="data">Data</h2>
 <div class="cols"><div>{summary_table(run.data_summary)}{times_table(run.data_summary)}</div>
 <div><h3>Like ratio by source x target gender</h3>{gender_table_html(cells)}</div>
-<div>{_plot(gender_heatmap(cells), 'gender table heat map')}</div></div>
+<div>{_plot(plots.gender_heatmap(cells), 'gender table heat map')}</div></div>
 <h3 id="data-validation">Data validation</h3>
 {data_validation.section(run.data_validation)}
 <h2 id="plots">Predictions</h2>
-<div class="plots">{_plot(scatter_plot(run.photos), 'predicted vs true like ratio')}
-{_plot(calibration_plot(run.photos, m, cfg.calibration_bins), 'calibration curve')}</div>
+<div class="plots">{_plot(plots.scatter_plot(run.photos), 'predicted vs true like ratio')}
+{_plot(plots.calibration_plot(run.photos, m, cfg.calibration_bins), 'calibration curve')}</div>
 <h2 id="training">Training</h2>
 {training}
 <h2 id="galleries">Galleries</h2>

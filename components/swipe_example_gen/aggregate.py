@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 import apache_beam as beam
-from apache_beam.io import fileio
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -27,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import tensorflow as tf
+from apache_beam.io import fileio
 
 from deepattraction.trainer import features
 
@@ -225,7 +225,8 @@ class _ReadCsv(beam.DoFn):
 
         def on_invalid(row) -> str:
             where = f"line {row.number}" if row.number and row.number > 0 else f"row {row.text[:60]!r}"
-            bad.append(Reject(self._kind, where, f"{row.actual_columns} fields where the header has {row.expected_columns}", self._uri))
+            bad.append(Reject(self._kind, where,
+                              f"{row.actual_columns} fields where the header has {row.expected_columns}", self._uri))
             return "skip"
 
         with readable.open() as f:
@@ -344,7 +345,8 @@ def _index_users(tables: list[pa.Table], source: str) -> Iterator:
 
 def build_user_index(tables: list[pa.Table], source: str) -> tuple[UserIndex, list[Reject]]:
     """Validates every user row; a user_id on two rows rejects both (neither can be trusted)."""
-    table = pa.concat_tables(tables, promote=True) if tables else pa.table({c: pa.array([], pa.string()) for c in USER_COLUMNS})
+    table = pa.concat_tables(tables,
+                             promote=True) if tables else pa.table({c: pa.array([], pa.string()) for c in USER_COLUMNS})
     n = table.num_rows
     ids = id_strings(table["user_id"]).to_pylist()
     genders = [str(g or "").strip().lower() for g in table["gender"].to_pylist()] if n else []
@@ -438,12 +440,14 @@ class CheckSwipes(beam.DoFn):
 
         for k, row in enumerate(rows):
             code = reason[row]
-            why = {1: "empty swiper_id or target_id", 2: lambda: unknown("swiper_id", sw[k]),
-                   3: lambda: unknown("target_id", tg[k]), 4: "swiper_id equals target_id (a self-swipe)",
+            why = {1: "empty swiper_id or target_id", 2: lambda k=k: unknown("swiper_id", sw[k]),
+                   3: lambda k=k: unknown("target_id", tg[k]), 4: "swiper_id equals target_id (a self-swipe)",
                    5: f"liked {liked_raw[k]!r} is not a boolean", 6: f"bad swiped_at {times[k]!r}",
                    7: f"swiped_at {times[k]!r} is not a finite time", 8: f"swiped_at {times[k]!r} is before 1970",
                    9: f"swiped_at {times[k]!r} is after the run started"}[int(code)]
-            yield beam.pvalue.TaggedOutput(REJECT, Reject("swipe", f"{sw[k]}->{tg[k]}@{times[k]}", why() if callable(why) else why, self._source))
+            yield beam.pvalue.TaggedOutput(REJECT,
+                                           Reject("swipe", f"{sw[k]}->{tg[k]}@{times[k]}",
+                                                  why() if callable(why) else why, self._source))
 
 
 class CountTargets(beam.DoFn):
@@ -524,12 +528,18 @@ def candidates(_, index: UserIndex, counts: np.ndarray, users_source: str) -> It
         total = int(swipes.sum())
         if not user.photo_uri:
             if total:
-                yield beam.pvalue.TaggedOutput(REJECT, Reject("user", user.user_id, "no photo_uri: swipes on it cannot count", users_source))
-                yield beam.pvalue.TaggedOutput(REJECT, swipes_reject(user.user_id, total, "the target has no photo_uri", users_source))
+                yield beam.pvalue.TaggedOutput(REJECT,
+                                               Reject("user", user.user_id, "no photo_uri: swipes on it cannot count",
+                                                      users_source))
+                yield beam.pvalue.TaggedOutput(REJECT,
+                                               swipes_reject(user.user_id, total, "the target has no photo_uri",
+                                                             users_source))
             else:
                 yield beam.pvalue.TaggedOutput("swiper_only", 1)
         elif total == 0:
-            yield beam.pvalue.TaggedOutput(REJECT, Reject("user", user.user_id, "no swipes after the photo update", users_source))
+            yield beam.pvalue.TaggedOutput(REJECT,
+                                           Reject("user", user.user_id, "no swipes after the photo update",
+                                                  users_source))
         else:
             yield Candidate(user, int(likes.sum()), total, tuple(
                 (features.GENDERS[k], int(likes[k]), int(swipes[k])) for k in range(g) if swipes[k]))
@@ -729,7 +739,8 @@ def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | Non
               | "ReadPhotos" >> beam.ParDo(ReadPhotos(os.path.dirname(users_uri), users_uri)).with_outputs(
                   REJECT, "gender_cells", COUNTED, TIMES, main="ok"))
     user_rejects = built | "UserRejects" >> beam.FlatMap(lambda b: b[1])
-    rejects = ((users[REJECT], user_rejects, swipe_tables[REJECT], checked[REJECT], counted[REJECT], cands[REJECT], photos[REJECT])
+    rejects = ((users[REJECT], user_rejects, swipe_tables[REJECT], checked[REJECT], counted[REJECT], cands[REJECT],
+                photos[REJECT])
                | "AllRejects" >> beam.Flatten())
     gender_table = photos.gender_cells | "GenderTable" >> beam.CombinePerKey(_sum_pairs)
 
@@ -741,11 +752,14 @@ def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | Non
                                          users[REJECT] | "BadUserLines" >> beam.Map(lambda r: r.rows))
                           | "UsersIn" >> beam.Flatten()),
         "users_swipe_only": total("SumSwipeOnly", cands.swiper_only),
-        "swipes_in": total("SumSwipesIn", (checked[SWIPES_IN], swipe_tables[REJECT] | "BadSwipeLines" >> beam.Map(lambda r: r.rows))
+        "swipes_in": total("SumSwipesIn",
+                           (checked[SWIPES_IN], swipe_tables[REJECT] | "BadSwipeLines" >> beam.Map(lambda r: r.rows))
                            | "SwipesIn" >> beam.Flatten()),
         "examples": photos.ok | "CountExamples" >> beam.combiners.Count.Globally(),
-        "users_rejected": total("SumUserRejects", rejects | "UserRejectRows" >> beam.Map(lambda r: r.rows if r.kind == "user" else 0)),
-        "swipes_rejected": total("SumSwipeRejects", rejects | "SwipeRejectRows" >> beam.Map(lambda r: r.rows if r.kind != "user" else 0)),
+        "users_rejected": total("SumUserRejects",
+                                rejects | "UserRejectRows" >> beam.Map(lambda r: r.rows if r.kind == "user" else 0)),
+        "swipes_rejected": total("SumSwipeRejects",
+                                 rejects | "SwipeRejectRows" >> beam.Map(lambda r: r.rows if r.kind != "user" else 0)),
         "swipes_before_update": total("SumBeforeUpdate", checked[BEFORE_UPDATE]),
         "swipes_counted": total("SumCounted", photos[COUNTED]),
     }

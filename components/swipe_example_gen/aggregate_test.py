@@ -4,6 +4,7 @@ import os
 import time
 
 import apache_beam as beam
+import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -11,9 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from conftest import encode
 from deepattraction.components.swipe_example_gen import aggregate
-from deepattraction.trainer import features
-
-import numpy as np
+from deepattraction.trainer import faces, features
 
 
 def _write_csv(path, header, rows):
@@ -68,7 +67,8 @@ def tables(tmp_path):
 
 def _example_tuple(ex: tf.train.Example):
     f = ex.features.feature
-    return (f[features.USER_ID_KEY].bytes_list.value[0].decode(), round(f[features.LIKE_RATIO_KEY].float_list.value[0], 4),
+    return (f[features.USER_ID_KEY].bytes_list.value[0].decode(),
+            round(f[features.LIKE_RATIO_KEY].float_list.value[0], 4),
             f[features.SWIPE_COUNT_KEY].int64_list.value[0], f[features.GENDER_KEY].bytes_list.value[0].decode())
 
 
@@ -93,7 +93,9 @@ def test_post_update_counts_and_rejects(tables):
             ("bob", "", 1, 1, 0, 0),
             ("carol", "", 0, 0, 0, 2),
         ]), label="source_counts")
-        assert_that(agg.rejects | beam.Map(lambda r: (r.kind, r.id.split("@")[0], r.reason.split(" (")[0].split(":")[0])), equal_to([
+        assert_that(agg.rejects
+                    | beam.Map(lambda r: (r.kind, r.id.split("@")[0], r.reason.split(" (")[0].split(":")[0])),
+                    equal_to([
             ("user", "nosw", "no swipes after the photo update"),
             ("user", "lost", "photo not readable"),
             ("swipes", "lost", "1 post-update swipe(s) to this target do not count"),
@@ -127,7 +129,10 @@ def test_broken_photo_reason_names_the_file(tables):
     users, swipes = tables
     with TestPipeline() as p:
         agg = aggregate.aggregate(p, users, swipes)
-        broken = agg.rejects | beam.Filter(lambda r: r.kind == "user" and r.id == "broken") | beam.Map(lambda r: ("broken.jpg" in r.reason, "undecodable" in r.reason))
+        broken = agg.rejects | beam.Filter(lambda r: r.kind == "user"
+                                           and r.id
+                                           == "broken") | beam.Map(lambda r: ("broken.jpg" in r.reason,
+                                                                              "undecodable" in r.reason))
         assert_that(broken, equal_to([(True, True)]))
 
 
@@ -190,8 +195,6 @@ def test_photo_check_accepts_and_rejects_exactly_what_the_transform_decoder_does
 
     from PIL import Image
 
-    from deepattraction.trainer import faces
-
     def save(fmt, mode="RGB", **kw):
         buf = _io.BytesIO()
         Image.new(mode, (24, 16), 90).save(buf, format=fmt, **kw)
@@ -202,7 +205,8 @@ def test_photo_check_accepts_and_rejects_exactly_what_the_transform_decoder_does
     photos = {
         "jpeg": jpeg_bytes, "png": png_bytes, "gif": save("GIF", "P"), "bmp": save("BMP"), "gray": save("PNG", "L"),
         "rgba": save("PNG", "RGBA"), "cmyk": save("JPEG", "CMYK"), "exif": save("JPEG", exif=exif.tobytes()),
-        "truncated": jpeg_bytes[: len(jpeg_bytes) // 2], "webp": save("WEBP"), "garbage": b"\xff\xd8\xff\xe0 not a jpeg",
+        "truncated": jpeg_bytes[: len(jpeg_bytes) // 2], "webp": save("WEBP"),
+        "garbage": b"\xff\xd8\xff\xe0 not a jpeg",
         "svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>', "empty": b"",
     }
     check = aggregate.photo_check()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.orchestration import data_types
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact, standard_artifacts
@@ -30,6 +30,7 @@ class SwipeExampleGenSpec(ComponentSpec):
         executor.SWIPES_URI: ExecutionParameter(type=str),
         # Changes when the input tables change, so a cached run is reused only on the same data.
         "input_fingerprint": ExecutionParameter(type=str, optional=True),
+        "code_version": ExecutionParameter(type=str, optional=True),  # configs.code_fingerprint, a cache key
         "input_config": ExecutionParameter(type=example_gen_pb2.Input),
         "output_config": ExecutionParameter(type=example_gen_pb2.Output),
         "output_data_format": ExecutionParameter(type=int),
@@ -57,10 +58,11 @@ class SwipeExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, users_uri: Union[str, data_types.RuntimeParameter],
                  swipes_uri: Union[str, data_types.RuntimeParameter],
-                 input_fingerprint: Optional[str] = None,
+                 input_fingerprint: Optional[str] = None, code_version: Optional[str] = None,
                  output_config: Optional[example_gen_pb2.Output] = None):
         super().__init__(SwipeExampleGenSpec(
             users_uri=users_uri, swipes_uri=swipes_uri, input_fingerprint=input_fingerprint,
+            code_version=code_version,
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="*")]),
             output_config=output_config or split_config(),
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,

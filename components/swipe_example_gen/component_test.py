@@ -1,12 +1,15 @@
+"""The split SwipeExampleGen writes by default, and its report's type name as KFP v2 needs it."""
+from tfx.proto import example_gen_pb2
+from tfx.utils import proto_utils
+
 from deepattraction.components.swipe_example_gen import component
 from deepattraction.trainer import features
 
 
-def test_component_outputs_and_split_by_user_id():
-    c = component.SwipeExampleGen(users_uri="gs://b/users.csv", swipes_uri="gs://b/swipes.parquet", input_fingerprint="x")
-    assert set(c.outputs) == {"examples", "report"}
-    assert c.exec_properties["users_uri"] == "gs://b/users.csv"
-    cfg = component.split_config()
+def test_default_split_is_by_user_id_eight_one_one():
+    """By user, so one user's photo never lands in two splits (executor_test runs it)."""
+    c = component.SwipeExampleGen(users_uri="gs://b/users.csv", swipes_uri="gs://b/swipes.parquet")
+    cfg = proto_utils.json_to_proto(c.exec_properties["output_config"], example_gen_pb2.Output())
     assert cfg.split_config.partition_feature_name == features.USER_ID_KEY
     assert [(s.name, s.hash_buckets) for s in cfg.split_config.splits] == [("train", 8), ("eval", 1), ("test", 1)]
     assert component.SwipeReport.TYPE_NAME == "deepattraction.SwipeReport"

@@ -40,7 +40,8 @@ def _write_gender_table(path: str, cells: list) -> None:
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
-def _SwipesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str):  # pylint: disable=invalid-name
+def _SwipesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
+                     split_pattern: str):  # pylint: disable=invalid-name
     """The source PTransform: tf.Examples out; rejects, gender table and counts as side files."""
     del split_pattern  # one source; the base executor splits by hash of user_id
     report = exec_properties[REPORT_URI]

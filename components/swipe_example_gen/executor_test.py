@@ -75,7 +75,8 @@ def test_gender_table_has_four_cells(tiny_examples):
     _, report = tiny_examples
     with open(os.path.join(report.uri, executor.GENDER_TABLE_FILE), newline="") as f:
         rows = list(csv.DictReader(f))
-    assert {(r["source_gender"], r["target_gender"]) for r in rows} == {(a, b) for a in features.GENDERS for b in features.GENDERS}
+    assert {(r["source_gender"], r["target_gender"]) for r in rows} == {(a, b) for a in features.GENDERS
+                                                                        for b in features.GENDERS}
     for r in rows:
         assert float(r["like_ratio"]) == round(int(r["likes"]) / int(r["swipes"]), 4)
 

@@ -34,7 +34,8 @@ def run(users: str, swipes: str, out: str) -> Outcome:
     def label(ex):
         f = ex.features.feature
         likes = sum(f[features.likes_from_key(g)].int64_list.value[0] for g in features.GENDERS)
-        return json.dumps([f[features.USER_ID_KEY].bytes_list.value[0].decode(), likes, f[features.SWIPE_COUNT_KEY].int64_list.value[0]])
+        return json.dumps([f[features.USER_ID_KEY].bytes_list.value[0].decode(), likes,
+                           f[features.SWIPE_COUNT_KEY].int64_list.value[0]])
 
     with beam.Pipeline() as p:
         agg = aggregate.aggregate(p, users, swipes, aggregate.SwipeRules(now=NOW))
@@ -42,7 +43,8 @@ def run(users: str, swipes: str, out: str) -> Outcome:
         agg.rejects | beam.Map(lambda r: json.dumps([r.kind, r.id, r.reason])) | "R" >> beam.io.WriteToText(
             os.path.join(out, "rejects"), shard_name_template="")
         side = {k: beam.pvalue.AsSingleton(v) for k, v in agg.counts.items()}
-        p | beam.Create([None]) | beam.Map(lambda _, **c: json.dump(c, open(os.path.join(out, "counts.json"), "w")), **side)
+        p | beam.Create([None]) | beam.Map(lambda _, **c: json.dump(c, open(os.path.join(out, "counts.json"), "w")),
+                                           **side)
 
     def lines(name):
         with open(os.path.join(out, name)) as f:
@@ -75,7 +77,9 @@ def doubtful(tmp_path_factory):
     from PIL import Image
 
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(photos / "w.webp", format="WEBP")
-    (photos / "s.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><rect width="16" height="16"/></svg>')
+    (photos
+     / "s.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><rect '
+                           'width="16" height="16"/></svg>')
     (photos / "h.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     users = [
         ("a", "female", "photos/a.png", "2026-01-10T00:00:00Z"),
@@ -168,7 +172,9 @@ def test_photo_uris_must_stay_in_the_data_folder(doubtful):
     assert "is a directory" in why("abs-dir")
     assert doubtful.labels["inside-link"] == (1, 1)  # a link that stays inside is an ordinary file
     for uid in ("dotdot", "escape-link", "abs-dir"):
-        assert doubtful.reasons("swipes", uid) == ["1 post-update swipe(s) to this target do not count: the target's photo was refused"]
+        assert doubtful.reasons("swipes",
+                                uid) == ["1 post-update swipe(s) to this target do not count: the "
+                                         "target's photo was refused"]
 
 
 @pytest.mark.parametrize("uid", ["webp", "svg", "heic"])
@@ -184,11 +190,13 @@ def test_parquet_int_ids_nan_times_and_float_likes(tmp_path):
     (data / "photos").mkdir(parents=True)
     _photo(data / "photos" / "7.png")
     pq.write_table(pa.table({"user_id": pa.array([7, 0], pa.int64()), "gender": ["male", "female"],
-                             "photo_uri": ["photos/7.png", ""], "photo_updated_at": [0.0, 0.0]}), data / "users.parquet")
+                             "photo_uri": ["photos/7.png", ""], "photo_updated_at": [0.0, 0.0]}),
+                             data / "users.parquet")
     pq.write_table(pa.table({
         "swiper_id": pa.array([0, 0, 0, 0, 0], pa.int64()), "target_id": pa.array([7, 7, 7, 7, 7], pa.int64()),
         "liked": pa.array([1.0, 0.0, None, 1.0, 1.0], pa.float64()),
-        "swiped_at": pa.array([100.0, 200.0, 300.0, float("nan"), float("inf")], pa.float64())}), data / "swipes.parquet")
+        "swiped_at": pa.array([100.0, 200.0, 300.0, float("nan"), float("inf")], pa.float64())}),
+        data / "swipes.parquet")
     out = run(str(data / "users.parquet"), str(data / "swipes.parquet"), str(tmp_path / "out"))
     assert out.labels == {"7": (1, 2)}
     assert sorted(r for k, _, r in out.rejects if k == "swipe") == [
@@ -219,7 +227,8 @@ def test_csv_quirks(tmp_path):
 
 
 def test_a_csv_that_is_not_utf8_stops_the_run_naming_the_file(tmp_path):
-    (tmp_path / "users.csv").write_bytes("user_id,gender,photo_uri,photo_updated_at\nj\xfcrgen,male,,0\n".encode("latin-1"))
+    (tmp_path
+     / "users.csv").write_bytes("user_id,gender,photo_uri,photo_updated_at\nj\xfcrgen,male,,0\n".encode("latin-1"))
     (tmp_path / "swipes.csv").write_text("swiper_id,target_id,liked,swiped_at\n")
     with pytest.raises(Exception, match="users.csv: not UTF-8"):
         run(str(tmp_path / "users.csv"), str(tmp_path / "swipes.csv"), str(tmp_path / "out"))
