@@ -91,11 +91,12 @@ def test_spec_has_runtime_parameters_and_every_component(golden_spec):
 
 def test_runtime_parameters_are_the_training_configs_fields_less_the_compile_time_ones(golden_spec):
     """No list kept by hand: a field added to TrainConfig or ModelConfig is a runtime parameter of
-    the compiled spec unless COMPILE_TIME_HPARAMS names it."""
+    the compiled spec unless COMPILE_TIME_HPARAMS names it. The data URIs and the data validation
+    policy are the other runtime parameters."""
     fields = {f.name for cls in (TrainConfig, ModelConfig) for f in dataclasses.fields(cls)} - {"model"}
     assert k.COMPILE_TIME_HPARAMS < fields  # each compile-time name is a real field
     params = golden_spec["spec"]["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == (fields - k.COMPILE_TIME_HPARAMS) | {"users_uri", "swipes_uri"}
+    assert set(params) == (fields - k.COMPILE_TIME_HPARAMS) | {"users_uri", "swipes_uri", "block_on"}
 
 
 def test_every_step_requests_resources_and_trainer_gets_a_gpu(golden_spec):
