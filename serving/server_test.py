@@ -15,13 +15,13 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from deepattraction.components.pusher.executor import push_version
 from deepattraction.serving import warmup
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient, ServingError
 from deepattraction.serving.predict import LocalModel
 from deepattraction.serving.rest import _json_depth_ok
 from deepattraction.serving.servable import ServingError as ServableError
 from deepattraction.serving.server import LocalServer, ServerConfig, State, _Gate, model_config, parse_model_config_file
+from deepattraction.serving.warmup import push_version
 
 MODEL = "deepattraction"
 

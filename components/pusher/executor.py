@@ -14,17 +14,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from deepattraction.serving import model_dir, warmup
-
-WARMUP_PHOTOS = 4  # procedural faces: real JPEG/PNG requests with no external data
-
-
-def push_version(model_path: str, serving_path: str, model_name: str) -> str:
-    """Copies the SavedModel into serving_path with the warmup file, saved_model.pb last."""
-    io_utils.copy_dir(model_path, serving_path, deny_regex_patterns=[r"saved_model\.pb"])
-    warmup.write(serving_path, warmup.warmup_logs(model_name, warmup.demo_photos(WARMUP_PHOTOS)))
-    io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(serving_path, "saved_model.pb"))
-    return serving_path
+from deepattraction.serving import model_dir
+from deepattraction.serving.warmup import push_version
 
 
 def same_model(a: str, b: str) -> bool:
