@@ -23,8 +23,6 @@ import io
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -33,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
+from bench import child
 
 # TensorFlow, Beam and our modules that load them are imported inside the functions that measure:
 # this parent process only starts one child process per measurement (--one), which loads them.
@@ -231,7 +230,7 @@ def compare(got: dict, want: dict) -> float:
 def _one(args) -> None:
     """Child process: one ingest run; prints its result as JSON."""
     result = run_ingest(args.users_path, args.swipes_path, args.out, args.workers, args.now)
-    print("RESULT " + json.dumps(result))
+    child.report(result)
 
 
 def measure(cfg: BenchConfig, workers: int, fmt: str = "parquet") -> dict:
@@ -241,15 +240,8 @@ def measure(cfg: BenchConfig, workers: int, fmt: str = "parquet") -> dict:
         swipes = as_csv(swipes)
     now = float(T0 + 365 * DAY)
     out = os.path.join(cfg.workdir, f"run-{fmt}-{cfg.swipes}")
-    proc = subprocess.run([sys.executable, "-m", "bench.ingest", "--one", "--users-path", users, "--swipes-path",
-                           swipes,
-                           "--out", out, "--workers", str(workers), "--now", str(now)],
-                          capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"ingest run failed:\n{proc.stderr[-4000:]}")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = child.run(["bench.ingest", "--one", "--users-path", users, "--swipes-path", swipes, "--out", out,
+                        "--workers", str(workers), "--now", str(now)], "ingest run")
     want, accounting = expected(users, swipes.replace(".csv", ".parquet"), now)
     result["labels_equal_pct"] = compare(read_labels(out), want)
     c = result["counts"]

@@ -13,15 +13,14 @@ counts distinct values: the memory the domain saves. Ends with one line:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
+
+from bench import child
 
 
 def write_examples(path: str, n: int, photo_kb: int, seed: int = 0) -> None:
@@ -66,7 +65,7 @@ def _one(a) -> None:
     executor.Executor().Do({"examples": [examples], "schema": [schema]}, {"statistics": [stats]},
                            {"exclude_splits": "[]"})
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"wall_s": time.time() - start, "peak_rss_mib": rss}))
+    child.report({"wall_s": time.time() - start, "peak_rss_mib": rss})
 
 
 def measure(workdir: str, n: int, photo_kb: int, raw_bytes: bool) -> dict:
@@ -75,13 +74,9 @@ def measure(workdir: str, n: int, photo_kb: int, raw_bytes: bool) -> dict:
         os.makedirs(folder)
         write_examples(os.path.join(folder, "data.gz"), n, photo_kb)
     out = tempfile.mkdtemp(dir=workdir)
-    cmd = [sys.executable, "-m", "bench.statistics", "--one", "--examples", os.path.dirname(folder), "--out", out]
-    proc = subprocess.run(cmd + (["--raw-bytes"] if raw_bytes else []), capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"statistics run failed:\n{proc.stderr[-4000:]}")
-    return {"photos": n, "raw_bytes": raw_bytes, **json.loads(lines[-1][len("RESULT "):])}
+    args = ["bench.statistics", "--one", "--examples", os.path.dirname(folder), "--out", out]
+    result = child.run(args + (["--raw-bytes"] if raw_bytes else []), "statistics run")
+    return {"photos": n, "raw_bytes": raw_bytes, **result}
 
 
 def statistics_line(small: dict, big: dict) -> str:

@@ -43,10 +43,11 @@ class Executor(base_executor.BaseExecutor):
         schema_dir = artifact_utils.get_single_uri(input_dict["schema"])
         schema = validation.read_schema(os.path.join(schema_dir, "schema.pbtxt"))
         found = read_anomalies(artifact_utils.get_single_instance(input_dict["anomalies"]))
+        split_stats = {split: stats_artifact_utils.load_statistics(stats, split).proto()
+                       for split in {*found, validation.DRIFT_SPLIT}}
         for split in found:
-            split_stats = stats_artifact_utils.load_statistics(stats, split).proto()
-            found[split] += validation.custom_anomalies(split_stats, schema)
-        current = stats_artifact_utils.load_statistics(stats, validation.DRIFT_SPLIT).proto()
+            found[split] += validation.custom_anomalies(split_stats[split], schema)
+        current = split_stats[validation.DRIFT_SPLIT]
         blessings = input_dict.get("baseline_blessing") or []
         baseline = validation.load_baseline(blessings[0].uri) if blessings else None
         drifted = validation.drift(current, baseline, schema) if baseline is not None else None

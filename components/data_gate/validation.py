@@ -38,13 +38,6 @@ def custom_validation_config() -> custom_validation_config_pb2.CustomValidationC
         }}""", custom_validation_config_pb2.CustomValidationConfig())
 
 
-def read_stats(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:
-    stats = statistics_pb2.DatasetFeatureStatisticsList()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        stats.ParseFromString(f.read())
-    return stats
-
-
 def read_schema(path: str) -> schema_pb2.Schema:
     return tfdv.load_schema_text(path)
 
@@ -113,4 +106,4 @@ def save_baseline(stats: statistics_pb2.DatasetFeatureStatisticsList, blessing_u
 def load_baseline(blessing_uri: str) -> statistics_pb2.DatasetFeatureStatisticsList | None:
     """None for a blessing made before the statistics were kept (nothing to compare with)."""
     path = os.path.join(blessing_uri, BASELINE_DIR, STATS_FILE)
-    return read_stats(path) if tf.io.gfile.exists(path) else None
+    return tfdv.load_stats_binary(path) if tf.io.gfile.exists(path) else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from deepattraction.components.data_gate import policy as validation
+from deepattraction.components.data_gate import policy
 
 
 def _esc(v) -> str:
@@ -19,7 +19,7 @@ def section(verdict: dict | None) -> str:
     """HTML; says plainly when the run had no validation or no baseline to compare with."""
     if verdict is None:
         return '<p class="note">No data validation ran for this run.</p>'
-    policy = verdict.get("policy", validation.BLOCK_SCHEMA)
+    rule = verdict.get("policy", policy.BLOCK_SCHEMA)
     found = {split: rows for split, rows in sorted((verdict.get("schema_anomalies") or {}).items()) if rows}
     checked = ", ".join(sorted(verdict.get("schema_anomalies") or {})) or "no split"
     schema = ("".join(f"<p>Schema anomalies in <b>{_esc(s)}</b>:</p><ul class=\"anomalies\">{_rows(r)}</ul>"
@@ -36,7 +36,7 @@ def section(verdict: dict | None) -> str:
                  f'<table class="drift"><tr><th>feature</th><th>measure</th><th>value</th><th>threshold</th>'
                  f"<th></th></tr>{cells}</table>"
                  + (f'<ul class="anomalies">{_rows(drifted["anomalies"])}</ul>' if drifted.get("anomalies") else ""))
-    blocks = {validation.BLOCK_SCHEMA: "schema anomalies block the Trainer; drift only warns",
-              validation.BLOCK_SCHEMA_AND_DRIFT: "schema anomalies and drift block the Trainer",
-              validation.BLOCK_NOTHING: "nothing blocks the Trainer; anomalies only warn"}.get(policy, policy)
-    return f'<p class="note">Policy <code>{_esc(policy)}</code>: {_esc(blocks)}.</p>{schema}{drift}'
+    blocks = {policy.BLOCK_SCHEMA: "schema anomalies block the Trainer; drift only warns",
+              policy.BLOCK_SCHEMA_AND_DRIFT: "schema anomalies and drift block the Trainer",
+              policy.BLOCK_NOTHING: "nothing blocks the Trainer; anomalies only warn"}.get(rule, rule)
+    return f'<p class="note">Policy <code>{_esc(rule)}</code>: {_esc(blocks)}.</p>{schema}{drift}'
