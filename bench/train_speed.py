@@ -1,35 +1,42 @@
-"""Training speed per backbone: the real input pipeline against a bare model step, in one run.
+"""Training speed and memory: the Trainer's real input pipeline against a bare model step, a head
+epoch against a full-backbone epoch, and the Trainer's peak memory as the photo count grows 4x.
 
-The real pipeline is trainer.train.make_dataset over gzipped tf.Examples of real SCUT photos with
-a real Transform graph (tf.Transform's analysis of preprocessing_fn: MTCNN, face crop), exactly
-what the Trainer runs. The bare step feeds the same model one batch of cached tensors over and
-over. Each backbone runs in its own process, so its peak resident memory is its own.
+The input is what the Trainer reads in the pipeline: real SCUT photos as gzipped tf.Examples,
+materialised by TFX's Transform executor (MTCNN, face crop; bench/transform.py), streamed by
+trainer.train.make_dataset. The bare step feeds the same model one batch of tensors over and
+over. The head epoch trains the head on frozen outputs computed once (trainer/frozen.py), as
+train() does; the full-backbone epoch trains every layer on the streamed crops. The memory run
+is train() itself, with the study's schedule (head, then the top blocks), on N and 4N transformed
+examples (the photos repeat under new ids). Every measurement runs in its own process, so its
+peak resident memory is its own.
 
-    python -m bench.train_speed [--photos 96] [--steps 6] [--backbones inception_v3 facenet]
+    python -m bench.train_speed [--photos 96] [--steps 6] [--memory-photos 256] [--backbones facenet inception_v3]
 
-Prints images/s for the first epoch (Transform and face detection run, the cache fills), the
-next epoch (from the cache) and the bare step, the ratio pipeline/bare, and the peak memory.
+Ends with one line:
+    train-speed: head epoch / full epoch <= <r>, input pipeline / bare step >= <x>,
+    trainer peak RSS <a> MiB at <n> photos, <b> MiB at <4n> (<growth>)
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
-import functools
-import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
+from bench import child, transform
 
 # TensorFlow, Beam and our modules that load them are imported inside the functions that measure:
 # this parent process only starts one child process per measurement (--one), which loads them.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
+# The study's schedule, short: the head on the frozen backbone, then its top two blocks.
+MEMORY_HPARAMS = {"head_epochs": 2, "epochs": 1, "trainable_blocks": 2, "learning_rate": 1e-3,
+                  "fine_tune_learning_rate": 1e-4, "head_layers": 2, "head_width": 128, "batch_size": 16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,62 +47,48 @@ class SpeedConfig:
     batch_size: int = 16
     steps: int = 6  # timed steps per measurement, after one warm-up step
     image_size: int = 0  # 0: the backbone's native size
-    trainable_blocks: int = -1  # the whole backbone trains: the heaviest step
+    memory_photos: int = 256  # the memory run's N (it also runs 4N); 0: no memory run
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_examples(cfg: SpeedConfig, path: str) -> None:
-    """Gzipped tf.Examples in the ExampleGen contract (features.raw_feature_spec)."""
-    import csv
-
-    import tensorflow as tf
-
+def materialised(cfg: SpeedConfig, work: str) -> tuple:
+    """The first cfg.photos SCUT photos through the Transform executor: (TFTransformOutput, the
+    transformed examples' glob, seconds per photo in Transform)."""
     from deepattraction.trainer import features
 
     with open(os.path.join(cfg.scut_dir, "ratings.csv"), newline="") as f:
         rows = list(csv.DictReader(f))[: cfg.photos]
-    with tf.io.TFRecordWriter(path, options="GZIP") as w:
-        for r in rows:
-            with open(os.path.join(cfg.scut_dir, "images", r["filename"]), "rb") as f:
-                photo = f.read()
-            likes = int(r["n_score_4"]) + int(r["n_score_5"])
-            feat = {features.USER_ID_KEY:
-                    tf.train.Feature(bytes_list=tf.train.BytesList(value=[r["filename"].encode()])),
-                    features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[photo])),
-                    features.GENDER_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
-                        value=[features.GENDERS[int(r["group"].endswith("M"))].encode()])),
-                    features.LIKE_RATIO_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[likes / 60])),
-                    features.SWIPE_COUNT_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[60]))}
-            w.write(tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString())
+    raw = []
+    for r in rows:
+        with open(os.path.join(cfg.scut_dir, "images", r["filename"]), "rb") as f:
+            photo = f.read()
+        likes = int(r["n_score_4"]) + int(r["n_score_5"])
+        raw.append(transform.raw_example(os.path.splitext(r["filename"])[0], photo, likes / 60, 60,
+                                         features.GENDERS[int(r["group"].endswith("M"))]))
+    examples = transform.write_examples(os.path.join(work, "examples"), {"train": raw})
+    t0 = time.perf_counter()
+    tft_out, files = transform.materialise(examples, work, cfg.backbone, cfg.image_size)
+    return tft_out, files["train"], (time.perf_counter() - t0) / len(raw)
 
 
-def transform_graph(cfg: SpeedConfig, examples: str, out_dir: str):
-    """tf.Transform's analysis of the project's preprocessing_fn, as the Transform component runs it."""
+def repeated(files: str, n: int, path: str) -> str:
+    """n transformed examples cycling through those in `files`, each under its own user id."""
     import tensorflow as tf
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
-    from deepattraction.trainer import features, preprocessing
+    from deepattraction.trainer import features
 
-    spec = features.raw_feature_spec()
-    raw = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(examples, compression_type="GZIP")]
-    raw = [{k: v.numpy() for k, v in ex.items()} for ex in raw]
-    metadata = dataset_metadata.DatasetMetadata(features.raw_schema())  # the schema ImportSchemaGen reads
-    fn = functools.partial(preprocessing.preprocessing_fn,
-                           custom_config={"backbone": cfg.backbone, "image_size": cfg.image_size})
-    with tft_beam.Context(temp_dir=os.path.join(out_dir, "tmp"), force_tf_compat_v1=False):
-        transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
-    metadata_io.write_metadata(metadata, os.path.join(out_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
-    return tft.TFTransformOutput(out_dir)
+    base = [tf.train.Example.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(tf.io.gfile.glob(files), compression_type="GZIP")]
+    with tf.io.TFRecordWriter(path, "GZIP") as w:
+        for i in range(n):
+            ex = tf.train.Example()
+            ex.CopyFrom(base[i % len(base)])
+            ex.features.feature[features.USER_ID_XF].bytes_list.value[:] = [f"user{i}".encode()]
+            w.write(ex.SerializeToString())
+    return path
 
 
 def _timed_fit(model, ds, steps: int) -> float:
@@ -117,66 +110,105 @@ def measure(cfg: SpeedConfig) -> dict:
 
     from deepattraction.trainer import finetune
     from deepattraction.trainer.model import ModelConfig, build_model
-    from deepattraction.trainer.train import TrainConfig, compile_model, image_size_of, label_stats, make_dataset
+    from deepattraction.trainer.train import (
+        FrozenInputs,
+        Phase,
+        TrainConfig,
+        compile_model,
+        image_size_of,
+        label_stats,
+        make_dataset,
+        transformed_dataset,
+    )
 
     work = tempfile.mkdtemp(prefix="train-speed-")
-    examples = os.path.join(work, "train.gz")
-    write_examples(cfg, examples)
-    tft_out = transform_graph(cfg, examples, os.path.join(work, "transform"))
+    tft_out, files, transform_s = materialised(cfg, work)
     size = image_size_of(tft_out)
     tcfg = TrainConfig(model=ModelConfig(backbone=cfg.backbone, task="both", head_layers=2), batch_size=cfg.batch_size,
                        shuffle_buffer=cfg.photos)
     model = build_model(tcfg.model, size, 0.25, 0.5)
-    finetune.set_trainable(model, cfg.backbone, cfg.trainable_blocks, batch_norm=True)
+    finetune.set_trainable(model, cfg.backbone, -1, batch_norm=True)  # the whole backbone: the heaviest step
     compile_model(model, tcfg)
-    rss_before = _rss_mb()
-    steps_per_epoch = cfg.photos // cfg.batch_size
-    pipeline = make_dataset([examples], tft_out, tcfg, training=True,
-                            mean_swipes=label_stats([examples])["mean_swipes"]).take(steps_per_epoch)
-    t0 = time.perf_counter()
-    model.fit(pipeline, epochs=1, verbose=0)  # first epoch: Transform + MTCNN run, the cache fills (and tracing)
-    first_epoch_s = time.perf_counter() - t0
-    cached = _timed_fit(model, pipeline.repeat(), cfg.steps)
+    mean_swipes = label_stats(files)["mean_swipes"]
+    pipeline = make_dataset(files, tft_out, tcfg, training=True, mean_swipes=mean_swipes).repeat()
+    streamed = _timed_fit(model, pipeline, cfg.steps)
     x, y, w = next(iter(pipeline))
     bare = _timed_fit(model, tf.data.Dataset.from_tensors((x, y, w)).repeat(), cfg.steps)
+    # The head phase as train() runs it: frozen outputs computed once, then epochs of the head alone.
+    xf = transformed_dataset(files, tft_out, tcfg, mean_swipes)
+    t0 = time.perf_counter()
+    head, head_train, _ = FrozenInputs(xf, xf, tcfg, os.path.join(work, "frozen")).for_phase(
+        model, Phase("head", 1, 1e-3, 0))
+    frozen_s = time.perf_counter() - t0
+    compile_model(head, tcfg)
+    head_rate = _timed_fit(head, head_train.repeat(), cfg.steps)
     return {"backbone": cfg.backbone, "image_size": size, "batch_size": cfg.batch_size,
-            "first_epoch_images_per_s": cfg.photos / first_epoch_s,
-            "pipeline_images_per_s": cached * cfg.batch_size, "bare_step_images_per_s": bare * cfg.batch_size,
-            "pipeline_over_bare": cached / bare, "rss_before_training_mb": rss_before,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "transform_s_per_photo": transform_s, "frozen_s_per_photo": frozen_s / cfg.photos,
+            "pipeline_images_per_s": streamed * cfg.batch_size, "bare_step_images_per_s": bare * cfg.batch_size,
+            "pipeline_over_bare": streamed / bare, "head_images_per_s": head_rate * cfg.batch_size,
+            "head_over_full_epoch": streamed / head_rate, "peak_rss_mb": _peak_rss_mb()}
+
+
+def memory(cfg: SpeedConfig, photos: int) -> dict:
+    """train() with MEMORY_HPARAMS on `photos` transformed examples: its peak RSS and time."""
+    from deepattraction.trainer.train import TrainConfig, train
+
+    work = tempfile.mkdtemp(prefix="train-memory-")
+    tft_out, files, _ = materialised(dataclasses.replace(cfg, photos=min(cfg.photos, photos)), work)
+    train_files = repeated(files, photos, os.path.join(work, "train.gz"))
+    eval_files = repeated(files, max(photos // 10, cfg.batch_size), os.path.join(work, "eval.gz"))
+    rss_before = _peak_rss_mb()
+    t0 = time.perf_counter()
+    train(train_files, eval_files, tft_out, TrainConfig.from_dict({**MEMORY_HPARAMS, "backbone": cfg.backbone}),
+          work_dir=os.path.join(work, "trainer"))
+    return {"photos": photos, "train_s": time.perf_counter() - t0, "rss_before_training_mb": rss_before,
+            "peak_rss_mb": _peak_rss_mb()}
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backbones", nargs="+", default=["inception_v3", "facenet"])
-    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the per-backbone child process
+    p.add_argument("--backbones", nargs="+", default=["facenet", "inception_v3"])
+    p.add_argument("--one", choices=("speed", "memory"), help=argparse.SUPPRESS)  # a child process
+    p.add_argument("--memory-run-photos", type=int, default=0, help=argparse.SUPPRESS)
     for f in dataclasses.fields(SpeedConfig):
         if f.name != "backbone":
             p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     a = p.parse_args(argv)
     own = {f.name: getattr(a, f.name) for f in dataclasses.fields(SpeedConfig) if f.name != "backbone"}
     if a.one:
-        print("RESULT " + json.dumps(measure(SpeedConfig(backbone=a.backbones[0], **own))), flush=True)
+        cfg = SpeedConfig(backbone=a.backbones[0], **own)
+        child.report(measure(cfg) if a.one == "speed" else memory(cfg, a.memory_run_photos))
         return
+    flags = [x for k, v in own.items() for x in (f"--{k.replace('_', '-')}", str(v))]
     results = []
     for b in a.backbones:
-        args = [sys.executable, "-m", "bench.train_speed", "--one", "--backbones", b] + \
-               [x for k, v in own.items() for x in (f"--{k.replace('_', '-')}", str(v))]
-        out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
-        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-        if out.returncode or not line:
-            raise SystemExit(f"{b}: benchmark process failed:\n{out.stderr[-3000:]}")
-        results.append(json.loads(line[-1][len("RESULT "):]))
-        r = results[-1]
-        print(f"{b} @ {r['image_size']} px, batch {r['batch_size']}: first epoch "
-              f"{r['first_epoch_images_per_s']:.1f} img/s "
-              f"(Transform + MTCNN + tracing), pipeline {r['pipeline_images_per_s']:.2f} img/s, bare step "
-              f"{r['bare_step_images_per_s']:.2f} img/s, ratio {r['pipeline_over_bare']:.3f}; peak RSS "
-              f"{r['peak_rss_mb']:.0f} MB "
-              f"({r['rss_before_training_mb']:.0f} MB before training)", flush=True)
+        r = child.run(["bench.train_speed", "--one", "speed", "--backbones", b, *flags], f"{b} speed run")
+        results.append(r)
+        print(f"{b} @ {r['image_size']} px, batch {r['batch_size']}: "
+              f"Transform {r['transform_s_per_photo']:.3f} s/photo (MTCNN, crop, write); "
+              f"streamed pipeline {r['pipeline_images_per_s']:.2f} img/s, bare step "
+              f"{r['bare_step_images_per_s']:.2f} img/s, ratio {r['pipeline_over_bare']:.3f}; frozen outputs "
+              f"{r['frozen_s_per_photo']:.3f} s/photo once, then head {r['head_images_per_s']:.0f} img/s: a head "
+              f"epoch costs {r['head_over_full_epoch']:.4f} of a full-backbone epoch; peak RSS "
+              f"{r['peak_rss_mb']:.0f} MiB", flush=True)
+    mem = []
+    if a.memory_photos:
+        for n in (a.memory_photos, 4 * a.memory_photos):
+            mem.append(child.run(["bench.train_speed", "--one", "memory", "--backbones", a.backbones[0],
+                                  "--memory-run-photos", str(n), *flags], f"memory run at {n} photos"))
+            m = mem[-1]
+            print(f"{a.backbones[0]} train() on {n} photos ({MEMORY_HPARAMS['head_epochs']} head + "
+                  f"{MEMORY_HPARAMS['epochs']} top-block epochs): {m['train_s']:.0f} s, "
+                  f"peak RSS {m['peak_rss_mb']:.0f} MiB "
+                  f"({m['rss_before_training_mb']:.0f} MiB before training)", flush=True)
     worst = min(r["pipeline_over_bare"] for r in results)
-    print(f"train-speed: input pipeline / bare step >= {worst:.3f} over {', '.join(a.backbones)} "
-          f"({'not a bottleneck' if worst >= 0.9 else 'the input pipeline is a bottleneck'} by the 0.9 rule)")
+    head = max(r["head_over_full_epoch"] for r in results)
+    line = f"train-speed: head epoch / full epoch <= {head:.4f}, input pipeline / bare step >= {worst:.3f}"
+    if mem:
+        growth = mem[1]["peak_rss_mb"] / mem[0]["peak_rss_mb"] - 1
+        line += (f", trainer peak RSS {mem[0]['peak_rss_mb']:.0f} MiB at {mem[0]['photos']} photos, "
+                 f"{mem[1]['peak_rss_mb']:.0f} MiB at {mem[1]['photos']} ({growth:+.1%})")
+    print(line)
 
 
 if __name__ == "__main__":

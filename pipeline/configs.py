@@ -41,6 +41,9 @@ class PipelineConfig:
     gate: GateConfig = GateConfig()
     block_on: str = validation.BLOCK_SCHEMA  # what data validation anomalies stop the Trainer (see DataGate)
     schema_file: str = SCHEMA_FILE
+    # The splits Transform writes transformed examples of: the Trainer's two. The Evaluator and
+    # the report read the raw examples, through the served model's own Transform graph.
+    transform_splits: tuple[str, ...] = ("train", "eval")
     beam_pipeline_args: tuple[str, ...] = LOCAL_BEAM_ARGS
     metadata_path: str | None = None  # sqlite MLMD for local runs; KFP brings its own
     enable_cache: bool = True

@@ -28,7 +28,7 @@ from deepattraction.trainer.train import TrainConfig
 # graph; the others are engineering settings. Every other TrainConfig / ModelConfig field is settable
 # per KFP run without recompiling, so a new hyperparameter is a runtime parameter by default.
 COMPILE_TIME_HPARAMS = frozenset({"backbone", "precision", "shuffle_buffer", "bn_recalibration_batches",
-                                  "cache_transformed", "frozen_cache", "deterministic", "seed"})
+                                  "frozen_cache", "deterministic", "seed"})
 RUNTIME_HPARAMS = tuple(name for name in HPARAM_TYPES if name not in COMPILE_TIME_HPARAMS)
 KFP_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 __all__ = ["DEFAULT_IMAGE", "ClusterConfig", "BeamConfig", "compile_pipeline", "kfp_config"]

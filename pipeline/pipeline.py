@@ -33,12 +33,15 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
     hparams_gen = HParamsGen(**(hparams if hparams is not None else cfg.trainer_hparams))
+    # Transform materialises the face crops on Beam's workers and the Trainer streams them. The
+    # graph has no analyzers, so the analysis never runs it: MTCNN runs once per photo.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={**cfg.transform_config, **version},
-        materialize=False, disable_statistics=True)
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(cfg.transform_splits)),
+        materialize=True, disable_statistics=True)
     trainer = tfx.components.Trainer(
-        run_fn=RUN_FN, examples=example_gen.outputs["examples"],
+        run_fn=RUN_FN, examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config=version or None)
     # Continuous training: the candidate must also not regress against the last blessed model, and

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 from google.protobuf import text_format
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -32,6 +33,7 @@ from deepattraction.pipeline import local_runner, results
 from deepattraction.pipeline.configs import PipelineConfig
 from deepattraction.serving import model_dir
 from deepattraction.serving.predict import LocalModel
+from deepattraction.trainer import features
 
 pytestmark = pytest.mark.e2e
 COMPONENTS = {"SwipeExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "DataGate", "HParamsGen",
@@ -46,12 +48,16 @@ DEMO = re.compile(r"demo: like-ratio weighted MSE ([\d.]+) vs constant ([\d.]+) 
                   r"gender accuracy ([\d.]+) vs majority ([\d.]+)$")
 
 
-def executions(cfg: PipelineConfig) -> dict:
-    """node id -> its executions' states, oldest first, from the run's sqlite MLMD."""
+def _store(cfg: PipelineConfig) -> metadata_store.MetadataStore:
     conn = metadata_store_pb2.ConnectionConfig()
     conn.sqlite.filename_uri = local_runner.metadata_path(cfg)
     conn.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(conn)
+    return metadata_store.MetadataStore(conn)
+
+
+def executions(cfg: PipelineConfig) -> dict:
+    """node id -> its executions' states, oldest first, from the run's sqlite MLMD."""
+    store = _store(cfg)
     out = {}
     for ctx in store.get_contexts_by_type("node"):
         node = ctx.name.split(".", 1)[1]
@@ -125,6 +131,35 @@ def test_every_component_executed_and_recorded_in_mlmd(first_run):
     states = {k: v for k, v in executions(cfg).items() if k != RESOLVER}
     assert set(states) == COMPONENTS
     assert all(s == [COMPLETE] for s in states.values()), states
+
+
+def test_the_trainer_streamed_transform_s_materialised_crops(first_run):
+    """Transform wrote one transformed example per photo of the Trainer's splits (uint8 crops at
+    the backbone's size), and the Trainer's examples input is that artifact, not the raw photos."""
+    cfg, _, _ = first_run
+    store = _store(cfg)
+    [node] = [c for c in store.get_contexts_by_type("node") if c.name.split(".", 1)[1] == "Trainer"]
+    [trainer] = store.get_executions_by_context(node.id)
+    inputs = {ev.artifact_id for ev in store.get_events_by_execution_ids([trainer.id])
+              if ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps[0].key == "examples"}
+    [examples] = store.get_artifacts_by_id(list(inputs))
+    transformed = results.latest_output(cfg.pipeline_root, "Transform", "transformed_examples")
+    assert examples.uri == transformed
+    assert sorted(os.listdir(transformed)) == ["Split-eval", "Split-train"]
+    raw = results.latest_output(cfg.pipeline_root, "SwipeExampleGen", "examples")
+    spec = {features.USER_ID_XF: tf.io.FixedLenFeature([], tf.string),
+            features.IMAGE_XF: tf.io.FixedLenFeature([160, 160, 3], tf.int64)}
+
+    def ids(folder, split, key):
+        files = tf.io.gfile.glob(os.path.join(folder, f"Split-{split}", "*"))
+        ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+        return sorted(tf.io.parse_single_example(r, {key: spec[features.USER_ID_XF]})[key].numpy() for r in ds)
+
+    for split in ("train", "eval"):
+        assert ids(transformed, split, features.USER_ID_XF) == ids(raw, split, features.USER_ID_KEY)
+    files = tf.io.gfile.glob(os.path.join(transformed, "Split-eval", "*"))
+    crop = tf.io.parse_single_example(next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP"))), spec)
+    assert 0 <= int(tf.reduce_min(crop[features.IMAGE_XF])) and int(tf.reduce_max(crop[features.IMAGE_XF])) <= 255
 
 
 def test_counts_add_up_and_rejects_have_reasons(first_run):

@@ -166,7 +166,7 @@ def test_pretrained_embeddings_tell_real_faces_apart_far_better_than_random(pret
     single = features.is_starred(crops[features.FACE_COUNT_XF]).numpy()  # the others are letterboxed photos
     assert single.sum() >= 20, f"MTCNN found exactly one face on only {single.sum()} of {len(photos)} SCUT photos"
     photos = [p for p, keep in zip(photos, single) if keep]
-    big = crops[features.IMAGE_XF].numpy()[single]
+    big = crops[features.IMAGE_XF].numpy()[single] / 127.5 - 1.0  # FaceNet's range, as the model's pixels layer scales
     rng = np.random.default_rng(0)
     half = margin // 2
     view_a = big[:, half:half + SIZE, half:half + SIZE]

@@ -70,7 +70,10 @@ def transformed_name(key: str) -> str:
     return f"{key}_xf"
 
 
+# The face crop at the backbone's size: [size, size, 3] pixel values 0-255, whole numbers, stored
+# as int64 (tf.Example has no uint8) and held as uint8 in the Trainer; the model scales them.
 IMAGE_XF = transformed_name(IMAGE_KEY)
+USER_ID_XF = transformed_name(USER_ID_KEY)  # passed through, so transformed examples can be joined back
 RATIO_XF = transformed_name(LIKE_RATIO_KEY)
 WEIGHT_XF = transformed_name(SWIPE_COUNT_KEY)
 GENDER_XF = transformed_name(GENDER_KEY)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from deepattraction.trainer import features, finetune
+from deepattraction.trainer.model import on_pixels
 
 FROZEN = "frozen"
 FROZEN_FLIPPED = "frozen_flipped"
@@ -73,7 +74,7 @@ def write(run: Callable, transformed: tf.data.Dataset, path: str, flip: bool,
     np_dtype = dtype.as_numpy_dtype
     with tf.io.TFRecordWriter(path) as w:
         for xf in transformed.batch(BATCH).prefetch(1):
-            outs = {k: v.numpy() for k, v in run(xf[features.IMAGE_XF]).items() if k in keep}
+            outs = {k: v.numpy() for k, v in run(tf.cast(xf[features.IMAGE_XF], tf.float32)).items() if k in keep}
             shape = outs[FROZEN].shape[1:]
             ratio, weight, gender = (xf[k].numpy() for k in (features.RATIO_XF, features.WEIGHT_XF, features.GENDER_XF))
             for i in range(len(ratio)):
@@ -118,9 +119,9 @@ def dataset(split: FrozenSplit, outputs: tuple[str, ...], batch_size: int, train
 
 def split_model(model: tf.keras.Model, backbone_name: str, blocks: int) -> tuple[tf.keras.Model, tf.keras.Model]:
     """(frozen, trainable): the part of the model a phase with `blocks` trainable backbone blocks
-    leaves alone, and the part it trains, on the frozen part's outputs. Both share the model's
-    layers, so training the second trains the model."""
+    leaves alone (pixel scaling included: it takes the model's input), and the part it trains, on
+    the frozen part's outputs. Both share the model's layers, so training the second trains the model."""
     if blocks == 0:
-        return finetune.backbone_of(model), finetune.head_on_features(model)
+        return on_pixels(model, finetune.backbone_of(model)), finetune.head_on_features(model)
     frozen, _, top = finetune.split_for_fine_tuning(model, backbone_name, blocks)
-    return frozen, top
+    return on_pixels(model, frozen), top

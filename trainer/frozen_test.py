@@ -13,7 +13,7 @@ def _transformed(seed: int) -> tf.data.Dataset:
     """Transformed examples as the Transform layer gives them, one dict per photo."""
     rng = np.random.default_rng(seed)
     return tf.data.Dataset.from_tensor_slices({
-        features.IMAGE_XF: rng.uniform(-1, 1, (N, 75, 75, 3)).astype("float32"),
+        features.IMAGE_XF: rng.integers(0, 256, (N, 75, 75, 3)).astype("uint8"),
         features.RATIO_XF: rng.uniform(0, 1, N).astype("float32"),
         features.WEIGHT_XF: rng.uniform(0.5, 2, N).astype("float32"),
         features.GENDER_XF: rng.integers(0, 2, N),
@@ -23,11 +23,12 @@ def _transformed(seed: int) -> tf.data.Dataset:
 def test_written_outputs_are_the_frozen_parts_of_each_photo_and_its_mirror(tmp_path):
     model = build_model(ModelConfig(head_layers=1), 75, 0.3, 0.5)
     backbone = finetune.backbone_of(model)
+    part, _ = frozen.split_model(model, "inception_v3", 0)
     xf = _transformed(0)
-    split = frozen.write(frozen.forward(backbone), xf, str(tmp_path / "train.tfrecord"), flip=True)
+    split = frozen.write(frozen.forward(part), xf, str(tmp_path / "train.tfrecord"), flip=True)
     assert split.count == N and split.shape == (2048,) and split.flipped
-    images = np.stack([x[features.IMAGE_XF] for x in xf.as_numpy_iterator()])
-    want = backbone(images, training=False).numpy()
+    images = np.stack([x[features.IMAGE_XF] for x in xf.as_numpy_iterator()]).astype("float32") / 127.5 - 1
+    want = backbone(images, training=False).numpy()  # the backbone sees the pixels scaled to its range
     want_mirror = backbone(images[:, :, ::-1], training=False).numpy()
     raw = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(split.files)]
     got = np.stack([np.frombuffer(e.features.feature[frozen.FROZEN].bytes_list.value[0], np.float32) for e in raw])
@@ -68,7 +69,7 @@ def test_training_on_frozen_outputs_gives_the_same_head_as_training_on_images(tm
 
 def test_a_mirrored_split_gives_either_view_at_random(tmp_path):
     model = build_model(ModelConfig(head_layers=1), 75, 0.3, 0.5)
-    split = frozen.write(frozen.forward(finetune.backbone_of(model)), _transformed(3).take(1),
+    split = frozen.write(frozen.forward(frozen.split_model(model, "inception_v3", 0)[0]), _transformed(3).take(1),
                          str(tmp_path / "t.tfrecord"),
                          flip=True)
     ex = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(split.files))).numpy())

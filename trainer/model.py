@@ -71,11 +71,17 @@ def build_backbone(cfg: ModelConfig, image_size: int) -> tf.keras.Model:
     return base
 
 
+PIXELS_LAYER = "pixels"  # pixel values 0-255 (the Transform's crop) to the backbone's range
+
+
 def build_model(cfg: ModelConfig, image_size: int, ratio_prior: float = 0.5, male_prior: float = 0.5) -> tf.keras.Model:
-    """Backbone + dense head; output biases start at the training priors, so step 0 is the
-    best-constant baseline and training can only add to it."""
+    """Pixel scaling + backbone + dense head. The input is the Transform's crop (values 0-255);
+    output biases start at the training priors, so step 0 is the best-constant baseline and
+    training can only add to it."""
     image = tf.keras.Input((image_size, image_size, 3), name=features.IMAGE_XF)
-    x = build_backbone(cfg, image_size)(image)
+    lo, hi = features.BACKBONES[cfg.backbone].pixel_range
+    x = tf.keras.layers.Rescaling((hi - lo) / 255.0, offset=lo, name=PIXELS_LAYER)(image)
+    x = build_backbone(cfg, image_size)(x)
     for i in range(cfg.head_layers - 1):
         x = tf.keras.layers.Dense(cfg.head_width, activation="relu", name=f"head_dense_{i}")(x)
         x = tf.keras.layers.Dropout(cfg.dropout, name=f"head_dropout_{i}")(x)
@@ -87,3 +93,10 @@ def build_model(cfg: ModelConfig, image_size: int, ratio_prior: float = 0.5, mal
             bias_initializer=tf.keras.initializers.Constant(metrics.logit(priors[name])))(x)
         outputs[name] = tf.keras.layers.Activation("sigmoid", dtype="float32", name=name)(logit)  # [batch, 1]
     return tf.keras.Model(image, outputs, name=f"deepattraction_{cfg.backbone}")
+
+
+def on_pixels(model: tf.keras.Model, part: tf.keras.Model) -> tf.keras.Model:
+    """`part` (the backbone, or its lower blocks) fed as the model feeds it: the model's input,
+    pixel values 0-255, scaled by the model's own pixels layer. Shares the model's layers."""
+    image = tf.keras.Input(model.input.shape[1:], name=features.IMAGE_XF)
+    return tf.keras.Model(image, part(model.get_layer(PIXELS_LAYER)(image)), name=f"{part.name}_on_pixels")

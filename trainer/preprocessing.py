@@ -1,6 +1,7 @@
-"""The Transform graph: photo bytes to backbone-ready pixels, labels to training targets.
+"""The Transform graph: photo bytes to the backbone's face crop, labels to training targets.
 
-It runs in the Transform component and, unchanged, inside the served model.
+The Transform component runs it once per photo and writes the transformed examples the Trainer
+streams; the served model runs it, unchanged, on the photo bytes it is sent.
 """
 from __future__ import annotations
 
@@ -53,17 +54,22 @@ def face_inputs(image_bytes: tf.Tensor, size: int, backbone: features.Backbone, 
     # Mid-grey beyond the canvas too, so every letterbox band and off-photo margin looks the same.
     crops = tf.image.crop_and_resize(canvases, region, tf.range(tf.shape(canvases)[0]), [size, size],
                                      extrapolation_value=127.5)
-    lo, hi = backbone.pixel_range
     zero = tf.zeros_like(box)
     inv = (1.0 / factors)[:, None]
     marks = tf.gather(d["landmarks"], first, batch_dims=1)
     return {
-        features.IMAGE_XF: crops * ((hi - lo) / 255.0) + lo,
+        features.IMAGE_XF: to_pixels(crops),
         features.FACE_COUNT_XF: face_count,
         features.FACE_BOX_XF: tf.where(has_face[:, None], box * inv, zero),
         features.FACE_CONFIDENCE_XF: tf.where(has_face, tf.gather(d["confidence"], first, batch_dims=1), 0.0),
         features.FACE_LANDMARKS_XF: tf.where(has_face[:, None], marks * inv, tf.zeros_like(marks)),
     }
+
+
+def to_pixels(crops: tf.Tensor) -> tf.Tensor:
+    """Whole-number pixel values, as the materialised examples store them: the model scales them
+    to its backbone's range (model.PIXELS_LAYER), so a stored crop and a served one are the same."""
+    return tf.cast(tf.round(tf.clip_by_value(crops, 0.0, 255.0)), tf.int64)
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
@@ -73,8 +79,9 @@ def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
     swipes = tf.cast(inputs[features.SWIPE_COUNT_KEY], tf.float32)
     out[features.RATIO_XF] = tf.cast(inputs[features.LIKE_RATIO_KEY], tf.float32)
     # The swipe count is the example weight. No analyzer here (the Trainer divides by the training
-    # mean, train.label_stats): a Transform without analyzers never passes over the photos, so
-    # MTCNN runs once per photo, in the Trainer, not also in Transform's analysis.
+    # mean, train.label_stats): a Transform without analyzers makes one pass over the photos, the
+    # one that writes the transformed examples, so MTCNN runs once per photo.
     out[features.WEIGHT_XF] = swipes
     out[features.GENDER_XF] = tf.cast(tf.equal(inputs[features.GENDER_KEY], features.GENDERS[1]), tf.int64)
+    out[features.USER_ID_XF] = tf.identity(inputs[features.USER_ID_KEY])
     return out

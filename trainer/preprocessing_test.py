@@ -17,13 +17,14 @@ from deepattraction.trainer import features, preprocessing
 def test_photos_without_a_face_are_letterboxed_whole(jpeg_bytes, png_bytes):
     out = preprocessing.face_inputs(tf.constant([jpeg_bytes, png_bytes]), 80, features.BACKBONES["inception_v3"], 384)
     img = out[features.IMAGE_XF].numpy()
-    assert img.shape == (2, 80, 80, 3) and img.min() >= -1.0 and img.max() <= 1.0
+    # Whole-number pixel values, as the materialised examples store them.
+    assert img.shape == (2, 80, 80, 3) and img.dtype == np.int64 and img.min() >= 0 and img.max() <= 255
     assert out[features.FACE_COUNT_XF].numpy().tolist() == [0, 0]
     assert np.all(out[features.FACE_BOX_XF].numpy() == 0)
-    # 40x60 JPEG: top and bottom bands are mid-grey padding (0 in [-1, 1]), the middle is the photo.
-    assert np.allclose(img[0, 0], 0.0) and np.allclose(img[0, -1], 0.0) and not np.allclose(img[0, 40], 0.0)
+    # 40x60 JPEG: top and bottom bands are mid-grey padding (127.5, rounded), the middle is the photo.
+    assert np.all(img[0, 0] == 128) and np.all(img[0, -1] == 128) and not np.all(img[0, 40] == 128)
     # 50x30 PNG: left and right bands are padding.
-    assert np.allclose(img[1, :, 0], 0.0) and np.allclose(img[1, :, -1], 0.0)
+    assert np.all(img[1, :, 0] == 128) and np.all(img[1, :, -1] == 128)
 
 
 def test_the_crop_shows_the_backbones_margin_around_the_face():
@@ -35,11 +36,11 @@ def test_the_crop_shows_the_backbones_margin_around_the_face():
     a, b = (preprocessing.face_inputs(photo, 96, bb, 384) for bb in (tight, wide))
     assert a[features.FACE_COUNT_XF].numpy().tolist() == [1]
     np.testing.assert_array_equal(a[features.FACE_BOX_XF].numpy(), b[features.FACE_BOX_XF].numpy())
+    tight_img, wide_img = (tf.cast(x[features.IMAGE_XF], tf.float32) / 255.0 for x in (a, b))
     f = (1 + 2 * 0.1) / (1 + 2 * 0.3)
-    centre = tf.image.crop_and_resize(b[features.IMAGE_XF], [[(1 - f) / 2, (1 - f) / 2, (1 + f) / 2, (1 + f) / 2]], [0],
-                                      [96, 96])
-    assert np.abs(centre.numpy() - a[features.IMAGE_XF].numpy()).mean() < 0.03
-    assert np.abs(b[features.IMAGE_XF].numpy() - a[features.IMAGE_XF].numpy()).mean() > 0.1
+    centre = tf.image.crop_and_resize(wide_img, [[(1 - f) / 2, (1 - f) / 2, (1 + f) / 2, (1 + f) / 2]], [0], [96, 96])
+    assert np.abs(centre.numpy() - tight_img.numpy()).mean() < 0.015
+    assert np.abs(wide_img.numpy() - tight_img.numpy()).mean() > 0.05
     assert features.BACKBONES["facenet"].face_margin < features.BACKBONES["inception_v3"].face_margin
 
 
@@ -76,3 +77,4 @@ def test_preprocessing_fn_in_tf_transform(jpeg_bytes, png_bytes):
     # Weights are the swipe counts; the Trainer divides them by the training mean.
     assert [pytest.approx(r[features.WEIGHT_XF]) for r in out] == [10, 30]
     assert all(r[features.FACE_COUNT_XF] == 0 for r in out)  # noise photos: no face counts
+    assert [r[features.USER_ID_XF] for r in out] == [b"a", b"b"]  # passed through, to join results back

@@ -34,7 +34,6 @@ class TrainConfig:
     shuffle_buffer: int = 256
     bn_recalibration_batches: int = 20
     starred_only: int = 0  # 1: train on photos where exactly one face counts (features.is_starred)
-    cache_transformed: int = 1  # 1: run the Transform graph (face detection) once, not every epoch
     # 1: a phase that leaves the backbone (or all but its top blocks) frozen trains on the frozen
     # part's outputs, computed once per photo and kept on disk (trainer/frozen.py)
     frozen_cache: int = 1
@@ -61,53 +60,56 @@ def _gzip_files(pattern) -> list[str]:
     return files
 
 
+LABEL_SPEC = {features.RATIO_XF: tf.float32, features.WEIGHT_XF: tf.float32, features.GENDER_XF: tf.int64}
+PARSE_BATCH = 64
+
+
+def _records(file_pattern) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(_gzip_files(file_pattern), compression_type="GZIP",
+                                   num_parallel_reads=tf.data.AUTOTUNE)
+
+
 def label_stats(file_pattern) -> dict:
-    """Training-split priors (swipe-weighted mean like ratio, share of men), labels only."""
-    ds = tf.data.TFRecordDataset(_gzip_files(file_pattern), compression_type="GZIP").batch(1024)
-    ds = ds.map(lambda x: tf.io.parse_example(x, features.label_feature_spec()))
+    """Training-split priors (swipe-weighted mean like ratio, share of men), from the labels of
+    the transformed examples alone."""
+    spec = {k: tf.io.FixedLenFeature([], dtype) for k, dtype in LABEL_SPEC.items()}
+    ds = _records(file_pattern).batch(1024).map(lambda x: tf.io.parse_example(x, spec))
     ratio, swipes, male = [], [], []
     for b in ds.as_numpy_iterator():
-        ratio.append(b[features.LIKE_RATIO_KEY])
-        swipes.append(b[features.SWIPE_COUNT_KEY])
-        male.append(b[features.GENDER_KEY] == features.GENDERS[1].encode())
+        ratio.append(b[features.RATIO_XF])
+        swipes.append(b[features.WEIGHT_XF])
+        male.append(b[features.GENDER_XF] == 1)
     ratio, swipes, male = (np.concatenate(a) for a in (ratio, swipes, male))
     return {"ratio_prior": metrics.best_constant(ratio, swipes), "male_prior": float(male.mean()),
             "count": int(len(ratio)),
             "mean_swipes": float(swipes.mean()) if len(swipes) else 1.0}
 
 
-TRANSFORM_BATCH = 32
-
-
 def transformed_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig,
-                        cache: bool = True, mean_swipes: float = 1.0) -> tf.data.Dataset:
-    """Raw examples -> Transform layer -> one dict of transformed features per photo, the
-    swipe-count weight divided by the training split's mean (label_stats), so a weight of 1 is a
-    typical photo.
+                        mean_swipes: float = 1.0) -> tf.data.Dataset:
+    """The Transform component's transformed examples, streamed from disk: one dict per photo,
+    the face crop as uint8 and the swipe-count weight divided by the training split's mean
+    (label_stats), so a weight of 1 is a typical photo. Nothing is held in memory beyond the
+    shuffle buffer, whatever the photo count."""
+    spec = tf_transform_output.transformed_feature_spec()
+    keys = (features.IMAGE_XF, features.RATIO_XF, features.WEIGHT_XF, features.GENDER_XF, features.FACE_COUNT_XF)
+    spec = {k: spec[k] for k in keys}
 
-    With `cache` and cfg.cache_transformed, the Transform layer (decoding, MTCNN, cropping) runs
-    once per photo and its outputs stay in memory; phases on frozen outputs need one pass only."""
-    files = _gzip_files(file_pattern)
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
-    raw_spec = tf_transform_output.raw_feature_spec()
-    tft_layer = tf_transform_output.transform_features_layer()
+    def parse(serialized):
+        xf = tf.io.parse_example(serialized, spec)
+        xf[features.IMAGE_XF] = tf.cast(xf[features.IMAGE_XF], tf.uint8)
+        xf[features.WEIGHT_XF] = tf.cast(xf[features.WEIGHT_XF], tf.float32) / mean_swipes
+        return xf
 
-    def transform(serialized):
-        xf = tft_layer(tf.io.parse_example(serialized, raw_spec))
-        out = {k: xf[k] for k in (features.IMAGE_XF, features.RATIO_XF, features.GENDER_XF, features.FACE_COUNT_XF)}
-        out[features.WEIGHT_XF] = tf.cast(xf[features.WEIGHT_XF], tf.float32) / mean_swipes
-        return out
-
-    transform = tf.autograph.experimental.do_not_convert(transform)  # as frozen.forward: tracing stays seconds
-    ds = ds.batch(TRANSFORM_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    ds = _records(file_pattern).batch(PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if cfg.starred_only:
         ds = ds.filter(lambda xf: features.is_starred(xf[features.FACE_COUNT_XF]))
-    return ds.cache() if cache and cfg.cache_transformed else ds
+    return ds
 
 
 def batches(ds: tf.data.Dataset, cfg: TrainConfig, training: bool) -> tf.data.Dataset:
     """Transformed examples -> (image, labels, sample weights) batches; training shuffles and
-    mirrors after any cache, so each epoch sees new batches."""
+    mirrors, so each epoch sees new batches."""
     outputs = cfg.model.outputs
 
     def to_xy(xf):
@@ -115,7 +117,7 @@ def batches(ds: tf.data.Dataset, cfg: TrainConfig, training: bool) -> tf.data.Da
                   features.GENDER_LABEL: tf.cast(xf[features.GENDER_XF], tf.float32)[:, None]}
         weights = {features.RATIO_LABEL: xf[features.WEIGHT_XF],
                    features.GENDER_LABEL: tf.ones_like(xf[features.WEIGHT_XF])}
-        return ({features.IMAGE_XF: xf[features.IMAGE_XF]},
+        return ({features.IMAGE_XF: tf.cast(xf[features.IMAGE_XF], tf.float32)},
                 {k: labels[k] for k in outputs}, {k: weights[k] for k in outputs})
 
     if training:
@@ -127,13 +129,13 @@ def batches(ds: tf.data.Dataset, cfg: TrainConfig, training: bool) -> tf.data.Da
 
 def make_dataset(file_pattern, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig, training: bool,
                  mean_swipes: float = 1.0) -> tf.data.Dataset:
-    """Raw examples -> Transform layer -> (image, labels, sample weights) batches."""
-    return batches(transformed_dataset(file_pattern, tf_transform_output, cfg, mean_swipes=mean_swipes), cfg, training)
+    """Transformed examples -> (image, labels, sample weights) batches."""
+    return batches(transformed_dataset(file_pattern, tf_transform_output, cfg, mean_swipes), cfg, training)
 
 
 def random_flip(xf: dict) -> dict:
     """The training augmentation: one transformed example's image mirrored left-right with
-    probability 1/2, after the cache, so each epoch draws anew."""
+    probability 1/2, drawn anew every epoch."""
     image = xf[features.IMAGE_XF]
     return {**xf, features.IMAGE_XF: tf.where(tf.random.uniform(()) < 0.5, tf.image.flip_left_right(image), image)}
 
@@ -261,17 +263,17 @@ def _require_photos(count: int, split: str, cfg: TrainConfig) -> None:
 
 
 def _count(ds: tf.data.Dataset) -> int:
-    """Photos in a batched dataset. With the transformed cache on, this pass fills the cache
-    that the first epoch would fill."""
+    """Photos in a batched dataset: one pass over the split's transformed examples."""
     return sum(int(tf.shape(x[features.IMAGE_XF])[0]) for x, _, _ in ds)
 
 
 def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig,
           log_dir: str | None = None, machine: distribute.Machine | None = None,
           work_dir: str | None = None) -> tf.keras.Model:
-    """Fits the model and returns it. The strategy and float policy follow the machine; eval
-    metrics per epoch go to TensorBoard and, with the phases, to HISTORY_FILE in log_dir.
-    Frozen outputs go to work_dir (by default a temporary folder, removed after training)."""
+    """Fits the model on the Transform component's transformed examples (gzipped TFRecords) and
+    returns it. The strategy and float policy follow the machine; eval metrics per epoch go to
+    TensorBoard and, with the phases, to HISTORY_FILE in log_dir. Frozen outputs go to work_dir
+    (by default a temporary folder, removed after training)."""
     tf.keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -280,13 +282,12 @@ def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, c
     logging.info("machine %s: strategy %s, precision %s", machine, kind, policy)
     priors = label_stats(train_files)
     logging.info("training priors: %s", priors)
-    # Images are cached in memory only for phases that run the whole backbone on them every epoch.
     on_images = not cfg.frozen_cache or any(p.trainable_blocks < 0 for p in phases(cfg))
     with tempfile.TemporaryDirectory(prefix="frozen-") as scratch, \
             distribute.make_strategy(kind).scope(), distribute.float_policy(policy):
         model = build_model(cfg.model, image_size_of(tf_transform_output), priors["ratio_prior"], priors["male_prior"])
-        train_xf = transformed_dataset(train_files, tf_transform_output, cfg, on_images, priors["mean_swipes"])
-        eval_xf = transformed_dataset(eval_files, tf_transform_output, cfg, on_images, priors["mean_swipes"])
+        train_xf = transformed_dataset(train_files, tf_transform_output, cfg, priors["mean_swipes"])
+        eval_xf = transformed_dataset(eval_files, tf_transform_output, cfg, priors["mean_swipes"])
         train_ds, eval_ds = batches(train_xf, cfg, training=True), batches(eval_xf, cfg, training=False)
         frozen_inputs = FrozenInputs(train_xf, eval_xf, cfg, work_dir or scratch) if cfg.frozen_cache else None
         if on_images:
@@ -322,7 +323,7 @@ def recalibrate_batch_norm(model: tf.keras.Model, dataset: tf.data.Dataset, batc
 
 
 def _prediction_outputs(model: tf.keras.Model, xf: dict) -> dict:
-    preds = model({features.IMAGE_XF: xf[features.IMAGE_XF]}, training=False)
+    preds = model({features.IMAGE_XF: tf.cast(xf[features.IMAGE_XF], tf.float32)}, training=False)
     out = {features.OUT_FACE_COUNT: xf[features.FACE_COUNT_XF], features.OUT_FACE_BOX: xf[features.FACE_BOX_XF],
            features.OUT_FACE_CONFIDENCE: xf[features.FACE_CONFIDENCE_XF]}
     if features.RATIO_LABEL in preds:
