@@ -7,13 +7,16 @@ the product's own code from end to end, so its figures are the product's figures
   (s - 1) / 4; threshold: ratings of 4 or 5; demo_data.like_probability says why).
 - Examples: the pipeline's own SwipeExampleGen, ImportSchemaGen and Transform
   (pipeline.create_components), run by LocalDagRunner once per backbone, whose crop size and
-  margin shape the Transform graph. Each backbone's steps have their own pipeline root under
-  <out-dir>/pipelines and are cached in its MLMD: a second run on the same data and code reuses them.
+  margin shape the Transform graph; Transform materialises every split (transform_splits), so
+  MTCNN runs once per photo and backbone. Each backbone's steps have their own pipeline root
+  under <out-dir>/pipelines and are cached in its MLMD: a second run on the same data and code
+  reuses them.
 - Folds: photos fall into five folds by a hash of the user id (the SCUT file name); with --folds
   5 (the default) each fold is the test set once, and a fixed tenth of all photos, less the test
   fold, is the eval set that early stopping watches; --folds 1 tests on fold 0 alone, the fixed
-  fifth that earlier figures came from. ExampleGen's own train/eval/test split is pooled and the
-  examples are filtered into each fold's files by user id.
+  fifth that earlier figures came from. ExampleGen's own train/eval/test split is pooled, and each
+  fold's training and eval photos are filtered by user id out of the transformed examples, its
+  test photos out of the raw ones.
 - Training: `trainer.train.train()` and `export()` per fold and variant, as the Trainer's run_fn
   calls them, with the schedule HPARAMS (the experiments' schedule, `experiments.HPARAMS`) plus
   the backbone's weights file and task "both"; `--hparam NAME=VALUE` changes it. Rows marked *
@@ -206,8 +209,8 @@ class Examples:
     pipeline_root: str
     raw_files: list  # SwipeExampleGen's examples, every split: what the served model is scored on
     transform_graph: str  # Transform's transform_graph folder
-    train_files: list  # what train() reads (transformed examples when Transform materialises them)
-    train_id_key: str  # their user id feature
+    train_files: list  # Transform's transformed examples, every split: what train() reads
+    train_id_key: str  # their user id feature (features.USER_ID_XF)
 
 
 def prepare_data(cfg: BenchConfig, log=print) -> str:
@@ -242,15 +245,21 @@ def make_examples(cfg: BenchConfig, data_dir: str, backbone: str) -> Examples:
     size = image_size(cfg, backbone)
     root = os.path.join(cfg.out_dir, "pipelines", f"{os.path.basename(data_dir)}-{backbone}-{size}")
     pc = PipelineConfig(pipeline_root=root, users_uri=users, swipes_uri=swipes,
-                        serving_base=os.path.join(root, "serving"), backbone=backbone, image_size=size)
+                        serving_base=os.path.join(root, "serving"), backbone=backbone, image_size=size,
+                        transform_splits=SPLITS)
     steps = [c for c in pipeline.create_components(pc, fingerprint=input_fingerprint(users, swipes),
                                                    code=code_fingerprint()) if c.id in EXAMPLE_STEPS]
     os.makedirs(root, exist_ok=True)
     tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
         pc, steps, tfx.orchestration.metadata.sqlite_metadata_connection_config(local_runner.metadata_path(pc))))
-    examples = results.latest_output(root, "SwipeExampleGen", "examples")
-    raw = sorted(f for s in SPLITS for f in glob.glob(os.path.join(examples, f"Split-{s}", "*")))
-    return Examples(root, raw, results.latest_output(root, "Transform", "transform_graph"), raw, features.USER_ID_KEY)
+
+    def files(step, output):
+        folder = results.latest_output(root, step, output)
+        return sorted(f for s in SPLITS for f in glob.glob(os.path.join(folder, f"Split-{s}", "*")))
+
+    return Examples(root, files("SwipeExampleGen", "examples"),
+                    results.latest_output(root, "Transform", "transform_graph"),
+                    files("Transform", "transformed_examples"), features.USER_ID_XF)
 
 
 def train_and_export(examples: Examples, hparams: dict, train_files: list[str], eval_files: list[str],

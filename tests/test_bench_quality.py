@@ -3,6 +3,7 @@ fixed fifth that earlier runs held out, the pipeline's examples are filtered int
 the table's figures are the folds' means with their spread, and (e2e) a small run of the whole
 thing: make_scut's data, the pipeline's ExampleGen and Transform, the Trainer's train() and
 export(), the Evaluator's scoring."""
+import glob
 import json
 import math
 import os
@@ -167,5 +168,7 @@ def test_a_small_run_trains_with_the_trainer_and_scores_with_the_evaluator(tmp_p
     # The pipeline's own steps made the examples, in the backbone's pipeline root.
     root = os.path.join(out, "pipelines", "scut-50-graded-seed0-facenet-80")
     assert all(os.path.isdir(os.path.join(root, step)) for step in quality.EXAMPLE_STEPS)
+    transformed = glob.glob(os.path.join(root, "Transform", "transformed_examples", "*", "Split-*"))
+    assert sorted(os.path.basename(s) for s in transformed) == [f"Split-{s}" for s in sorted(quality.SPLITS)]
     assert "| FaceNet (MS-Celeb), fine-tuned | 1 | " in printed
     assert printed.strip().splitlines()[-1].startswith("quality: facenet pearson ")
