@@ -149,18 +149,29 @@ def measure(cfg: SpeedConfig) -> dict:
             "head_over_full_epoch": streamed / head_rate, "peak_rss_mb": _peak_rss_mb()}
 
 
-def memory(cfg: SpeedConfig, photos: int) -> dict:
-    """train() with MEMORY_HPARAMS on `photos` transformed examples: its peak RSS and time."""
+def prepare(cfg: SpeedConfig, work: str, sizes: tuple[int, ...]) -> dict:
+    """Materialises cfg.photos photos once and writes, per size n, n training and n/10 eval
+    transformed examples for the memory runs."""
+    _, files, _ = materialised(cfg, work)
+    for n in sizes:
+        repeated(files, n, os.path.join(work, f"train-{n}.gz"))
+        repeated(files, max(n // 10, cfg.batch_size), os.path.join(work, f"eval-{n}.gz"))
+    return {"work": work}
+
+
+def memory(cfg: SpeedConfig, work: str, photos: int) -> dict:
+    """train() with MEMORY_HPARAMS on prepare()'s `photos` transformed examples, in a process
+    that does nothing else: its peak RSS is the Trainer's."""
+    import tensorflow_transform as tft
+
     from deepattraction.trainer.train import TrainConfig, train
 
-    work = tempfile.mkdtemp(prefix="train-memory-")
-    tft_out, files, _ = materialised(dataclasses.replace(cfg, photos=min(cfg.photos, photos)), work)
-    train_files = repeated(files, photos, os.path.join(work, "train.gz"))
-    eval_files = repeated(files, max(photos // 10, cfg.batch_size), os.path.join(work, "eval.gz"))
     rss_before = _peak_rss_mb()
     t0 = time.perf_counter()
-    train(train_files, eval_files, tft_out, TrainConfig.from_dict({**MEMORY_HPARAMS, "backbone": cfg.backbone}),
-          work_dir=os.path.join(work, "trainer"))
+    train(os.path.join(work, f"train-{photos}.gz"), os.path.join(work, f"eval-{photos}.gz"),
+          tft.TFTransformOutput(os.path.join(work, "transform_graph")),
+          TrainConfig.from_dict({**MEMORY_HPARAMS, "backbone": cfg.backbone}),
+          work_dir=os.path.join(work, f"trainer-{photos}"))
     return {"photos": photos, "train_s": time.perf_counter() - t0, "rss_before_training_mb": rss_before,
             "peak_rss_mb": _peak_rss_mb()}
 
@@ -168,8 +179,9 @@ def memory(cfg: SpeedConfig, photos: int) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backbones", nargs="+", default=["facenet", "inception_v3"])
-    p.add_argument("--one", choices=("speed", "memory"), help=argparse.SUPPRESS)  # a child process
+    p.add_argument("--one", choices=("speed", "prepare", "memory"), help=argparse.SUPPRESS)  # a child process
     p.add_argument("--memory-run-photos", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--work", default="", help=argparse.SUPPRESS)
     for f in dataclasses.fields(SpeedConfig):
         if f.name != "backbone":
             p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
@@ -177,7 +189,9 @@ def main(argv=None) -> None:
     own = {f.name: getattr(a, f.name) for f in dataclasses.fields(SpeedConfig) if f.name != "backbone"}
     if a.one:
         cfg = SpeedConfig(backbone=a.backbones[0], **own)
-        child.report(measure(cfg) if a.one == "speed" else memory(cfg, a.memory_run_photos))
+        sizes = (a.memory_photos, 4 * a.memory_photos)
+        child.report({"speed": lambda: measure(cfg), "prepare": lambda: prepare(cfg, a.work, sizes),
+                      "memory": lambda: memory(cfg, a.work, a.memory_run_photos)}[a.one]())
         return
     flags = [x for k, v in own.items() for x in (f"--{k.replace('_', '-')}", str(v))]
     results = []
@@ -193,9 +207,11 @@ def main(argv=None) -> None:
               f"{r['peak_rss_mb']:.0f} MiB", flush=True)
     mem = []
     if a.memory_photos:
+        work = tempfile.mkdtemp(prefix="train-memory-")
+        one = ["bench.train_speed", "--backbones", a.backbones[0], "--work", work, *flags]
+        child.run([*one, "--one", "prepare"], "materialising the memory runs' examples")
         for n in (a.memory_photos, 4 * a.memory_photos):
-            mem.append(child.run(["bench.train_speed", "--one", "memory", "--backbones", a.backbones[0],
-                                  "--memory-run-photos", str(n), *flags], f"memory run at {n} photos"))
+            mem.append(child.run([*one, "--one", "memory", "--memory-run-photos", str(n)], f"memory run at {n} photos"))
             m = mem[-1]
             print(f"{a.backbones[0]} train() on {n} photos ({MEMORY_HPARAMS['head_epochs']} head + "
                   f"{MEMORY_HPARAMS['epochs']} top-block epochs): {m['train_s']:.0f} s, "
