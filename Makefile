@@ -104,15 +104,18 @@ report-screenshot: install browser
 	@test -n "$(REPORT)" || { echo "no report under build/demo: run make demo, or give REPORT=path/to/report.html" >&2; exit 1; }
 	$(BIN)/python -m deepattraction.components.report.browser $(REPORT) --screenshot build/report.png
 
-# The study's table on the 3,300 real SCUT faces in ../shared, ends with a `quality:` line. 5-fold
-# cross-validation by default (about 2.5 hours on 2 cores, most of it fine-tuning Inception);
-# FOLDS=1 tests on one fixed fifth (about 50 minutes). LIKE_RULE=threshold counts ratings of 4 or 5
-# as likes instead of the graded rule (README, Benchmarks).
+# The study's table on the 3,300 real SCUT faces in ../shared, made by the product's own code (make_scut,
+# the pipeline's ExampleGen and Transform, the Trainer's train()/export(), the Evaluator's scoring); ends
+# with a `quality:` line. 5-fold cross-validation by default; FOLDS=1 tests on one fixed fifth. On 2 cores
+# a fold of FaceNet (and FaceNet*) takes about 26 min, the pipeline's steps 5.5 min once per backbone
+# (cached after); Inception at 299 px several times that (README, Benchmarks). BACKBONES=facenet leaves
+# Inception out. LIKE_RULE=threshold counts ratings of 4 or 5 as likes instead of the graded rule.
 FOLDS ?= 5
 LIKE_RULE ?= graded
+BACKBONES ?= facenet inception_v3
 .PHONY: bench-quality
 bench-quality: install weights
-	$(BIN)/python -m bench.quality --folds $(FOLDS) --like-rule $(LIKE_RULE)
+	$(BIN)/python -m bench.quality --folds $(FOLDS) --like-rule $(LIKE_RULE) --backbones $(BACKBONES)
 
 # Training images/s per backbone: the real input pipeline against a bare step on cached tensors, with peak memory.
 .PHONY: bench-train-speed

@@ -1,26 +1,35 @@
-"""Quality benchmark on the 3,300 real SCUT-FBP5500 faces in ../shared: the study's table.
+"""Quality benchmark on the 3,300 real SCUT-FBP5500 faces in ../shared: the study's table, made by
+the product's own code from end to end, so its figures are the product's figures.
 
-Ratings stand in for swipes as the data's README says, each photo keeping a random subset of its
-60 raters (3 to 60), so swipe counts and label noise vary. --like-rule graded (the default) makes
-a rating s a like with probability (s - 1) / 4, so the expected like ratio is affine in the mean
-score that the Pearson column compares with; --like-rule threshold makes ratings of 4 or 5 likes
-(deepattraction.demo_data.like_probability says why). The "Ceiling" row predicts each photo's
-expected like ratio over all 60 of its ratings: the best any model can do.
-Photos fall into five folds by a hash of the file name. With --folds 5 (the default) each fold
-is the test set once (5-fold cross-validation) and the table gives each figure's mean over the
-folds, with the standard deviation of the correlations; --folds 1 tests on fold 0 alone, a fixed
-held-out fifth. A fixed tenth of all photos, less those in the test fold, is the eval set that
-early stopping watches.
+- Data: `deepattraction.demo_data.make_scut`, what `deepattraction demo-data --source` writes
+  (users and swipes tables, photos): each photo keeps a random 3-60 of its 60 ratings as swipes,
+  each rating a like by --like-rule (graded, the default: a rating s is a like with probability
+  (s - 1) / 4; threshold: ratings of 4 or 5; demo_data.like_probability says why).
+- Examples: the pipeline's own SwipeExampleGen, ImportSchemaGen and Transform
+  (pipeline.create_components), run by LocalDagRunner once per backbone, whose crop size and
+  margin shape the Transform graph; Transform materialises every split (transform_splits), so
+  MTCNN runs once per photo and backbone. Each backbone's steps have their own pipeline root
+  under <out-dir>/pipelines and are cached in its MLMD: a second run on the same data and code
+  reuses them.
+- Folds: photos fall into five folds by a hash of the user id (the SCUT file name); with --folds
+  5 (the default) each fold is the test set once, and a fixed tenth of all photos, less the test
+  fold, is the eval set that early stopping watches; --folds 1 tests on fold 0 alone, the fixed
+  fifth that earlier figures came from. ExampleGen's own train/eval/test split is pooled, and each
+  fold's training and eval photos are filtered by user id out of the transformed examples, its
+  test photos out of the raw ones.
+- Training: `trainer.train.train()` and `export()` per fold and variant, as the Trainer's run_fn
+  calls them, with the schedule HPARAMS (the experiments' schedule, `experiments.HPARAMS`) plus
+  the backbone's weights file and task "both"; `--hparam NAME=VALUE` changes it. Rows marked *
+  train with starred_only=1 and are scored on the Evaluator's starred slice (exactly one face counts).
+- Scoring: the exported SavedModel's serving signature on the fold's raw test examples
+  (the Evaluator's read_labels and predict), and every figure from
+  components/evaluator/evaluation.py: errors against the baselines fitted on the fold's training
+  photos, Pearson and Spearman of the predicted like ratio against the photo's mean score over all
+  60 raters (read from ../shared's ratings.csv by user id: demo_data.scut_photos). The "Ceiling"
+  row predicts each photo's expected like ratio over all 60 of its ratings: the best any model can do.
 
-Each backbone runs the trainer's own schedule (trainer/train.py, trainer/finetune.py): the head
-on the frozen backbone, then the top blocks fine-tuned at a lower rate. The layers below the top
-blocks never train and run in inference mode, so their outputs are computed once, of each crop
-and of its mirror image (trainer/finetune.split_for_fine_tuning); each epoch then picks one of
-the two per photo at random, which is the trainer's random_flip. Faces are cropped by the
-Transform graph's own function (preprocessing.face_inputs), with each backbone's margin.
-Rows marked * train and test on the starred subset (exactly one face counts).
-
-    python -m bench.quality [--folds 5] [--photos 0] [--fine-tune-epochs 5] [--backbones facenet]
+    python -m bench.quality [--folds 5] [--photos 0] [--like-rule graded] [--backbones facenet inception_v3]
+        [--image-size facenet=160] [--hparam NAME=VALUE] [--starred 1] [--head-only 0]
 
 Prints the table (also written to build/bench/quality/results.md and .json) and ends with
 `quality: facenet pearson <x>, mse/constant <y>, mse/gender-constant <z>, gender accuracy <a>`.
@@ -28,28 +37,35 @@ Prints the table (also written to build/bench/quality/results.md and .json) and 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
+import glob
 import hashlib
 import json
 import os
+import shutil
 import time
 
 import numpy as np
 
-from deepattraction.demo_data import LIKE_RULES, like_probability, rating_likes
-from deepattraction.trainer import metrics
-from deepattraction.weights import fetch, sha256
+import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
+from deepattraction import experiments
+from deepattraction.components.evaluator import evaluation
+from deepattraction.demo_data import LIKE_RULES, DemoDataConfig, data_tables, like_probability, make_demo_data
+from deepattraction.pipeline.params import parse_hparams
 
-# TensorFlow and our modules that load it are imported inside the functions that train and crop:
-# the folds and tables (tests/test_bench_quality.py) need none of it.
+# TensorFlow, TFX and our modules that load them are imported inside the functions that run the
+# pipeline's steps, train and score: the folds and tables (tests/test_bench_quality.py) need none.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
-WEIGHTS_FILES = {"inception_v3": ("inception", "inception_v3_nsfwjs.h5"),
-                 "facenet": ("facenet", "facenet_inception_resnet_v1.h5")}
-FOLDS = 5
+WEIGHTS_FILES = {"inception_v3": "inception", "facenet": "facenet"}  # `deepattraction weights fetch` names
 WEIGHTS_NAMES = {"inception_v3": "Inception v3 (nsfwjs: ImageNet lower layers)", "facenet": "FaceNet (MS-Celeb)"}
+FOLDS = 5
+# The pipeline's steps that make the examples, and the ExampleGen splits pooled before the folds.
+EXAMPLE_STEPS = ("SwipeExampleGen", "ImportSchemaGen", "Transform")
+SPLITS = ("train", "eval", "test")
+# The schedule every variant trains with, over which --hparam applies: the experiments' own.
+HPARAMS = experiments.HPARAMS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,289 +75,264 @@ class BenchConfig:
     weights_dir: str = os.path.join(ROOT, "build", "weights")
     photos: int = 0  # 0: all 3,300
     folds: int = FOLDS  # how many of the FOLDS folds are test sets in turn: FOLDS is cross-validation, 1 a fixed fifth
-    min_swipes: int = 3
-    max_swipes: int = 60
-    seed: int = 0
+    seed: int = 0  # make_scut's: which photos (with --photos), which ratings become swipes
     backbones: tuple = ("facenet", "inception_v3")
-    inception_size: int = 299
-    head_epochs: int = 60
-    fine_tune_epochs: int = 5
-    fine_tune_blocks: int = 2
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4
-    head_layers: int = 1  # on the FaceNet pool, fold 0: Pearson 0.895 against 0.889 with 2 layers (README)
-    head_width: int = 256
-    dropout: float = 0.3
-    facenet_features: str = "pool"
-    flip: int = 1  # the trainer's random mirror (TrainConfig.flip)
-    gender_loss_weight: float = 0.1
-    batch_size: int = 32
-    patience: int = 3
+    image_sizes: dict = dataclasses.field(default_factory=dict)  # backbone -> px; absent or 0: its native size
+    hparams: dict = dataclasses.field(default_factory=dict)  # over HPARAMS
+    starred: int = 1  # 1: also the starred rows (trained with starred_only=1, scored on the starred slice)
+    head_only: int = 0  # 1: also the head phase alone (a second training per fold with epochs=0)
     like_rule: str = LIKE_RULES[0]  # see deepattraction.demo_data.like_probability
 
     def __post_init__(self):
         if not 1 <= self.folds <= FOLDS:
             raise ValueError(f"folds must be 1 to {FOLDS}, got {self.folds}")
         like_probability(self.like_rule)  # refuses an unknown rule
+        unknown = set(self.backbones) - set(WEIGHTS_FILES)
+        if unknown:
+            raise ValueError(f"unknown backbones {sorted(unknown)}; known: {sorted(WEIGHTS_FILES)}")
 
 
-@dataclasses.dataclass
-class Data:
-    ids: list
-    photos: list  # JPEG bytes
-    male: np.ndarray
-    group: np.ndarray
-    mean_score: np.ndarray
-    likes: np.ndarray
-    swipes: np.ndarray
-    expected_ratio: np.ndarray  # the like rule's expectation over all 60 ratings
-    fold: np.ndarray  # 0 to FOLDS - 1: the fold whose test set holds the photo
-    eval_pool: np.ndarray  # True: an eval photo whenever it is not a test photo
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One model per fold: a backbone, trained on all photos or the starred ones, with the
+    schedule or with its head phase alone."""
 
-    @property
-    def ratio(self) -> np.ndarray:
-        return self.likes / self.swipes
+    backbone: str
+    starred: bool
+    head_only: bool
+
+    def name(self, schedule: dict) -> str:
+        fine_tunes = not self.head_only and schedule.get("epochs", 0) > 0
+        return f"{WEIGHTS_NAMES[self.backbone]}{'*' if self.starred else ''}, " \
+               f"{'fine-tuned' if fine_tunes else 'head only'}"
+
+
+def variants(cfg: BenchConfig, backbone: str) -> list[Variant]:
+    return [Variant(backbone, starred, head_only) for starred in ((False, True) if cfg.starred else (False,))
+            for head_only in ((False, True) if cfg.head_only else (False,))]
+
+
+def schedule(cfg: BenchConfig, backbone: str, weights: str, variant: Variant | None = None) -> dict:
+    """The hyperparameters of one variant: HPARAMS, --hparam, then what the bench fixes."""
+    out = {**HPARAMS, **cfg.hparams, "backbone": backbone, "weights": weights, "task": "both"}
+    if variant is not None:
+        out["starred_only"] = int(variant.starred)
+        if variant.head_only:
+            out["epochs"] = 0
+    return out
 
 
 def _bucket(name: str, salt: str) -> int:
     return int(hashlib.sha1(f"{salt}:{name}".encode()).hexdigest(), 16) % 100
 
 
-def assign_folds(ids: list) -> tuple[np.ndarray, np.ndarray]:
-    """(fold, eval_pool) per photo, from hashes of its name: Data.fold and Data.eval_pool.
-    Fold 0 is the fixed fifth that earlier runs held out."""
+def assign_folds(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(fold, eval_pool) per user id, from hashes of it: the fold whose test set holds the photo,
+    and whether it is an eval photo whenever it is not a test photo. Fold 0 is the fixed fifth
+    that earlier runs held out."""
     return (np.array([_bucket(i, "test") * FOLDS // 100 for i in ids], np.int64),
             np.array([_bucket(i, "eval") < 10 for i in ids], bool))
 
 
-def split(data: Data, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, eval, test) masks with `fold` as the test set; they partition the photos."""
-    test = data.fold == fold
-    evl = ~test & data.eval_pool
+def split(ids: list[str], fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, eval, test) masks over ids with `fold` as the test set; they partition the photos."""
+    fold_of, eval_pool = assign_folds(ids)
+    test = fold_of == fold
+    evl = ~test & eval_pool
     return ~test & ~evl, evl, test
 
 
-def load(cfg: BenchConfig) -> Data:
-    with open(os.path.join(cfg.scut_dir, "ratings.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
-    rng = np.random.default_rng(cfg.seed)
-    if cfg.photos and cfg.photos < len(rows):
-        rows = [rows[i] for i in sorted(rng.choice(len(rows), cfg.photos, replace=False))]
-    likes, swipes, photos, counts = [], [], [], []
-    for row in rows:
-        counts.append([int(row[f"n_score_{k}"]) for k in range(1, 6)])
-        scores = np.repeat(np.arange(1, 6), counts[-1])
-        rng.shuffle(scores)
-        n = int(rng.integers(cfg.min_swipes, min(cfg.max_swipes, len(scores)) + 1))
-        likes.append(int(rating_likes(scores[:n], cfg.like_rule, rng).sum()))
-        swipes.append(n)
-        with open(os.path.join(cfg.scut_dir, "images", row["filename"]), "rb") as f:
-            photos.append(f.read())
-    ids = [os.path.splitext(r["filename"])[0] for r in rows]
-    counts = np.array(counts, np.float64)
-    return Data(ids, photos, np.array([r["group"].endswith("M") for r in rows], np.int64),
-                np.array([r["group"] for r in rows]),
-                np.array([float(r["mean_score"]) for r in rows]), np.array(likes, np.float64),
-                np.array(swipes, np.float64),
-                counts @ like_probability(cfg.like_rule) / counts.sum(1), *assign_folds(ids))
+def score(name: str, labels: evaluation.Labels, base: dict, mean_score: np.ndarray, ratio_pred,
+          male_prob=None, fold: int = 0) -> dict:
+    """One row: the Evaluator's metrics of a like-ratio prediction (and P(male)) against the
+    baselines `base`, and its correlations with the photos' mean score over all 60 raters."""
+    m = evaluation.evaluate(labels, base, ratio_pred, male_prob)
+    c = evaluation.correlations("score", mean_score, ratio_pred)
+    return {"model": name, "fold": fold, "photos": m["count"], "weighted_mse": m["ratio_weighted_mse"],
+            "mse_over_constant": m["mse_ratio"],
+            "mse_over_gender_constant": m["ratio_weighted_mse"] / max(m["gender_constant_weighted_mse"], 1e-12),
+            "pearson": c["score_pearson"], "spearman": c["score_spearman"], "gender_accuracy": m.get("gender_accuracy")}
 
 
-def crop_cache_path(data: Data, size: int, backbone: str, cache_dir: str) -> str:
+def baseline_rows(labels: evaluation.Labels, base: dict, mean_score: np.ndarray, expected_ratio: np.ndarray,
+                  fold: int) -> list[dict]:
+    """Both constants of the training photos (evaluation.baselines), and the ceiling: the like
+    rule's expected ratio over all 60 ratings, whose weighted MSE is the labels' own noise (a
+    perfect model's) and whose Pearson is the most a like-ratio prediction can reach."""
+    n = len(labels.like_ratio)
+    majority = np.full(n, float(base["majority_male"]))
+    gender_constant = np.array([base["gender_constants"].get(int(m), base["constant"]) for m in labels.male])
+    return [score("Baseline: best constant", labels, base, mean_score, np.full(n, base["constant"]), majority, fold),
+            score("Baseline: gender-conditional constant", labels, base, mean_score, gender_constant, majority, fold),
+            score("Ceiling: expected like ratio over all 60 ratings", labels, base, mean_score, expected_ratio,
+                  None, fold)]
+
+
+def scut_arrays(cfg: BenchConfig, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean score, expected like ratio) of each user id, from ../shared's ratings."""
+    from deepattraction.demo_data import scut_photos
+
+    photos = scut_photos(cfg.scut_dir, cfg.like_rule)
+    return (np.array([photos[i].mean_score for i in ids]), np.array([photos[i].expected_ratio for i in ids]))
+
+
+def write_subsets(files: list[str], id_key: str, subsets: dict[str, set]) -> dict[str, int]:
+    """One pass over gzip TFRecords of tf.Examples: each record whose `id_key` is in a subset's
+    ids goes, unchanged, to that subset's file (gzip TFRecords). Returns the records per file."""
+    import tensorflow as tf
+
+    spec = {id_key: tf.io.FixedLenFeature([], tf.string)}
+    counts = dict.fromkeys(subsets, 0)
+    writers = {}
+    try:
+        for path in subsets:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            writers[path] = tf.io.TFRecordWriter(path, options="GZIP")
+        for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(256):
+            ids = tf.io.parse_example(batch, spec)[id_key].numpy()
+            for record, uid in zip(batch.numpy(), ids):
+                uid = uid.decode()
+                for path, keep in subsets.items():
+                    if uid in keep:
+                        writers[path].write(record)
+                        counts[path] += 1
+    finally:
+        for w in writers.values():
+            w.close()
+    return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """What the pipeline's first steps made for one backbone."""
+
+    pipeline_root: str
+    raw_files: list  # SwipeExampleGen's examples, every split: what the served model is scored on
+    transform_graph: str  # Transform's transform_graph folder
+    train_files: list  # Transform's transformed examples, every split: what train() reads
+    train_id_key: str  # their user id feature (features.USER_ID_XF)
+
+
+def prepare_data(cfg: BenchConfig, log=print) -> str:
+    """make_scut's dataset in <out-dir>/data/<its settings>, made once (ExampleGen's cache key
+    includes the tables' modification times, so remaking it would rerun every step)."""
+    folder = os.path.join(cfg.out_dir, "data", f"scut-{cfg.photos or 'all'}-{cfg.like_rule}-seed{cfg.seed}")
+    done = os.path.join(folder, "made.json")
+    if not os.path.exists(done):
+        s = make_demo_data(DemoDataConfig(out_dir=folder, source=cfg.scut_dir, num_users=cfg.photos, bad_rows=False,
+                                          seed=cfg.seed, like_rule=cfg.like_rule))
+        log(s.line(folder))
+        with open(done, "w") as f:
+            json.dump(dataclasses.asdict(s), f)
+    return folder
+
+
+def image_size(cfg: BenchConfig, backbone: str) -> int:
     from deepattraction.trainer import features
 
-    margin = features.BACKBONES[backbone].face_margin
-    return os.path.join(cache_dir, f"crops_{backbone}_{size}_m{margin:g}_{len(data.ids)}_"
-                                   f"{hashlib.sha1(''.join(data.ids).encode()).hexdigest()[:8]}.npz")
+    return cfg.image_sizes.get(backbone) or features.BACKBONES[backbone].image_size
 
 
-def face_crops(data: Data, size: int, backbone: str, cache_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """Transform's face crop for every photo (cached on disk): (crops float16, face counts)."""
-    path = crop_cache_path(data, size, backbone, cache_dir)
-    if os.path.exists(path):
-        z = np.load(path)
-        return z["crops"], z["face_count"]
-    import tensorflow as tf
+def make_examples(cfg: BenchConfig, data_dir: str, backbone: str) -> Examples:
+    """Runs the pipeline's SwipeExampleGen, ImportSchemaGen and Transform for one backbone."""
+    from tfx import v1 as tfx
 
-    from deepattraction.trainer import features
-    from deepattraction.trainer.preprocessing import face_inputs
-
-    fn = tf.function(lambda b: face_inputs(b, size, features.BACKBONES[backbone], features.FACE_CANVAS))
-    crops, counts = [], []
-    for i in range(0, len(data.photos), 32):
-        out = fn(tf.constant(data.photos[i:i + 32]))
-        crops.append(out[features.IMAGE_XF].numpy().astype(np.float16))
-        counts.append(out[features.FACE_COUNT_XF].numpy())
-    crops, counts = np.concatenate(crops), np.concatenate(counts)
-    os.makedirs(cache_dir, exist_ok=True)
-    np.savez(path, crops=crops, face_count=counts)
-    return crops, counts
-
-
-def baseline_rows(data: Data, test: np.ndarray, train: np.ndarray, fold: int) -> list[dict]:
-    """Both constants, and the ceiling: the like rule's expected ratio over all 60 ratings, whose
-    weighted MSE is the labels' own noise (a perfect model's) and whose Pearson is the most a
-    like-ratio prediction can reach."""
-    const = metrics.best_constant(data.ratio[train], data.swipes[train])
-    gc = metrics.group_constants(data.ratio[train], data.swipes[train], data.male[train])
-    majority, _ = metrics.majority(data.male[train])
-    return [score("Baseline: best constant", data, test, np.full(test.sum(), const),
-                  np.full(test.sum(), float(majority)), train, fold),
-            score("Baseline: gender-conditional constant", data, test, np.array([gc[m] for m in data.male[test]]),
-                  np.full(test.sum(), float(majority)), train, fold),
-            score("Ceiling: expected like ratio over all 60 ratings", data, test, data.expected_ratio[test], None,
-                  train, fold)]
-
-
-def score(name: str, data: Data, test: np.ndarray, ratio_pred: np.ndarray, male_prob: np.ndarray | None,
-          train: np.ndarray,
-          fold: int) -> dict:
-    """Weighted MSE against both constants fitted on the same training photos, and the
-    correlations of the predicted ratio with the photo's mean score over all 60 raters."""
-    from scipy import stats
-
-    y, w = data.ratio[test], data.swipes[test]
-    const = metrics.best_constant(data.ratio[train], data.swipes[train])
-    gc = metrics.group_constants(data.ratio[train], data.swipes[train], data.male[train])
-    mse = metrics.weighted_mse(y, ratio_pred, w)
-    c_mse = metrics.weighted_mse(y, np.full_like(y, const), w)
-    g_mse = metrics.weighted_mse(y, np.array([gc[m] for m in data.male[test]]), w)
-    constant_pred = np.ptp(ratio_pred) == 0
-    return {"model": name, "fold": fold, "photos": int(test.sum()), "weighted_mse": mse,
-            "mse_over_constant": mse / c_mse,
-            "mse_over_gender_constant": mse / g_mse,
-            "pearson": None if constant_pred else float(stats.pearsonr(ratio_pred, data.mean_score[test])[0]),
-            "spearman": None if constant_pred else float(stats.spearmanr(ratio_pred, data.mean_score[test])[0]),
-            "gender_accuracy": None if male_prob is None else metrics.accuracy(data.male[test], male_prob)}
-
-
-def _xy(x, data: Data, mask: np.ndarray):
+    from deepattraction.pipeline import local_runner, pipeline, results
+    from deepattraction.pipeline.configs import PipelineConfig, code_fingerprint, input_fingerprint
     from deepattraction.trainer import features
 
-    y = {features.RATIO_LABEL: data.ratio[mask, None].astype(np.float32),
-         features.GENDER_LABEL: data.male[mask, None].astype(np.float32)}
-    w = {features.RATIO_LABEL: (data.swipes[mask] / data.swipes.mean()).astype(np.float32),
-         features.GENDER_LABEL: np.ones(mask.sum(), np.float32)}
-    return x, y, w
+    users, swipes = data_tables(data_dir)
+    size = image_size(cfg, backbone)
+    root = os.path.join(cfg.out_dir, "pipelines", f"{os.path.basename(data_dir)}-{backbone}-{size}")
+    pc = PipelineConfig(pipeline_root=root, users_uri=users, swipes_uri=swipes,
+                        serving_base=os.path.join(root, "serving"), backbone=backbone, image_size=size,
+                        transform_splits=SPLITS)
+    steps = [c for c in pipeline.create_components(pc, fingerprint=input_fingerprint(users, swipes),
+                                                   code=code_fingerprint()) if c.id in EXAMPLE_STEPS]
+    os.makedirs(root, exist_ok=True)
+    tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
+        pc, steps, tfx.orchestration.metadata.sqlite_metadata_connection_config(local_runner.metadata_path(pc))))
+
+    def files(step, output):
+        folder = results.latest_output(root, step, output)
+        return sorted(f for s in SPLITS for f in glob.glob(os.path.join(folder, f"Split-{s}", "*")))
+
+    return Examples(root, files("SwipeExampleGen", "examples"),
+                    results.latest_output(root, "Transform", "transform_graph"),
+                    files("Transform", "transformed_examples"), features.USER_ID_XF)
 
 
-def _dataset(x, data: Data, mask: np.ndarray, batch: int, shuffle: bool, flipped: np.ndarray | None = None):
-    """float32 batches of (x, labels, weights). With `flipped` (the same rows computed from the
-    mirrored crops) each example takes one of the two at random every epoch: the trainer's
-    random_flip, applied to the frozen outputs."""
+def train_and_export(examples: Examples, hparams: dict, train_files: list[str], eval_files: list[str],
+                     out: str) -> tuple[str, dict]:
+    """The Trainer's run_fn, outside TFX: train() then export(). Returns the SavedModel folder and
+    the training history (its phases)."""
     import tensorflow as tf
+    import tensorflow_transform as tft
 
-    xs, y, w = _xy(x[mask], data, mask)
-    ds = tf.data.Dataset.from_tensor_slices((xs if flipped is None else (xs, flipped[mask]), y, w))
-    if shuffle:
-        ds = ds.shuffle(len(xs), seed=0, reshuffle_each_iteration=True)
-    if flipped is not None:
-        ds = ds.map(lambda pair, b, c: (tf.where(tf.random.uniform(()) < 0.5, pair[1], pair[0]), b, c))
-    return ds.batch(batch).map(lambda a, b, c: (tf.cast(a, tf.float32), b, c)).prefetch(2)
+    from deepattraction.trainer import train
 
-
-def frozen_outputs(cfg: BenchConfig, model, backbone: str, crops: np.ndarray, cache: str, log) -> dict:
-    """What never changes in training, computed once and cached: the inputs of the top blocks
-    ("acts", when fine-tuning) and the backbone's outputs ("feats"), each also of the mirrored
-    crops ("acts_flipped", "feats_flipped") when cfg.flip. Only acts are cached when there are
-    any: the top blocks make feats from them in seconds."""
-    import tensorflow as tf
-
-    from deepattraction.trainer import finetune
-
-    flips = (False, True) if cfg.flip else (False,)
-    names = [f"{'acts' if cfg.fine_tune_epochs > 0 else 'feats'}{'_flipped' if f else ''}" for f in flips]
-    out = {}
-    if os.path.exists(cache):
-        with np.load(cache) as z:
-            out = {k: z[k] for k in names if k in z}
-    if cfg.fine_tune_epochs > 0:
-        frozen, top_backbone, _ = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
-    else:
-        frozen = finetune.backbone_of(model)
-    missing = [(n, f) for n, f in zip(names, flips) if n not in out]
-    for name, flip in missing:
-        t1 = time.time()
-        images = tf.data.Dataset.from_tensor_slices(crops).batch(64).map(lambda c: tf.cast(c, tf.float32))
-        if flip:
-            images = images.map(tf.image.flip_left_right)
-        out[name] = frozen.predict(images, verbose=0).astype(np.float16 if cfg.fine_tune_epochs > 0 else np.float32)
-        log(f"{backbone}: frozen outputs {name} {out[name].shape} in {time.time() - t1:.0f} s "
-            f"({len(crops) / (time.time() - t1):.1f} photos/s)")
-    if missing:
-        np.savez(cache, **out)
-    if cfg.fine_tune_epochs > 0:
-        for name in list(out):
-            out[name.replace("acts", "feats")] = top_backbone.predict(out[name].astype(np.float32), batch_size=64,
-                                                                      verbose=0)
-    return out
+    tft_output = tft.TFTransformOutput(examples.transform_graph)
+    log_dir, work_dir, serving = (os.path.join(out, n) for n in ("model_run", "frozen", "serving"))
+    model = train.train(train_files, eval_files, tft_output, train.TrainConfig.from_dict(hparams), log_dir=log_dir,
+                        work_dir=work_dir)
+    train.export(model, tft_output, serving)
+    shutil.rmtree(work_dir, ignore_errors=True)  # the frozen outputs: the largest files of a fold
+    tf.keras.backend.clear_session()
+    with open(os.path.join(log_dir, train.HISTORY_FILE)) as f:
+        return serving, json.load(f)
 
 
-def run_backbone(cfg: BenchConfig, data: Data, backbone: str, log) -> list[dict]:
-    import tensorflow as tf
+def score_model(name: str, serving_dir: str, test_file: str, base: dict, scut: dict, starred: bool,
+                fold: int) -> dict:
+    """The Evaluator's scoring: the model's serving_examples signature on the raw test examples;
+    a starred variant on the Evaluator's starred slice."""
+    from deepattraction.components.evaluator.executor import predict, read_labels
+    from deepattraction.trainer import features
 
-    from deepattraction.trainer import features, finetune
-    from deepattraction.trainer.model import ModelConfig, build_model
-    from deepattraction.trainer.train import Phase, TrainConfig, fit_phase
+    labels, ids = read_labels([test_file])
+    preds = predict(serving_dir, [test_file])
+    ratio, male = preds[features.OUT_RATIO], preds[features.OUT_MALE]
+    mean_score = np.array([scut[i] for i in ids])
+    if starred:
+        keep = evaluation.slice_masks(labels, preds[features.OUT_FACE_COUNT])[experiments.STARRED_SLICE]
+        labels, ratio, male, mean_score = evaluation.subset(labels, keep), ratio[keep], male[keep], mean_score[keep]
+    return score(name, labels, base, mean_score, ratio, male, fold)
 
-    t0 = time.time()
-    fetch_name, _ = WEIGHTS_FILES[backbone]
-    weights = fetch(fetch_name, cfg.weights_dir)
-    size = cfg.inception_size if backbone == "inception_v3" else features.BACKBONES[backbone].image_size
-    crops, face_count = face_crops(data, size, backbone, cfg.out_dir)
-    crops_key = crop_cache_path(data, size, backbone, cfg.out_dir)
-    log(f"{backbone}: {len(crops)} face crops at {size} px in {time.time() - t0:.0f} s; starred "
-        f"{np.mean(face_count == 1):.3f}")
-    tcfg = TrainConfig(
-        model=ModelConfig(backbone=backbone, weights=weights, task="both", head_layers=cfg.head_layers,
-                          head_width=cfg.head_width, dropout=cfg.dropout, facenet_features=cfg.facenet_features),
-        learning_rate=cfg.learning_rate, head_epochs=cfg.head_epochs, epochs=cfg.fine_tune_epochs,
-        fine_tune_learning_rate=cfg.fine_tune_learning_rate, trainable_blocks=cfg.fine_tune_blocks,
-        early_stopping_patience=cfg.patience, gender_loss_weight=cfg.gender_loss_weight, batch_size=cfg.batch_size,
-        flip=cfg.flip)
+
+def run_backbone(cfg: BenchConfig, backbone: str, weights: str, examples: Examples, labels: evaluation.Labels,
+                 ids: list[str], mean_score: np.ndarray, log) -> list[dict]:
+    """Every variant of one backbone on every fold tested: train, export, score."""
+    from deepattraction.trainer import features
+
+    scut = dict(zip(ids, mean_score))
     rows = []
-    frozen = None
     for fold in range(cfg.folds):
-        for starred in (False, True):
-            use = face_count == 1 if starred else np.ones(len(crops), bool)
-            train, evl, test = (m & use for m in split(data, fold))
-            tf.keras.utils.set_random_seed(cfg.seed)
-            model = build_model(tcfg.model, size, metrics.best_constant(data.ratio[train], data.swipes[train]),
-                                float(data.male[train].mean()))
-            if frozen is None:  # the same for every fold and variant
-                # what the cache holds
-                cut = cfg.fine_tune_blocks if cfg.fine_tune_epochs > 0 else f"0{cfg.facenet_features}"
-                cache = os.path.join(cfg.out_dir,
-                                     f"frozen_{backbone}_{size}_{cut}_{os.path.basename(crops_key)}_{sha256(weights)[:8]}.npz")
-                frozen = frozen_outputs(cfg, model, backbone, crops, cache, log)
+        t0 = time.time()
+        masks = split(ids, fold)
+        base = evaluation.baselines(evaluation.subset(labels, masks[0]))
+        fold_dir = os.path.join(examples.pipeline_root, "folds", str(fold))
+        who = {name: {i for i, m in zip(ids, mask) if m} for name, mask in zip(SPLITS, masks)}
+        train_file, eval_file, test_file = (os.path.join(fold_dir, f"{s}.tfrecord.gz") for s in SPLITS)
+        write_subsets(examples.train_files, examples.train_id_key, {train_file: who["train"], eval_file: who["eval"]})
+        write_subsets(examples.raw_files, features.USER_ID_KEY, {test_file: who["test"]})
+        log(f"{backbone}: fold {fold}: {len(who['train'])} training, {len(who['eval'])} eval, {len(who['test'])} test "
+            f"photos written in {time.time() - t0:.0f} s")
+        for v in variants(cfg, backbone):
             t1 = time.time()
-            head = finetune.head_on_features(model)
-            finetune.set_trainable(model, backbone, 0, batch_norm=False)
-            h = fit_phase(head,
-                          _dataset(frozen["feats"], data, train, cfg.batch_size, True, frozen.get("feats_flipped")),
-                          _dataset(frozen["feats"], data, evl, 256, False), tcfg,
-                          Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
-            name = WEIGHTS_NAMES[backbone] + ("*" if starred else "")
-            p = head.predict(frozen["feats"][test], verbose=0)
-            rows.append(score(f"{name}, head only", data, test, p[features.RATIO_LABEL][:, 0],
-                              p[features.GENDER_LABEL][:, 0],
-                              train, fold))
-            log(f"{name}: fold {fold}: head phase {len(h.epoch)} epochs in {time.time() - t1:.0f} s: "
-                f"{json.dumps(rows[-1])}")
-            if cfg.fine_tune_epochs > 0:
-                t1 = time.time()
-                trainable = finetune.set_trainable(model, backbone, cfg.fine_tune_blocks, batch_norm=False)
-                _, _, top = finetune.split_for_fine_tuning(model, backbone, cfg.fine_tune_blocks)
-                h = fit_phase(top, _dataset(frozen["acts"], data, train, cfg.batch_size, True,
-                                            frozen.get("acts_flipped")),
-                              _dataset(frozen["acts"], data, evl, 64, False), tcfg,
-                              Phase("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate,
-                                    cfg.fine_tune_blocks))
-                p = top.predict(frozen["acts"][test].astype(np.float32), verbose=0)
-                rows.append(score(f"{name}, fine-tuned", data, test, p[features.RATIO_LABEL][:, 0],
-                                  p[features.GENDER_LABEL][:, 0],
-                                  train, fold))
-                log(f"{name}: fold {fold}: fine-tuning {len(h.epoch)} epochs of the top {cfg.fine_tune_blocks} blocks "
-                    f"({trainable} layers with weights) in {time.time() - t1:.0f} s: {json.dumps(rows[-1])}")
+            hp = schedule(cfg, backbone, weights, v)
+            name = v.name(hp)
+            out = os.path.join(fold_dir, f"{backbone}{'_starred' * v.starred}{'_head' * v.head_only}")
+            serving, history = train_and_export(examples, hp, [train_file], [eval_file], out)
+            t2 = time.time()
+            row = score_model(name, serving, test_file, base, scut, v.starred, fold)
+            row.update(phases=[{k: p[k] for k in ("name", "epochs", "trainable_backbone_layers")}
+                               for p in history["phases"]],
+                       train_seconds=round(t2 - t1, 1), score_seconds=round(time.time() - t2, 1), model_dir=serving)
+            rows.append(row)
+            log(f"{name}: fold {fold}: trained in {t2 - t1:.0f} s, scored in {time.time() - t2:.0f} s: "
+                f"{json.dumps({k: row[k] for k in ('photos', 'phases', *FIGURES)})}")
+        for path in (train_file, eval_file):  # copies of the examples; the test file stays beside the models
+            os.remove(path)
     return rows
 
 
@@ -373,60 +364,101 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def table(summary: list[dict]) -> str:
     cols = ["model", "folds", "photos", "weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson",
-            "pearson_sd",
-            "spearman", "spearman_sd", "gender_accuracy"]
+            "pearson_sd", "spearman", "spearman_sd", "gender_accuracy"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in summary]
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(BenchConfig):
-        if f.name == "backbones":
-            p.add_argument("--backbones", nargs="+", default=list(f.default))
-        else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    a = vars(p.parse_args(argv))
-    cfg = BenchConfig(**{**a, "backbones": tuple(a["backbones"])})
+def quality_line(summary: list[dict]) -> str | None:
+    """The last line: FaceNet on all photos with the whole schedule, over the folds tested."""
+    fn = [r for r in summary if r["model"].startswith(WEIGHTS_NAMES["facenet"] + ",")]
+    if not fn:
+        return None
+    best = next((r for r in fn if r["model"].endswith("fine-tuned")), fn[0])
+    return (f"quality: facenet pearson {_fmt(best['pearson'])}, mse/constant {best['mse_over_constant']:.4f}, "
+            f"mse/gender-constant {best['mse_over_gender_constant']:.4f}, gender accuracy "
+            f"{best['gender_accuracy']:.4f}")
+
+
+def run(cfg: BenchConfig, log=print) -> dict:
+    """The whole benchmark; returns what results.json holds."""
+    from deepattraction.components.evaluator.executor import read_labels
+    from deepattraction.weights import fetch
+
+    t0 = time.time()
     os.makedirs(cfg.out_dir, exist_ok=True)
+    data_dir = prepare_data(cfg, log)
+    rows, observed, schedules = [], [], {}
+    for b in cfg.backbones:
+        t1 = time.time()
+        examples = make_examples(cfg, data_dir, b)
+        labels, ids = read_labels(examples.raw_files)
+        mean_score, expected_ratio = scut_arrays(cfg, ids)
+        log(f"{b}: the pipeline's examples of {len(ids)} photos ({int(labels.swipe_count.sum())} counted swipes, "
+            f"{labels.swipe_count.min():.0f}-{labels.swipe_count.max():.0f} per photo) at "
+            f"{image_size(cfg, b)} px in {time.time() - t1:.0f} s: {examples.pipeline_root}")
+        if not rows:  # the baselines and the ceiling need labels only: the same for every backbone
+            for fold in range(cfg.folds):
+                train, _, test = split(ids, fold)
+                rows += baseline_rows(evaluation.subset(labels, test),
+                                      evaluation.baselines(evaluation.subset(labels, train)), mean_score[test],
+                                      expected_ratio[test], fold)
+                observed.append(evaluation.correlations("observed", mean_score[test],
+                                                        labels.like_ratio[test])["observed_pearson"])
+            log(f"like rule {cfg.like_rule}; photos per fold {np.bincount(assign_folds(ids)[0], minlength=FOLDS)}, "
+                f"{cfg.folds} of them tested; Pearson of the observed like ratio itself (3-60 swipes) with the mean "
+                f"score on the test photos = {np.mean(observed):.4f} "
+                f"(per fold {', '.join(f'{c:.4f}' for c in observed)})")
+        weights = fetch(WEIGHTS_FILES[b], cfg.weights_dir)
+        schedules[b] = schedule(cfg, b, weights)
+        rows += run_backbone(cfg, b, weights, examples, labels, ids, mean_score, log)
+    summary = summarize(rows)
+    return {"config": dataclasses.asdict(cfg), "hparams": schedules, "observed_ratio_pearson": observed,
+            "summary": summary, "rows": rows, "seconds": time.time() - t0}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    d = BenchConfig()
+    p.add_argument("--scut-dir", default=d.scut_dir)
+    p.add_argument("--out-dir", default=d.out_dir)
+    p.add_argument("--weights-dir", default=d.weights_dir)
+    p.add_argument("--photos", type=int, default=d.photos, help="0: all 3,300")
+    p.add_argument("--folds", type=int, default=d.folds, help=f"1 to {FOLDS}: how many folds are test sets in turn")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--backbones", nargs="+", default=list(d.backbones), choices=sorted(WEIGHTS_FILES))
+    p.add_argument("--image-size", action="append", default=[], metavar="BACKBONE=PX", help="e.g. facenet=80")
+    p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE", help="over the schedule HPARAMS")
+    p.add_argument("--starred", type=int, default=d.starred, choices=(0, 1))
+    p.add_argument("--head-only", type=int, default=d.head_only, choices=(0, 1))
+    p.add_argument("--like-rule", default=d.like_rule, choices=LIKE_RULES)
+    a = p.parse_args(argv)
+    try:
+        sizes, hparams = parse_hparams(a.image_size), parse_hparams(a.hparam)
+    except ValueError as e:
+        raise SystemExit(f"bench.quality: {e}") from None
+    cfg = BenchConfig(scut_dir=a.scut_dir, out_dir=a.out_dir, weights_dir=a.weights_dir, photos=a.photos,
+                      folds=a.folds, seed=a.seed, backbones=tuple(a.backbones),
+                      image_sizes={k: int(v) for k, v in sizes.items()}, hparams=hparams, starred=a.starred,
+                      head_only=a.head_only, like_rule=a.like_rule)
     t0 = time.time()
 
     def log(msg):
         print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
 
-    data = load(cfg)
-    log(f"SCUT: {len(data.ids)} photos, {int(data.swipes.sum())} swipes "
-        f"({data.swipes.min():.0f}-{data.swipes.max():.0f} per photo), "
-        f"like rule {cfg.like_rule}; photos per fold {np.bincount(data.fold, minlength=FOLDS).tolist()}, "
-        f"{cfg.folds} of them tested")
-    from scipy import stats
-
-    rows, observed = [], []
-    for fold in range(cfg.folds):
-        train, _, test = split(data, fold)
-        rows += baseline_rows(data, test, train, fold)
-        observed.append(float(stats.pearsonr(data.ratio[test], data.mean_score[test])[0]))
-    log(f"Pearson of the observed like ratio itself (3-60 swipes) with the mean score on the test photos = "
-        f"{np.mean(observed):.4f} (per fold {', '.join(f'{c:.4f}' for c in observed)})")
-    for b in cfg.backbones:
-        rows += run_backbone(cfg, data, b, log)
-    summary = summarize(rows)
-    text = table(summary)
+    result = run(cfg, log)
+    text = table(result["summary"])
     print(text)
     with open(os.path.join(cfg.out_dir, "results.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
-        json.dump({"config": dataclasses.asdict(cfg), "observed_ratio_pearson": observed, "summary": summary,
-                   "rows": rows,
-                   "seconds": time.time() - t0}, f, indent=1)
-    log(f"done in {time.time() - t0:.0f} s")
-    fn = [r for r in summary if r["model"].startswith(WEIGHTS_NAMES["facenet"] + ",")]
-    if fn:
-        best = fn[-1]
-        print(f"quality: facenet pearson {_fmt(best['pearson'])}, mse/constant {best['mse_over_constant']:.4f}, "
-              f"mse/gender-constant {best['mse_over_gender_constant']:.4f}, gender accuracy "
-              f"{best['gender_accuracy']:.4f}")
+        json.dump(result, f, indent=1)
+    log(f"done in {result['seconds']:.0f} s")
+    line = quality_line(result["summary"])
+    if line:
+        print(line)
+    return result
 
 
 if __name__ == "__main__":

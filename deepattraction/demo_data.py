@@ -223,6 +223,35 @@ def _read_scut_ratings(folder: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _scut_user_id(row: dict) -> str:
+    """The user a SCUT photo becomes: its file name without the extension."""
+    return os.path.splitext(row["filename"])[0]
+
+
+def _score_counts(row: dict) -> np.ndarray:
+    """How many of the photo's raters gave it 1 to 5."""
+    return np.array([int(row[f"n_score_{k}"]) for k in range(1, 6)])
+
+
+@dataclasses.dataclass(frozen=True)
+class ScutPhoto:
+    """What the ratings say of one SCUT photo beyond its swipes: what the quality benchmark
+    compares predictions with. The pipeline never sees these."""
+
+    mean_score: float  # over all of its raters (60)
+    expected_ratio: float  # the like rule's expected like ratio over all of its ratings
+
+
+def scut_photos(folder: str, like_rule: str = LIKE_RULES[0]) -> dict[str, ScutPhoto]:
+    """user id (as make_scut names it) -> ScutPhoto, for every photo of the SCUT folder."""
+    by_score = like_probability(like_rule)
+    out = {}
+    for row in _read_scut_ratings(folder):
+        counts = _score_counts(row)
+        out[_scut_user_id(row)] = ScutPhoto(float(row["mean_score"]), float(counts @ by_score / counts.sum()))
+    return out
+
+
 def like_probability(rule: str) -> np.ndarray:
     """P(like) of a SCUT rating of 1 to 5 (index 0 to 4) under `rule`.
 
@@ -263,12 +292,12 @@ def make_scut(cfg: DemoDataConfig) -> DemoDataSummary:
         w.add_user(rid, "female" if r % 2 else "male", None, "", EPOCH)
     pre = 0
     for row in rows:
-        uid = os.path.splitext(row["filename"])[0]
+        uid = _scut_user_id(row)
         with open(os.path.join(cfg.source, "images", row["filename"]), "rb") as f:
             photo = f.read()
         updated = EPOCH + timedelta(days=float(rng.uniform(5, 30)))
         w.add_user(uid, "female" if row["group"].endswith("F") else "male", photo, "jpg", updated, row["group"])
-        scores = np.repeat(np.arange(1, 6), [int(row[f"n_score_{k}"]) for k in range(1, 6)])
+        scores = np.repeat(np.arange(1, 6), _score_counts(row))
         rng.shuffle(scores)
         n = int(rng.integers(cfg.min_swipes, min(cfg.max_swipes, len(scores)) + 1))
         for rater, liked in zip(raters[:n], rating_likes(scores[:n], cfg.like_rule, rng)):

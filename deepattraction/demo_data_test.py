@@ -117,3 +117,24 @@ def test_scut_swipes_follow_the_like_rule(tmp_path, rule):
     expected = (sum((k - 1) / 4 * n[k] for k in n) if rule == "graded" else n[4] + n[5]) / 60
     observed = np.mean([s["liked"] == "1" for s in counted])
     assert len(counted) > 600 and observed == pytest.approx(expected.mean(), abs=0.03)
+
+
+@pytest.mark.parametrize("rule", demo_data.LIKE_RULES)
+def test_scut_photos_give_each_made_user_its_mean_score_and_the_rule_s_expected_ratio(tmp_path, rule):
+    """What the quality benchmark scores against, by the user ids make_scut writes: graded, the
+    expected ratio over all ratings is (mean score - 1) / 4; by threshold, the share of 4s and 5s."""
+    demo_data.make_demo_data(demo_data.DemoDataConfig(out_dir=str(tmp_path), source=SCUT_DIR, num_users=12,
+                                                      bad_rows=False, seed=2, like_rule=rule))
+    made = [u["user_id"] for u in _rows(demo_data.data_tables(str(tmp_path))[0]) if u["photo_uri"]]
+    ratings = {os.path.splitext(r["filename"])[0]: r for r in _rows(os.path.join(SCUT_DIR, "ratings.csv"))}
+    photos = demo_data.scut_photos(SCUT_DIR, rule)
+    assert len(made) == 12 and set(photos) == set(ratings)
+    for uid in made:
+        r = ratings[uid]
+        n = np.array([int(r[f"n_score_{k}"]) for k in range(1, 6)])
+        assert photos[uid].mean_score == float(r["mean_score"])
+        expected = (n @ np.arange(5) / 4 if rule == "graded" else n[3:].sum()) / n.sum()
+        assert photos[uid].expected_ratio == pytest.approx(expected)
+    if rule == "graded":
+        mean, ratio = (np.array([getattr(p, k) for p in photos.values()]) for k in ("mean_score", "expected_ratio"))
+        np.testing.assert_allclose(ratio, (mean - 1) / 4, atol=1e-3)

@@ -133,10 +133,14 @@ def _errors(prefix: str, y, pred, w) -> dict:
             f"{prefix}_weighted_mae": metrics.weighted_mae(y, pred, w), f"{prefix}_mae": metrics.mae(y, pred)}
 
 
-def _correlations(prefix: str, y, pred, w) -> dict:
-    """Per photo (unweighted) Pearson and Spearman, and Pearson weighted by swipes; None where undefined."""
-    return {f"{prefix}_pearson": metrics.pearson(y, pred), f"{prefix}_weighted_pearson": metrics.pearson(y, pred, w),
-            f"{prefix}_spearman": metrics.spearman(y, pred)}
+def correlations(prefix: str, target, pred, weights=None) -> dict:
+    """Per photo (unweighted) Pearson and Spearman of a prediction with a target, and with weights
+    (swipes) the weighted Pearson; None where undefined. The target may be the label or anything
+    else known per photo (the quality benchmark's mean SCUT score)."""
+    out = {f"{prefix}_pearson": metrics.pearson(target, pred), f"{prefix}_spearman": metrics.spearman(target, pred)}
+    if weights is not None:
+        out[f"{prefix}_weighted_pearson"] = metrics.pearson(target, pred, weights)
+    return out
 
 
 def evaluate(labels: Labels, base: dict, ratio_pred=None, male_prob=None) -> dict:
@@ -152,10 +156,10 @@ def evaluate(labels: Labels, base: dict, ratio_pred=None, male_prob=None) -> dic
         gender_pred = np.array([base["gender_constants"].get(int(m), base["constant"]) for m in labels.male],
                                np.float64)
         bins, ece = metrics.calibration(y, pred, w, CALIBRATION_BINS)
-        out.update({**_errors("ratio", y, pred, w), **_correlations("ratio", y, pred, w),
+        out.update({**_errors("ratio", y, pred, w), **correlations("ratio", y, pred, w),
                     **_errors("constant", y, np.full_like(y, base["constant"]), w),
                     **_errors("gender_constant", y, gender_pred, w),
-                    **_correlations("gender_constant", y, gender_pred, w),
+                    **correlations("gender_constant", y, gender_pred, w),
                     "constant": base["constant"], "ratio_calibration": bins, "ratio_ece": ece})
         out["mse_ratio"] = out["ratio_weighted_mse"] / max(out["constant_weighted_mse"], metrics.EPS)
         # How much of the constant's error knowing the photo's gender alone removes.

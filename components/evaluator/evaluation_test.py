@@ -10,6 +10,7 @@ from deepattraction.components.evaluator.evaluation import (
     Labels,
     baselines,
     bless,
+    correlations,
     evaluate,
     evaluate_slices,
 )
@@ -173,3 +174,21 @@ def test_group_and_swipe_count_slices():
         np.average((labels.like_ratio[many] - PRED[many]) ** 2, weights=labels.swipe_count[many]))
     assert set(slices["group=CM"]) == set(evaluate(labels, base, PRED, MALE_PROB))  # every slice has the top-level keys
     assert not any(k.startswith("group=") for k in evaluate_slices(_rich_labels(group=None), base, PRED))
+
+
+def test_correlations_with_an_external_target_match_scipy():
+    """The quality benchmark's Pearson and Spearman of the predicted ratio with the photo's mean
+    score (a target the labels do not hold); ties in the ranks as SciPy averages them."""
+    rng = np.random.default_rng(0)
+    score = np.round(rng.uniform(1, 5, 40), 1)  # rounded: tied ranks
+    pred = (score - 1) / 4 + rng.normal(0, 0.1, 40)
+    w = rng.integers(3, 60, 40).astype(float)
+    c = correlations("score", score, pred)
+    assert set(c) == {"score_pearson", "score_spearman"}
+    assert c["score_pearson"] == pytest.approx(stats.pearsonr(score, pred)[0])
+    assert c["score_spearman"] == pytest.approx(stats.spearmanr(score, pred)[0])
+    weighted = correlations("score", score, pred, w)["score_weighted_pearson"]
+    mean = lambda a: np.average(a, weights=w)  # noqa: E731
+    cov = mean((score - mean(score)) * (pred - mean(pred)))
+    assert weighted == pytest.approx(cov / np.sqrt(mean((score - mean(score)) ** 2) * mean((pred - mean(pred)) ** 2)))
+    assert correlations("score", score, np.full(40, 0.5)) == {"score_pearson": None, "score_spearman": None}
