@@ -262,9 +262,10 @@ def _require_photos(count: int, split: str, cfg: TrainConfig) -> None:
     raise ValueError(f"the {split} split has no photos")
 
 
-def _count(ds: tf.data.Dataset) -> int:
-    """Photos in a batched dataset: one pass over the split's transformed examples."""
-    return sum(int(tf.shape(x[features.IMAGE_XF])[0]) for x, _, _ in ds)
+def _any(ds: tf.data.Dataset) -> int:
+    """1 if a split (after any starred filter) holds a photo, else 0: one parsed batch, not a pass
+    over the split's crops."""
+    return sum(1 for _ in ds.take(1))
 
 
 def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, cfg: TrainConfig,
@@ -291,8 +292,8 @@ def train(train_files, eval_files, tf_transform_output: tft.TFTransformOutput, c
         train_ds, eval_ds = batches(train_xf, cfg, training=True), batches(eval_xf, cfg, training=False)
         frozen_inputs = FrozenInputs(train_xf, eval_xf, cfg, work_dir or scratch) if cfg.frozen_cache else None
         if on_images:
-            _require_photos(_count(train_ds), "training", cfg)
-            _require_photos(_count(eval_ds), "eval", cfg)
+            _require_photos(_any(train_xf), "training", cfg)
+            _require_photos(_any(eval_xf), "eval", cfg)
         callbacks = [tf.keras.callbacks.TensorBoard(log_dir, profile_batch=0)] if log_dir else []
         history = fit_phases(model, train_ds, eval_ds, cfg, callbacks, frozen_inputs)
         if on_images:

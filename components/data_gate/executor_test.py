@@ -10,8 +10,9 @@ import tensorflow as tf
 from tfx.components.example_validator import executor as validator_executor
 from tfx.components.statistics_gen import executor as stats_executor
 from tfx.components.statistics_gen import stats_artifact_utils
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_artifacts
 
+from bench import transform
 from deepattraction.components.data_gate import executor, policy, validation
 from deepattraction.components.data_gate.component import DataValidation
 from deepattraction.pipeline.configs import SCHEMA_FILE
@@ -20,27 +21,11 @@ from deepattraction.trainer import features
 SPLITS = ("train", "eval")
 
 
-def _example(image: bytes, gender: str, ratio: float, swipes: int, uid: str) -> bytes:
-    f = tf.train.Feature
-    return tf.train.Example(features=tf.train.Features(feature={
-        features.IMAGE_KEY: f(bytes_list=tf.train.BytesList(value=[image])),
-        features.GENDER_KEY: f(bytes_list=tf.train.BytesList(value=[gender.encode()])),
-        features.LIKE_RATIO_KEY: f(float_list=tf.train.FloatList(value=[ratio])),
-        features.SWIPE_COUNT_KEY: f(int64_list=tf.train.Int64List(value=[swipes])),
-        features.USER_ID_KEY: f(bytes_list=tf.train.BytesList(value=[uid.encode()])),
-    })).SerializeToString()
-
-
 def _examples(root: str, rows) -> standard_artifacts.Examples:
-    art = standard_artifacts.Examples()
-    art.uri = os.path.join(root, "examples")
-    art.split_names = artifact_utils.encode_split_names(list(SPLITS))
-    for split in SPLITS:
-        os.makedirs(os.path.join(art.uri, f"Split-{split}"))
-        with tf.io.TFRecordWriter(os.path.join(art.uri, f"Split-{split}", "data.gz"), "GZIP") as w:
-            for r in rows:
-                w.write(_example(*r))
-    return art
+    """The same rows, (image, gender, ratio, swipes, user id), in both splits."""
+    serialized = [transform.raw_example(uid, image, ratio, swipes, gender)
+                  for image, gender, ratio, swipes, uid in rows]
+    return transform.write_examples(os.path.join(root, "examples"), {split: serialized for split in SPLITS})
 
 
 def _schema(root: str) -> standard_artifacts.Schema:
