@@ -235,10 +235,8 @@ def image_size(cfg: BenchConfig, backbone: str) -> int:
 
 def make_examples(cfg: BenchConfig, data_dir: str, backbone: str) -> Examples:
     """Runs the pipeline's SwipeExampleGen, ImportSchemaGen and Transform for one backbone."""
-    from tfx import v1 as tfx
-
-    from deepattraction.pipeline import local_runner, pipeline, results
-    from deepattraction.pipeline.configs import PipelineConfig, code_fingerprint, input_fingerprint
+    from deepattraction.pipeline import local_runner, results
+    from deepattraction.pipeline.configs import PipelineConfig
     from deepattraction.trainer import features
 
     users, swipes = data_tables(data_dir)
@@ -247,11 +245,7 @@ def make_examples(cfg: BenchConfig, data_dir: str, backbone: str) -> Examples:
     pc = PipelineConfig(pipeline_root=root, users_uri=users, swipes_uri=swipes,
                         serving_base=os.path.join(root, "serving"), backbone=backbone, image_size=size,
                         transform_splits=SPLITS)
-    steps = [c for c in pipeline.create_components(pc, fingerprint=input_fingerprint(users, swipes),
-                                                   code=code_fingerprint()) if c.id in EXAMPLE_STEPS]
-    os.makedirs(root, exist_ok=True)
-    tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
-        pc, steps, tfx.orchestration.metadata.sqlite_metadata_connection_config(local_runner.metadata_path(pc))))
+    local_runner.run(pc, show_progress=False, only=EXAMPLE_STEPS)
 
     def files(step, output):
         folder = results.latest_output(root, step, output)

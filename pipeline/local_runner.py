@@ -13,12 +13,16 @@ def metadata_path(cfg: PipelineConfig) -> str:
     return cfg.metadata_path or os.path.join(cfg.pipeline_root, "metadata.sqlite")
 
 
-def run(cfg: PipelineConfig, show_progress: bool = True) -> None:
+def run(cfg: PipelineConfig, show_progress: bool = True, only: tuple[str, ...] | None = None) -> None:
+    """`only`: the ids of the components to run (a sub-DAG closed under its inputs, such as the
+    example-making steps); all of them by default."""
     if show_progress:
         progress.enable()
     os.makedirs(cfg.pipeline_root, exist_ok=True) if "://" not in cfg.pipeline_root else None
     components = pipeline.create_components(
         cfg, fingerprint=input_fingerprint(cfg.users_uri, cfg.swipes_uri), code=code_fingerprint())
+    if only is not None:
+        components = [c for c in components if c.id in only]
     p = pipeline.create_pipeline(
         cfg, components, tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path(cfg)))
     tfx.orchestration.LocalDagRunner().run(p)
