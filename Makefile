@@ -117,6 +117,12 @@ BACKBONES ?= facenet inception_v3
 bench-quality: install weights
 	$(BIN)/python -m bench.quality --folds $(FOLDS) --like-rule $(LIKE_RULE) --backbones $(BACKBONES)
 
+# Issue 16's quality options as linear probes on frozen pooled features over bench-quality's folds and
+# examples: several blocks' pools, test-time mirroring, both backbones together; ends with an `options:` line.
+.PHONY: bench-options
+bench-options: install weights
+	$(BIN)/python -m bench.options --folds $(FOLDS) --backbones $(BACKBONES)
+
 # Training images/s per backbone: the real input pipeline against a bare step on cached tensors, with peak memory.
 .PHONY: bench-train-speed
 bench-train-speed: install

@@ -257,9 +257,10 @@ def make_examples(cfg: BenchConfig, data_dir: str, backbone: str) -> Examples:
 
 
 def train_and_export(examples: Examples, hparams: dict, train_files: list[str], eval_files: list[str],
-                     out: str) -> tuple[str, dict]:
-    """The Trainer's run_fn, outside TFX: train() then export(). Returns the SavedModel folder and
-    the training history (its phases)."""
+                     out: str) -> tuple[str, dict, str | None]:
+    """The Trainer's run_fn, outside TFX: train() then export(). Returns the SavedModel folder, the
+    training history (its phases) and, when the schedule mirrors at serving, the same model
+    exported without mirroring, so the table shows what test-time mirroring adds."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -267,13 +268,14 @@ def train_and_export(examples: Examples, hparams: dict, train_files: list[str], 
 
     tft_output = tft.TFTransformOutput(examples.transform_graph)
     log_dir, work_dir, serving = (os.path.join(out, n) for n in ("model_run", "frozen", "serving"))
-    model = train.train(train_files, eval_files, tft_output, train.TrainConfig.from_dict(hparams), log_dir=log_dir,
-                        work_dir=work_dir)
-    train.export(model, tft_output, serving)
+    cfg = train.TrainConfig.from_dict(hparams)
+    model = train.train(train_files, eval_files, tft_output, cfg, log_dir=log_dir, work_dir=work_dir)
+    train.export(model, tft_output, serving, mirrored=bool(cfg.serve_mirrored))
+    plain = train.export(model, tft_output, os.path.join(out, "serving_unmirrored")) if cfg.serve_mirrored else None
     shutil.rmtree(work_dir, ignore_errors=True)  # the frozen outputs: the largest files of a fold
     tf.keras.backend.clear_session()
     with open(os.path.join(log_dir, train.HISTORY_FILE)) as f:
-        return serving, json.load(f)
+        return serving, json.load(f), plain
 
 
 def score_model(name: str, serving_dir: str, test_file: str, base: dict, scut: dict, starred: bool,
@@ -316,15 +318,20 @@ def run_backbone(cfg: BenchConfig, backbone: str, weights: str, examples: Exampl
             hp = schedule(cfg, backbone, weights, v)
             name = v.name(hp)
             out = os.path.join(fold_dir, f"{backbone}{'_starred' * v.starred}{'_head' * v.head_only}")
-            serving, history = train_and_export(examples, hp, [train_file], [eval_file], out)
+            serving, history, plain = train_and_export(examples, hp, [train_file], [eval_file], out)
             t2 = time.time()
-            row = score_model(name, serving, test_file, base, scut, v.starred, fold)
-            row.update(phases=[{k: p[k] for k in ("name", "epochs", "trainable_backbone_layers")}
-                               for p in history["phases"]],
-                       train_seconds=round(t2 - t1, 1), score_seconds=round(time.time() - t2, 1), model_dir=serving)
-            rows.append(row)
-            log(f"{name}: fold {fold}: trained in {t2 - t1:.0f} s, scored in {time.time() - t2:.0f} s: "
-                f"{json.dumps({k: row[k] for k in ('photos', 'phases', *FIGURES)})}")
+            for model_name, model_dir in ((name, serving), (f"{name}, unmirrored at serving", plain)):
+                if model_dir is None:
+                    continue
+                t3 = time.time()
+                row = score_model(model_name, model_dir, test_file, base, scut, v.starred, fold)
+                row.update(phases=[{k: p[k] for k in ("name", "epochs", "trainable_backbone_layers")}
+                                   for p in history["phases"]],
+                           train_seconds=round(t2 - t1, 1), score_seconds=round(time.time() - t3, 1),
+                           model_dir=model_dir)
+                rows.append(row)
+                log(f"{model_name}: fold {fold}: trained in {t2 - t1:.0f} s, scored in {time.time() - t3:.0f} s: "
+                    f"{json.dumps({k: row[k] for k in ('photos', 'phases', *FIGURES)})}")
         for path in (train_file, eval_file):  # copies of the examples; the test file stays beside the models
             os.remove(path)
     return rows

@@ -34,7 +34,7 @@ VARIANTS = (Variant("Inception", "inception_v3", "inception", False),
 # The study's schedule on small data: head on the frozen backbone, then its top two blocks.
 HPARAMS = {"head_epochs": 4, "epochs": 6, "learning_rate": 1e-3, "fine_tune_learning_rate": 1e-4,
            "trainable_blocks": 2, "early_stopping_patience": 3, "batch_size": 16, "gender_loss_weight": 0.1,
-           "head_layers": 2, "head_width": 128}
+           "head_layers": 2, "head_width": 128, "serve_mirrored": 1}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,10 +7,11 @@ from tfx import v1 as tfx
 
 from deepattraction.pipeline import pipeline, progress
 from deepattraction.pipeline.configs import PipelineConfig, code_fingerprint, input_fingerprint
+from deepattraction.pipeline.results import MLMD_FILE
 
 
 def metadata_path(cfg: PipelineConfig) -> str:
-    return cfg.metadata_path or os.path.join(cfg.pipeline_root, "metadata.sqlite")
+    return cfg.metadata_path or os.path.join(cfg.pipeline_root, MLMD_FILE)
 
 
 def run(cfg: PipelineConfig, show_progress: bool = True, only: tuple[str, ...] | None = None) -> None:

@@ -14,14 +14,39 @@ from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FI
 from deepattraction.pipeline.configs import PipelineConfig
 from deepattraction.serving import model_dir
 
+MLMD_FILE = "metadata.sqlite"  # local_runner.metadata_path's default: the local runs' MLMD store
+
+
+def published(root: str, base: str) -> set[int] | None:
+    """Execution ids of the outputs under `base` that MLMD records as published (LIVE), from the
+    root's local MLMD store; None where the root has none (KFP, gs://). A run killed mid-step leaves
+    a folder that no step published, and a later cached run reuses an earlier one."""
+    path = os.path.join(root, MLMD_FILE)
+    if "://" in root or not os.path.exists(path):
+        return None
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    base = os.path.abspath(base)
+    uris = [os.path.abspath(a.uri.rstrip("/")) for a in metadata_store.MetadataStore(cfg).get_artifacts()
+            if a.state == metadata_store_pb2.Artifact.LIVE]
+    return {int(os.path.basename(u)) for u in uris if os.path.dirname(u) == base and os.path.basename(u).isdigit()}
+
 
 def latest_output(root: str, component: str, output: str) -> str:
-    """<root>/<component>/<output>/<execution id>/ with the highest id: the latest execution."""
+    """<root>/<component>/<output>/<execution id>/ with the highest id among published outputs:
+    the latest execution that finished."""
     base = os.path.join(root, component, output)
     ids = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(base)
            if n.rstrip("/").isdigit()] if tf.io.gfile.isdir(base) else []
+    live = published(root, base)
+    if live is not None:
+        ids = [i for i in ids if i in live]
     if not ids:
-        raise FileNotFoundError(f"no outputs under {base}")
+        raise FileNotFoundError(f"no published outputs under {base}")
     return os.path.join(base, str(max(ids)))
 
 

@@ -144,7 +144,8 @@ def test_the_ceiling_row_predicts_the_rule_s_expected_ratio_over_all_60_ratings(
 @pytest.mark.e2e
 def test_a_small_run_trains_with_the_trainer_and_scores_with_the_evaluator(tmp_path, facenet_weights, capsys):
     """50 SCUT photos, fold 0, FaceNet at 80 px, one head and one fine-tuning epoch: a row per
-    model with finite figures, the Trainer's phases, a SavedModel per fold, and the quality line."""
+    model with finite figures (the schedule's model, and the same model unmirrored at serving),
+    the Trainer's phases, a SavedModel per fold, and the quality line."""
     out = str(tmp_path / "bench")
     result = quality.main(["--photos", "50", "--folds", "1", "--backbones", "facenet", "--image-size", "facenet=80",
                            "--hparam", "head_epochs=1", "--hparam", "epochs=1", "--starred", "0",
@@ -152,11 +153,15 @@ def test_a_small_run_trains_with_the_trainer_and_scores_with_the_evaluator(tmp_p
                            "--scut-dir", SCUT_DIR])
     printed = capsys.readouterr().out
     models = ["Baseline: best constant", "Baseline: gender-conditional constant",
-              "Ceiling: expected like ratio over all 60 ratings", "FaceNet (MS-Celeb), fine-tuned"]
+              "Ceiling: expected like ratio over all 60 ratings", "FaceNet (MS-Celeb), fine-tuned",
+              "FaceNet (MS-Celeb), fine-tuned, unmirrored at serving"]
     assert [r["model"] for r in result["summary"]] == models
     saved = json.load(open(os.path.join(out, "results.json")))
     assert [r["model"] for r in saved["rows"]] == models and saved["hparams"]["facenet"]["weights"] == facenet_weights
-    net = saved["rows"][-1]
+    # The schedule mirrors at serving; the same trained model is also scored without, and the two differ.
+    net, plain = saved["rows"][-2:]
+    assert saved["hparams"]["facenet"]["serve_mirrored"] == 1 and net["model_dir"] != plain["model_dir"]
+    assert net["photos"] == plain["photos"] and net["weighted_mse"] != plain["weighted_mse"]
     assert net["photos"] == saved["rows"][0]["photos"] > 0  # every test photo scored
     for k in ("weighted_mse", "mse_over_constant", "mse_over_gender_constant", "pearson", "spearman",
               "gender_accuracy"):

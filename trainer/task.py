@@ -23,7 +23,8 @@ def run_fn(fn_args) -> None:
     scratch = None if machine.is_chief else tempfile.mkdtemp(prefix="worker-")
     model = train(fn_args.train_files, fn_args.eval_files, tft_out, cfg,
                   log_dir=scratch or fn_args.model_run_dir, machine=machine)
-    export(model, tft_out, os.path.join(scratch, "model") if scratch else fn_args.serving_model_dir)
+    export(model, tft_out, os.path.join(scratch, "model") if scratch else fn_args.serving_model_dir,
+           mirrored=bool(cfg.serve_mirrored))
 
 
 def main(argv=None) -> None:
@@ -35,9 +36,9 @@ def main(argv=None) -> None:
     p.add_argument("--hparams", default="{}", help="JSON dict of TrainConfig / ModelConfig fields")
     a = p.parse_args(argv)
     tft_out = tft.TFTransformOutput(a.transform_output)
-    model = train(a.train_files, a.eval_files, tft_out, TrainConfig.from_dict(json.loads(a.hparams)),
-                  log_dir=os.path.join(a.serving_dir, "logs"))
-    export(model, tft_out, a.serving_dir)
+    cfg = TrainConfig.from_dict(json.loads(a.hparams))
+    model = train(a.train_files, a.eval_files, tft_out, cfg, log_dir=os.path.join(a.serving_dir, "logs"))
+    export(model, tft_out, a.serving_dir, mirrored=bool(cfg.serve_mirrored))
 
 
 if __name__ == "__main__":

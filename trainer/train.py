@@ -39,6 +39,9 @@ class TrainConfig:
     frozen_cache: int = 1
     deterministic: int = 1  # 1: tf.config.experimental.enable_op_determinism (same seed, same model)
     flip: int = 1  # 1: mirror each training photo with probability 1/2 (a mirror changes neither label)
+    # 1: the exported model predicts the mean over the photo and its mirror (test-time mirroring),
+    # at twice the backbone's cost per served photo
+    serve_mirrored: int = 0
     seed: int = 0
 
     @classmethod
@@ -323,8 +326,12 @@ def recalibrate_batch_norm(model: tf.keras.Model, dataset: tf.data.Dataset, batc
     return seen + 1
 
 
-def _prediction_outputs(model: tf.keras.Model, xf: dict) -> dict:
-    preds = model({features.IMAGE_XF: tf.cast(xf[features.IMAGE_XF], tf.float32)}, training=False)
+def _prediction_outputs(model: tf.keras.Model, xf: dict, mirrored: bool) -> dict:
+    image = tf.cast(xf[features.IMAGE_XF], tf.float32)
+    preds = model({features.IMAGE_XF: image}, training=False)
+    if mirrored:
+        flipped = model({features.IMAGE_XF: tf.image.flip_left_right(image)}, training=False)
+        preds = {k: (v + flipped[k]) / 2 for k, v in preds.items()}
     out = {features.OUT_FACE_COUNT: xf[features.FACE_COUNT_XF], features.OUT_FACE_BOX: xf[features.FACE_BOX_XF],
            features.OUT_FACE_CONFIDENCE: xf[features.FACE_CONFIDENCE_XF]}
     if features.RATIO_LABEL in preds:
@@ -334,15 +341,17 @@ def _prediction_outputs(model: tf.keras.Model, xf: dict) -> dict:
     return out
 
 
-def export(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, serving_dir: str) -> str:
-    """SavedModel whose signatures run the Transform graph, so serving cannot skew from training."""
+def export(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, serving_dir: str,
+           mirrored: bool = False) -> str:
+    """SavedModel whose signatures run the Transform graph, so serving cannot skew from training.
+    mirrored: each prediction is the mean over the crop and its mirror (TrainConfig.serve_mirrored)."""
     model.tft_layer = tf_transform_output.transform_features_layer()
 
     # No autograph (as in frozen.forward): nothing here branches on tensors, and converting the
     # Keras call stack of a whole backbone takes minutes.
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)], autograph=False)
     def serve_images(image_bytes):
-        return _prediction_outputs(model, model.tft_layer({features.IMAGE_KEY: image_bytes}))
+        return _prediction_outputs(model, model.tft_layer({features.IMAGE_KEY: image_bytes}), mirrored)
 
     image_only = {features.IMAGE_KEY: tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]}
 

@@ -1,0 +1,251 @@
+"""Issue 16's quality options, measured cheaply: which head inputs and test-time choices raise the
+like-ratio prediction's Pearson with the mean score, over bench/quality's own folds and examples.
+
+A fine-tuned FaceNet takes about 25 min per fold on two cores, so trying each option that way
+would take days. Here each backbone runs once per photo and view (the photo and its mirror) over
+the pipeline's transformed examples (bench/quality's make_examples: the same Transform and crops).
+The global average pool of every block's output is kept, and a weighted ridge regression (the
+study's loss: squared error weighted by the swipe count) is fitted per fold and option on the
+training photos, its strength picked by the eval photos' weighted MSE, and scored on the test
+photos with components/evaluator/evaluation.py. Gender uses the same features and a ridge on
++-1, scored by accuracy. The options:
+
+- which features: the product's head input (the backbone's pool), several blocks' pools, or
+  both backbones' together;
+- mirroring: features averaged over the photo and its mirror, in training and at test time
+  (for a linear model that is the mean of the two views' predictions, i.e. test-time mirroring).
+
+A probe is linear and frozen, so its figures are a floor for what a fine-tuned head on the same
+inputs reaches, and they rank the options; the product's figures come from `make bench-quality`.
+
+    python -m bench.options [--folds 5] [--backbones facenet inception_v3]
+
+Prints the table (also written to build/bench/options/results.md and .json) and ends with
+`options: best <name> pearson <x> (pool <y>)`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from bench import quality
+from deepattraction.components.evaluator import evaluation
+
+ROOT = quality.ROOT
+ALPHAS = tuple(10.0 ** k for k in np.arange(-3, 2.01, 0.5))  # times the kernel's mean diagonal
+VIEWS = ("own", "mirrored")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A probe's input: blocks (backbone -> block names, "pool" for the head's input) and whether
+    the photo's and its mirror's features are averaged."""
+
+    name: str
+    blocks: dict
+    mirrored: bool
+
+
+def facenet_stage_ends(names: list[str]) -> list[str]:
+    """The last block of each of FaceNet's stages (35, 17 and 8 px grids at 299 px input)."""
+    out = []
+    for stage in ("Block35", "Mixed_6a", "Block17", "Mixed_7a", "Block8"):
+        of = [n for n in names if n.startswith(stage)]
+        if of:
+            out.append(of[-1])
+    return out
+
+
+def options(blocks: dict[str, list[str]]) -> list[Option]:
+    """The options over the backbones measured: blocks maps each to its block names, in order."""
+    out = []
+    for b, names in blocks.items():
+        stages = facenet_stage_ends(names) if b == "facenet" else [n for n in names if n in ("mixed7", "mixed9")]
+        for mirrored in (False, True):
+            suffix = ", mirrored" if mirrored else ""
+            out.append(Option(f"{b}: pool{suffix}", {b: ["pool"]}, mirrored))
+            out.append(Option(f"{b}: stage ends + pool{suffix}", {b: [*stages, "pool"]}, mirrored))
+            out.append(Option(f"{b}: every block + pool{suffix}", {b: [*names, "pool"]}, mirrored))
+    if len(blocks) > 1:
+        out.append(Option("both: pools, mirrored", {b: ["pool"] for b in blocks}, True))
+        out.append(Option("both: every block + pool, mirrored", {b: [*n, "pool"] for b, n in blocks.items()}, True))
+    return out
+
+
+def pooled_features(cfg: quality.BenchConfig, examples: quality.Examples, backbone: str, weights: str,
+                    log=print) -> dict:
+    """{"ids", block name -> [photos, 2 views, channels] float16}: the global average pool of each
+    block's output and the backbone's pool, on every transformed example and its mirror; cached
+    in <out-dir>/features."""
+    path = os.path.join(cfg.out_dir, "features", f"{os.path.basename(examples.pipeline_root)}.npz")
+    if os.path.exists(path):
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from deepattraction.trainer import features, finetune
+    from deepattraction.trainer.model import ModelConfig, build_model, on_pixels
+
+    size = quality.image_size(cfg, backbone)
+    model = build_model(ModelConfig(backbone=backbone, weights=weights), size)
+    bb = finetune.backbone_of(model)
+    ends = [bb.layers[i - 1] for i in finetune.block_starts(bb, backbone)]
+    outs = {layer.name: tf.keras.layers.GlobalAveragePooling2D(name=f"{layer.name}_gap")(layer.output)
+            for layer in ends}
+    outs["pool"] = bb.output
+    probe = on_pixels(model, tf.keras.Model(bb.input, outs, name=f"{bb.name}_blocks"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)], autograph=False)
+    def run(images):
+        own, mirror = probe(images, training=False), probe(tf.image.flip_left_right(images), training=False)
+        return {k: tf.cast(tf.stack([own[k], mirror[k]], axis=1), tf.float16) for k in own}
+
+    spec = tft.TFTransformOutput(examples.transform_graph).transformed_feature_spec()
+    spec = {k: spec[k] for k in (features.IMAGE_XF, features.USER_ID_XF)}
+    ds = (tf.data.TFRecordDataset(examples.train_files, compression_type="GZIP").batch(32)
+          .map(lambda x: tf.io.parse_example(x, spec)).prefetch(1))
+    got: dict = {"ids": []}
+    t0 = time.time()
+    for xf in ds:
+        for k, v in run(tf.cast(xf[features.IMAGE_XF], tf.float32)).items():
+            got.setdefault(k, []).append(v.numpy())
+        got["ids"] += [i.decode() for i in xf[features.USER_ID_XF].numpy().reshape(-1)]
+        if len(got["ids"]) % 640 == 0:
+            log(f"{backbone}: pooled features of {len(got['ids'])} photos, {time.time() - t0:.0f} s")
+    out = {k: np.concatenate(v) if k != "ids" else np.array(v) for k, v in got.items()}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path, **out)
+    log(f"{backbone}: {len(out['ids'])} photos x 2 views, {len(out) - 1} pools "
+        f"({sum(v.shape[-1] for k, v in out.items() if k != 'ids')} channels) in {time.time() - t0:.0f} s")
+    tf.keras.backend.clear_session()
+    return out
+
+
+def block_kernel(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Photos x photos inner products of one block's features, standardised on the training
+    photos and divided by the channel count, so every block weighs the same in a sum."""
+    x = x.astype(np.float32)
+    mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
+    z = (x - mu) / sd
+    return (z @ z.T) / x.shape[1]
+
+
+def ridge(k: np.ndarray, y: np.ndarray, w: np.ndarray, train: np.ndarray, alphas) -> dict[float, np.ndarray]:
+    """alpha -> predictions for every photo of the kernel ridge regression fitted on the training
+    photos with sample weights w and an unpenalised intercept (features and labels centred on
+    their weighted training means): one eigendecomposition for all alphas."""
+    p = w[train] / w[train].sum()
+    ka = k[:, train] @ p
+    k = k - ka[:, None] - ka[None, :] + float(p @ ka[train])
+    sw = np.sqrt(w[train] / w[train].mean())
+    mean = float(np.average(y[train], weights=w[train]))
+    ktt = k[np.ix_(train, train)] * np.outer(sw, sw)
+    lam, q = np.linalg.eigh(ktt)
+    proj = q.T @ (sw * (y[train] - mean))
+    scale = float(np.mean(np.diag(ktt)))
+    out = {}
+    for a in alphas:
+        dual = sw * (q @ (proj / (lam + a * scale)))
+        out[a] = mean + k[:, train] @ dual
+    return out
+
+
+def probe_fold(kernels: dict, opt: Option, labels: evaluation.Labels, mean_score: np.ndarray,
+               masks: tuple, fold: int) -> dict:
+    """One option on one fold: ratio and gender ridges on the option's summed block kernels,
+    strength chosen on the eval photos, figures on the test photos."""
+    train, evl, test = masks
+    view = "mirrored" if opt.mirrored else "own"
+    k = sum(kernels[(b, n, view)] for b, names in opt.blocks.items() for n in names)
+    w = labels.swipe_count.astype(np.float64)
+    ratio = ridge(k, labels.like_ratio.astype(np.float64), w, train, ALPHAS)
+    best = min(ratio, key=lambda a: float(np.average((ratio[a][evl] - labels.like_ratio[evl]) ** 2, weights=w[evl])))
+    sign = 2.0 * labels.male.astype(np.float64) - 1.0
+    gender = ridge(k, sign, np.ones_like(w), train, ALPHAS)
+    g_best = max(gender, key=lambda a: float(np.mean((gender[a][evl] > 0) == (sign[evl] > 0))))
+    male_prob = np.clip((gender[g_best][test] + 1) / 2, 1e-4, 1 - 1e-4)
+    base = evaluation.baselines(evaluation.subset(labels, train))
+    row = quality.score(opt.name, evaluation.subset(labels, test), base, mean_score[test],
+                        np.clip(ratio[best][test], 0, 1), male_prob, fold)
+    row.update(alpha=best, gender_alpha=g_best)
+    return row
+
+
+def run(cfg: quality.BenchConfig, log=print) -> dict:
+    from deepattraction.components.evaluator.executor import read_labels
+    from deepattraction.weights import fetch
+
+    t0 = time.time()
+    data_dir = quality.prepare_data(cfg, log)
+    feats, labels, ids = {}, None, None
+    for b in cfg.backbones:
+        examples = quality.make_examples(cfg, data_dir, b)
+        if labels is None:
+            labels, ids = read_labels(examples.raw_files)
+        f = pooled_features(cfg, examples, b, fetch(quality.WEIGHTS_FILES[b], cfg.weights_dir), log)
+        order = {u: i for i, u in enumerate(f["ids"])}
+        missing = [u for u in ids if u not in order]
+        if missing:
+            raise ValueError(f"{b}: {len(missing)} photos have no transformed example, e.g. {missing[:3]}")
+        idx = np.array([order[u] for u in ids])
+        feats[b] = {k: v[idx] for k, v in f.items() if k != "ids"}
+    mean_score, _ = quality.scut_arrays(cfg, ids)
+    blocks = {b: [k for k in f if k != "pool"] for b, f in feats.items()}
+    opts = options(blocks)
+    rows = []
+    for fold in range(cfg.folds):
+        t1 = time.time()
+        masks = quality.split(ids, fold)
+        kernels = {}
+        for b, f in feats.items():
+            for n, x in f.items():
+                kernels[(b, n, "own")] = block_kernel(x[:, 0], masks[0])
+                kernels[(b, n, "mirrored")] = block_kernel(x.astype(np.float32).mean(1), masks[0])
+        for opt in opts:
+            rows.append(probe_fold(kernels, opt, labels, mean_score, masks, fold))
+        log(f"fold {fold}: {len(opts)} options in {time.time() - t1:.0f} s; "
+            + ", ".join(f"{r['model']} {r['pearson']:.4f}" for r in rows[-len(opts):]))
+    summary = quality.summarize(rows)
+    return {"config": dataclasses.asdict(cfg), "summary": summary, "rows": rows, "seconds": time.time() - t0}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    d = quality.BenchConfig(out_dir=os.path.join(ROOT, "build", "bench", "options"))
+    p.add_argument("--scut-dir", default=d.scut_dir)
+    p.add_argument("--out-dir", default=d.out_dir)
+    p.add_argument("--examples-dir", default=os.path.join(ROOT, "build", "bench", "quality"),
+                   help="bench/quality's out-dir, whose pipelines (and their cached steps) make the examples")
+    p.add_argument("--weights-dir", default=d.weights_dir)
+    p.add_argument("--folds", type=int, default=d.folds)
+    p.add_argument("--backbones", nargs="+", default=list(d.backbones), choices=sorted(quality.WEIGHTS_FILES))
+    a = p.parse_args(argv)
+    cfg = quality.BenchConfig(scut_dir=a.scut_dir, out_dir=a.examples_dir, weights_dir=a.weights_dir,
+                              folds=a.folds, backbones=tuple(a.backbones))
+    t0 = time.time()
+
+    def log(msg):
+        print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
+
+    result = run(cfg, log)
+    text = quality.table(result["summary"])
+    print(text)
+    os.makedirs(a.out_dir, exist_ok=True)
+    with open(os.path.join(a.out_dir, "results.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(a.out_dir, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    best = max(result["summary"], key=lambda r: r["pearson"] or -1)
+    pool = next(r for r in result["summary"] if r["model"].endswith(": pool"))
+    print(f"options: best {best['model']} pearson {best['pearson']:.4f} (pool {pool['pearson']:.4f})")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The options benchmark's probe: its weighted kernel ridge is the weighted least-squares fit it
+claims to be, its block kernels weigh blocks equally, and it scores an option on the test photos
+with the strength the eval photos chose."""
+import numpy as np
+
+from bench import options, quality
+from deepattraction.components.evaluator import evaluation
+
+
+def test_ridge_is_weighted_least_squares_with_the_weighted_mean_removed():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 5))
+    y = x @ rng.normal(size=5) + 3.0
+    w = rng.uniform(1, 60, size=80)
+    train = np.arange(80) < 60
+    preds = options.ridge(x @ x.T, y, w, train, (1e-9, 1e3))
+    assert np.allclose(preds[1e-9], y, atol=1e-4)  # an exact linear target, test photos included
+    # A strong ridge shrinks towards the weighted mean of the training labels.
+    assert abs(preds[1e3][~train] - np.average(y[train], weights=w[train])).max() < \
+        0.2 * abs(y[~train] - np.average(y[train], weights=w[train])).max()
+
+
+def test_ridge_follows_the_weights():
+    """Two photos with the same features and different labels: the fit sits nearer the one
+    with more swipes, as the study's weighted MSE asks."""
+    x = np.array([[1.0], [1.0], [-1.0]])
+    y = np.array([0.2, 0.8, 0.5])
+    heavy_second = options.ridge(x @ x.T, y, np.array([1.0, 9.0, 1.0]), np.ones(3, bool), (1e-9,))[1e-9]
+    heavy_first = options.ridge(x @ x.T, y, np.array([9.0, 1.0, 1.0]), np.ones(3, bool), (1e-9,))[1e-9]
+    assert heavy_second[0] > 0.6 > 0.4 > heavy_first[0]
+
+
+def test_block_kernels_weigh_blocks_equally_whatever_their_width_and_scale():
+    rng = np.random.default_rng(1)
+    train = np.arange(50) < 40
+    narrow, wide = rng.normal(size=(50, 4)), 100 * rng.normal(size=(50, 400))
+    for k in (options.block_kernel(narrow, train), options.block_kernel(wide, train)):
+        assert abs(np.mean(np.diag(k)[train]) - 1) < 0.05
+
+
+def test_options_cover_the_issues_choices():
+    names = [o.name for o in options.options({"facenet": ["Block35_5_ScaleSum", "Mixed_6a", "Block17_10_ScaleSum",
+                                                          "Mixed_7a", "Block8_6_ScaleSum"],
+                                              "inception_v3": [f"mixed{i}" for i in range(11)]})]
+    assert "facenet: pool" in names and "facenet: pool, mirrored" in names
+    assert "facenet: every block + pool, mirrored" in names
+    assert "both: every block + pool, mirrored" in names
+    assert options.facenet_stage_ends(["Block35_1_ScaleSum", "Block35_5_ScaleSum", "Mixed_6a",
+                                       "Block17_1_ScaleSum", "Block17_10_ScaleSum"]) == [
+        "Block35_5_ScaleSum", "Mixed_6a", "Block17_10_ScaleSum"]
+
+
+def test_a_probe_on_informative_features_beats_one_on_noise():
+    rng = np.random.default_rng(2)
+    ids = [f"{g}{i}" for g in ("AF", "AM") for i in range(1, 301)]
+    n = len(ids)
+    score = rng.normal(size=n)
+    like_ratio = 1 / (1 + np.exp(-score))
+    male = (rng.uniform(size=n) < 0.5).astype(np.int64)
+    labels = evaluation.Labels(like_ratio=like_ratio + rng.normal(0, 0.02, n), swipe_count=rng.integers(3, 60, n),
+                               male=male)
+    signal = np.stack([score, 2 * male - 1.0], 1) @ rng.normal(size=(2, 16)) + rng.normal(0, 0.1, (n, 16))
+    noise = rng.normal(size=(n, 16))
+    masks = quality.split(ids, 0)
+    kernels = {("b", "good", "own"): options.block_kernel(signal, masks[0]),
+               ("b", "bad", "own"): options.block_kernel(noise, masks[0])}
+    good = options.probe_fold(kernels, options.Option("good", {"b": ["good"]}, False), labels, score, masks, 0)
+    bad = options.probe_fold(kernels, options.Option("bad", {"b": ["bad"]}, False), labels, score, masks, 0)
+    assert good["photos"] == masks[2].sum()
+    assert good["pearson"] > 0.9 and abs(bad["pearson"]) < 0.3
+    assert good["gender_accuracy"] > 0.95 and good["mse_over_constant"] < 0.2 < bad["mse_over_constant"]
