@@ -63,20 +63,18 @@ def forward(frozen: tf.keras.Model, dtype: tf.DType = tf.float32, flip: bool = T
     return run
 
 
-def write(run: Callable, transformed: tf.data.Dataset, path: str, flip: bool,
-          dtype: tf.DType = tf.float32) -> FrozenSplit:
-    """Runs `run` (forward()) once over a split's transformed examples (unbatched dicts) and writes
-    each photo's outputs (and its mirror's, with flip) with its labels and weight to `path`."""
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    keep = (FROZEN, FROZEN_FLIPPED) if flip else (FROZEN,)
+LABELS = (features.RATIO_XF, features.WEIGHT_XF, features.GENDER_XF)
 
+
+def _write(path: str, batches, dtype: tf.DType, flip: bool) -> FrozenSplit:
+    """Writes (outputs by view, labels) batches, one record per photo: the outputs as raw bytes."""
+    tf.io.gfile.makedirs(os.path.dirname(path))
     count, shape = 0, None
     np_dtype = dtype.as_numpy_dtype
     with tf.io.TFRecordWriter(path) as w:
-        for xf in transformed.batch(BATCH).prefetch(1):
-            outs = {k: v.numpy() for k, v in run(tf.cast(xf[features.IMAGE_XF], tf.float32)).items() if k in keep}
+        for outs, labels in batches:
             shape = outs[FROZEN].shape[1:]
-            ratio, weight, gender = (xf[k].numpy() for k in (features.RATIO_XF, features.WEIGHT_XF, features.GENDER_XF))
+            ratio, weight, gender = (labels[k] for k in LABELS)
             for i in range(len(ratio)):
                 feats = {k: _bytes_feature(np.ascontiguousarray(v[i], np_dtype).tobytes()) for k, v in outs.items()}
                 feats.update({features.RATIO_XF: _float_feature(float(ratio[i])),
@@ -86,6 +84,46 @@ def write(run: Callable, transformed: tf.data.Dataset, path: str, flip: bool,
             count += len(ratio)
     logging.info("frozen outputs of %d photos, shape %s, written to %s", count, shape, path)
     return FrozenSplit((path,), tuple(int(d) for d in shape or ()), dtype, count, flip)
+
+
+def write(run: Callable, transformed: tf.data.Dataset, path: str, flip: bool,
+          dtype: tf.DType = tf.float32) -> FrozenSplit:
+    """Runs `run` (forward()) once over a split's transformed examples (unbatched dicts) and writes
+    each photo's outputs (and its mirror's, with flip) with its labels and weight to `path`."""
+    keep = (FROZEN, FROZEN_FLIPPED) if flip else (FROZEN,)
+
+    def batches():
+        for xf in transformed.batch(BATCH).prefetch(1):
+            outs = {k: v.numpy() for k, v in run(tf.cast(xf[features.IMAGE_XF], tf.float32)).items() if k in keep}
+            yield outs, {k: xf[k].numpy() for k in LABELS}
+
+    return _write(path, batches(), dtype, flip)
+
+
+def derive(part: tf.keras.Model, split: FrozenSplit, path: str, dtype: tf.DType = tf.float32) -> FrozenSplit:
+    """A higher cut's frozen outputs from a lower cut's: each stored view (and mirror) through
+    `part`, the frozen layers between the two cuts. The head phase so takes its inputs from the
+    top blocks' phase's outputs instead of running the whole backbone over every photo again."""
+    views = (FROZEN, FROZEN_FLIPPED) if split.flipped else (FROZEN,)
+    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in views}
+    spec.update({k: tf.io.FixedLenFeature([], tf.float32) for k in LABELS[:2]})
+    spec[features.GENDER_XF] = tf.io.FixedLenFeature([], tf.int64)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *split.shape], tf.float32)], autograph=False)
+    def run(x):
+        return tf.cast(part(x, training=False), dtype)
+
+    def decode(raw):
+        ex = tf.io.parse_example(raw, spec)
+        for k in views:
+            ex[k] = tf.cast(tf.reshape(tf.io.decode_raw(ex[k], split.dtype), [-1, *split.shape]), tf.float32)
+        return ex
+
+    def batches():
+        for ex in tf.data.TFRecordDataset(list(split.files)).batch(BATCH).map(decode).prefetch(1):
+            yield {k: run(ex[k]).numpy() for k in views}, {k: ex[k].numpy() for k in LABELS}
+
+    return _write(path, batches(), dtype, split.flipped)
 
 
 def dataset(split: FrozenSplit, outputs: tuple[str, ...], batch_size: int, training: bool,

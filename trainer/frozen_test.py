@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from deepattraction.trainer import features, finetune, frozen
 from deepattraction.trainer.model import ModelConfig, build_model
-from deepattraction.trainer.train import FrozenInputs, TrainConfig, batches, fit_phases
+from deepattraction.trainer.train import FrozenInputs, TrainConfig, batches, fit_phases, phases
 
 N = 24
 
@@ -96,3 +96,36 @@ def test_same_seed_same_head_bit_for_bit_with_deterministic_ops(tmp_path):
         kernels.append([w.numpy() for w in model.get_layer("head_dense_0").weights])
     for a, b in zip(*kernels):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_head_phase_takes_its_inputs_from_the_top_blocks_phase_s_outputs(tmp_path, monkeypatch):
+    """With a head phase and then the top 2 blocks, the images go through the backbone once: the
+    outputs below the top blocks are written from the images (train and eval), and the head's
+    inputs derived from them through the top blocks equal the whole backbone's outputs."""
+    cfg = TrainConfig(model=ModelConfig(head_layers=1), head_epochs=1, epochs=1, trainable_blocks=2, batch_size=N)
+    model = build_model(cfg.model, 75, 0.3, 0.5)
+    calls = {"write": 0, "derive": 0}
+    for name in calls:
+        real = getattr(frozen, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(*a, **k)
+
+        monkeypatch.setattr(frozen, name, counted)
+    eval_xf = _transformed(2)
+    inputs = FrozenInputs(_transformed(1), eval_xf, cfg, str(tmp_path / "work"))
+    head, fine_tune = phases(cfg)
+    _, _, head_eval = inputs.for_phase(model, head)
+    top, _, fine_tune_eval = inputs.for_phase(model, fine_tune)
+    assert calls == {"write": 2, "derive": 2}  # below the top blocks from the images once; the head's from those
+    assert top.get_layer("mixed10") is finetune.backbone_of(model).get_layer("mixed10")
+    assert next(iter(fine_tune_eval))[0].shape[1:] == finetune.backbone_of(model).get_layer("mixed8").output.shape[1:]
+
+    # The derived head inputs are the whole backbone's outputs, up to the half precision of the cut.
+    images = np.stack([x[features.IMAGE_XF] for x in eval_xf.as_numpy_iterator()]).astype("float32")
+    want = frozen.split_model(model, "inception_v3", 0)[0](images, training=False).numpy()
+    got = np.concatenate([x.numpy() for x, _, _ in head_eval])
+    assert got.shape == want.shape == (N, 2048)
+    np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.999

@@ -202,24 +202,46 @@ class FrozenInputs:
     """The training and eval splits' transformed examples, and where a phase's frozen outputs go.
 
     for_phase computes a phase's frozen outputs once (trainer/frozen.py) and gives the part of the
-    model that trains, with its datasets; a phase that trains the whole backbone gets None."""
+    model that trains, with its datasets; a phase that trains the whole backbone gets None.
+
+    The images go through the backbone once in all: when a head phase precedes a phase that trains
+    the top N blocks, the head phase computes the outputs below those blocks (which the later phase
+    reuses) and takes its own inputs from them through the top N blocks alone."""
 
     def __init__(self, train_xf: tf.data.Dataset, eval_xf: tf.data.Dataset, cfg: TrainConfig, work_dir: str):
         self.train_xf, self.eval_xf, self.cfg, self.work_dir = train_xf, eval_xf, cfg, work_dir
+        self._splits: dict[str, tuple[frozen.FrozenSplit, frozen.FrozenSplit]] = {}
+
+    def _from_images(self, model: tf.keras.Model, phase: Phase) -> tuple[frozen.FrozenSplit, frozen.FrozenSplit]:
+        """(train, eval) outputs of the part a phase leaves frozen, from the images, once."""
+        if phase.name not in self._splits:
+            cfg = self.cfg
+            part, _ = frozen.split_model(model, cfg.model.backbone, phase.trainable_blocks)
+            # The head's inputs are small; activations inside the backbone are stored at half precision.
+            dtype = tf.float32 if phase.trainable_blocks == 0 else tf.float16
+            where = os.path.join(self.work_dir, f"{phase.name}_top{phase.trainable_blocks}")
+            run = frozen.forward(part, dtype, flip=bool(cfg.flip))
+            self._splits[phase.name] = (
+                frozen.write(run, self.train_xf, os.path.join(where, "train.tfrecord"), bool(cfg.flip), dtype),
+                frozen.write(run, self.eval_xf, os.path.join(where, "eval.tfrecord"), False, dtype))
+        return self._splits[phase.name]
 
     def for_phase(self, model: tf.keras.Model, phase: Phase):
         if phase.trainable_blocks < 0:
             return None
         cfg = self.cfg
-        part, top = frozen.split_model(model, cfg.model.backbone, phase.trainable_blocks)
-        # The head's inputs are small; activations inside the backbone are stored at half precision.
-        dtype = tf.float32 if phase.trainable_blocks == 0 else tf.float16
-        where = os.path.join(self.work_dir, f"{phase.name}_top{phase.trainable_blocks}")
-        run = frozen.forward(part, dtype, flip=bool(cfg.flip))
-        train_split = frozen.write(run, self.train_xf, os.path.join(where, "train.tfrecord"), bool(cfg.flip), dtype)
-        eval_split = frozen.write(run, self.eval_xf, os.path.join(where, "eval.tfrecord"), False, dtype)
+        later = [p for p in phases(cfg) if p.trainable_blocks > 0]
+        if phase.trainable_blocks == 0 and later:
+            lower = self._from_images(model, later[0])
+            _, top_blocks, _ = finetune.split_for_fine_tuning(model, cfg.model.backbone, later[0].trainable_blocks)
+            where = os.path.join(self.work_dir, f"{phase.name}_top0")
+            train_split, eval_split = (frozen.derive(top_blocks, s, os.path.join(where, f"{name}.tfrecord"))
+                                       for s, name in zip(lower, ("train", "eval")))
+        else:
+            train_split, eval_split = self._from_images(model, phase)
         _require_photos(train_split.count, "training", cfg)
         _require_photos(eval_split.count, "eval", cfg)
+        top = frozen.split_model(model, cfg.model.backbone, phase.trainable_blocks)[1]
         outputs = cfg.model.outputs
         return (top, frozen.dataset(train_split, outputs, cfg.batch_size, True, cfg.shuffle_buffer, cfg.seed),
                 frozen.dataset(eval_split, outputs, cfg.batch_size, False))
