@@ -107,8 +107,8 @@ report-screenshot: install browser
 # The study's table on the 3,300 real SCUT faces in ../shared, made by the product's own code (make_scut,
 # the pipeline's ExampleGen and Transform, the Trainer's train()/export(), the Evaluator's scoring); ends
 # with a `quality:` line. 5-fold cross-validation by default; FOLDS=1 tests on one fixed fifth. On 2 cores
-# a fold of FaceNet (and FaceNet*) takes about 26 min, the pipeline's steps 5.5 min once per backbone
-# (cached after); Inception at 299 px several times that (README, Benchmarks). BACKBONES=facenet leaves
+# a fold of FaceNet takes about 7 min (twice that with FaceNet*), the pipeline's steps 5 min once per
+# backbone (cached after); Inception at 299 px several times that (README, Benchmarks). BACKBONES=facenet leaves
 # Inception out. LIKE_RULE=threshold counts ratings of 4 or 5 as likes instead of the graded rule.
 FOLDS ?= 5
 LIKE_RULE ?= graded
