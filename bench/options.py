@@ -38,7 +38,6 @@ from deepattraction.components.evaluator import evaluation
 
 ROOT = quality.ROOT
 ALPHAS = tuple(10.0 ** k for k in np.arange(-3, 2.01, 0.5))  # times the kernel's mean diagonal
-VIEWS = ("own", "mirrored")
 
 
 @dataclasses.dataclass(frozen=True)

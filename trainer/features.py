@@ -80,6 +80,8 @@ GENDER_XF = transformed_name(GENDER_KEY)
 FACE_COUNT_XF = transformed_name(FACE_COUNT_KEY)
 FACE_BOX_XF = transformed_name(FACE_BOX_KEY)
 FACE_CONFIDENCE_XF = transformed_name(FACE_CONFIDENCE_KEY)
+# The labels and weight as the transformed examples (and the Trainer's frozen outputs) store them.
+LABEL_DTYPES = {RATIO_XF: tf.float32, WEIGHT_XF: tf.float32, GENDER_XF: tf.int64}
 FACE_LANDMARKS_XF = transformed_name(FACE_LANDMARKS_KEY)
 
 LABEL_KEYS = (LIKE_RATIO_KEY, SWIPE_COUNT_KEY, GENDER_KEY)

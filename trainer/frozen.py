@@ -63,7 +63,18 @@ def forward(frozen: tf.keras.Model, dtype: tf.DType = tf.float32, flip: bool = T
     return run
 
 
-LABELS = (features.RATIO_XF, features.WEIGHT_XF, features.GENDER_XF)
+LABELS = tuple(features.LABEL_DTYPES)
+
+
+def _views(flipped: bool) -> tuple[str, ...]:
+    return (FROZEN, FROZEN_FLIPPED) if flipped else (FROZEN,)
+
+
+def _record_spec(flipped: bool) -> dict:
+    """How _write stores a photo: each view's outputs as raw bytes, and its labels."""
+    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in _views(flipped)}
+    spec.update({k: tf.io.FixedLenFeature([], dtype) for k, dtype in features.LABEL_DTYPES.items()})
+    return spec
 
 
 def _write(path: str, batches, dtype: tf.DType, flip: bool) -> FrozenSplit:
@@ -90,7 +101,7 @@ def write(run: Callable, transformed: tf.data.Dataset, path: str, flip: bool,
           dtype: tf.DType = tf.float32) -> FrozenSplit:
     """Runs `run` (forward()) once over a split's transformed examples (unbatched dicts) and writes
     each photo's outputs (and its mirror's, with flip) with its labels and weight to `path`."""
-    keep = (FROZEN, FROZEN_FLIPPED) if flip else (FROZEN,)
+    keep = _views(flip)
 
     def batches():
         for xf in transformed.batch(BATCH).prefetch(1):
@@ -104,10 +115,7 @@ def derive(part: tf.keras.Model, split: FrozenSplit, path: str, dtype: tf.DType 
     """A higher cut's frozen outputs from a lower cut's: each stored view (and mirror) through
     `part`, the frozen layers between the two cuts. The head phase so takes its inputs from the
     top blocks' phase's outputs instead of running the whole backbone over every photo again."""
-    views = (FROZEN, FROZEN_FLIPPED) if split.flipped else (FROZEN,)
-    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in views}
-    spec.update({k: tf.io.FixedLenFeature([], tf.float32) for k in LABELS[:2]})
-    spec[features.GENDER_XF] = tf.io.FixedLenFeature([], tf.int64)
+    views, spec = _views(split.flipped), _record_spec(split.flipped)
 
     @tf.function(input_signature=[tf.TensorSpec([None, *split.shape], tf.float32)], autograph=False)
     def run(x):
@@ -130,12 +138,7 @@ def dataset(split: FrozenSplit, outputs: tuple[str, ...], batch_size: int, train
             shuffle_buffer: int = 1024, seed: int = 0) -> tf.data.Dataset:
     """(frozen outputs, labels, weights) batches, as make_dataset gives images; training
     shuffles and, when the split holds mirrors, takes one of the two views at random."""
-    spec = {FROZEN: tf.io.FixedLenFeature([], tf.string),
-            features.RATIO_XF: tf.io.FixedLenFeature([], tf.float32),
-            features.WEIGHT_XF: tf.io.FixedLenFeature([], tf.float32),
-            features.GENDER_XF: tf.io.FixedLenFeature([], tf.int64)}
-    if split.flipped:
-        spec[FROZEN_FLIPPED] = tf.io.FixedLenFeature([], tf.string)
+    spec = _record_spec(split.flipped)
     mirror = training and split.flipped
 
     def decode(raw):

@@ -63,7 +63,6 @@ def _gzip_files(pattern) -> list[str]:
     return files
 
 
-LABEL_SPEC = {features.RATIO_XF: tf.float32, features.WEIGHT_XF: tf.float32, features.GENDER_XF: tf.int64}
 PARSE_BATCH = 64
 
 
@@ -75,7 +74,7 @@ def _records(file_pattern) -> tf.data.Dataset:
 def label_stats(file_pattern) -> dict:
     """Training-split priors (swipe-weighted mean like ratio, share of men), from the labels of
     the transformed examples alone."""
-    spec = {k: tf.io.FixedLenFeature([], dtype) for k, dtype in LABEL_SPEC.items()}
+    spec = {k: tf.io.FixedLenFeature([], dtype) for k, dtype in features.LABEL_DTYPES.items()}
     ds = _records(file_pattern).batch(1024).map(lambda x: tf.io.parse_example(x, spec))
     ratio, swipes, male = [], [], []
     for b in ds.as_numpy_iterator():
