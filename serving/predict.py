@@ -18,6 +18,17 @@ from deepattraction.trainer.features import (
     SERVING_DEFAULT,
 )
 
+# Encoded formats tf.io.decode_image (the Transform graph's decoder) reads.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+def not_a_photo(photo: bytes) -> str | None:
+    """Why the graph's decoder would refuse these bytes, in the words TF Serving's checks use
+    (servable.py), or None; checked before the graph runs, whose own error names no photo."""
+    if not photo.startswith(IMAGE_MAGIC):
+        return f"not an encoded JPEG, PNG, GIF or BMP image (starts {bytes(photo[:8])!r})"
+    return None
+
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
@@ -73,6 +84,10 @@ class LocalModel:
         self._fn = tf.saved_model.load(self.path).signatures[SERVING_DEFAULT]
 
     def predict_bytes(self, photos: list[bytes]) -> list[Prediction]:
+        for i, photo in enumerate(photos):
+            problem = not_a_photo(photo)
+            if problem:
+                raise ValueError(f"{IMAGE_BYTES_INPUT}[{i}]: {problem}")
         out = {k: v.numpy() for k, v in self._fn(**{IMAGE_BYTES_INPUT: tf.constant(photos)}).items()}
         return [from_outputs(out, i) for i in range(len(photos))]
 
@@ -103,7 +118,14 @@ class PhotoResult:
 
 
 def _first_line(err: Exception) -> str:
-    return getattr(err, "message", str(err)).splitlines()[0]
+    """The error's own words. A TF graph error's first line is only "Graph execution error:",
+    followed by where the node was defined; the op's message is its last unindented line."""
+    lines = [ln for ln in getattr(err, "message", str(err)).splitlines() if ln.strip()] or [type(err).__name__]
+    if isinstance(err, tf.errors.OpError):
+        said = [ln for ln in lines if not ln[0].isspace()
+                and not ln.startswith(("Graph execution error", "Detected at node"))]
+        return (said or lines)[-1].strip()
+    return lines[0].strip()
 
 
 def predict_paths(paths: list[str], predict: Callable[[list[bytes]], list[Prediction]],

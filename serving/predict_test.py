@@ -13,7 +13,8 @@ def paths(photos, tmp_path):
         with open(out[-1], "wb") as f:
             f.write(p)
     (tmp_path / "notes.jpg").write_bytes(b"not a photo")
-    return out[:2] + [str(tmp_path / "notes.jpg"), out[2], str(tmp_path / "missing.jpg")]
+    (tmp_path / "cut.jpg").write_bytes(photos[0][:len(photos[0]) // 3])  # a JPEG cut short: the graph refuses it
+    return out[:2] + [str(tmp_path / "notes.jpg"), out[2], str(tmp_path / "missing.jpg"), str(tmp_path / "cut.jpg")]
 
 
 def test_one_result_per_photo_in_order_bad_ones_named_good_ones_predicted(tiny_model, local_predictions, paths):
@@ -26,12 +27,16 @@ def test_one_result_per_photo_in_order_bad_ones_named_good_ones_predicted(tiny_m
 
     results = list(predict_paths(paths, predict, batch_size=4))
     assert [r.path for r in results] == paths
-    assert calls == [4, 1, 1, 1, 1]  # the batch of four failed on notes.jpg, then each alone
+    assert calls == [4, 1, 1, 1, 1, 1, 1]  # the batches of four and of cut.jpg failed, then each photo alone
     good = [r for r in results if r.error is None]
     assert [r.prediction for r in good] == local_predictions[:3]
     errors = {r.path: r.error for r in results if r.error is not None}
-    assert set(errors) == {paths[2], paths[4]}
-    assert errors[paths[2]] and "No such file" in errors[paths[4]]  # the model's words (the server's: cli_serving_test)
+    assert set(errors) == {paths[2], paths[4], paths[5]}
+    # The server's words for bytes that are no photo (cli_serving_test); the reader's for a missing file;
+    # for a cut JPEG, the decoder's own message, not TF's "Graph execution error:" header.
+    assert errors[paths[2]] == "image_bytes[0]: not an encoded JPEG, PNG, GIF or BMP image (starts b'not a ph')"
+    assert "No such file" in errors[paths[4]]
+    assert "JPEG" in errors[paths[5]] and "Graph execution" not in errors[paths[5]], errors[paths[5]]
 
 
 def test_a_batch_of_good_photos_is_one_call(tiny_model, local_predictions, paths):

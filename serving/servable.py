@@ -11,11 +11,10 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from deepattraction.serving import warmup
+from deepattraction.serving.predict import not_a_photo
 from deepattraction.trainer.features import IMAGE_BYTES_INPUT, SERVING_DEFAULT
 
 Code = grpc.StatusCode
-# Encoded formats tf.io.decode_image (the Transform graph's decoder) reads.
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 DTYPE_NAMES = {v: k[3:].lower() for k, v in types_pb2.DataType.items()}
 
 
@@ -98,7 +97,7 @@ class Servable:
                 if len(photo) > self.max_photo_bytes:
                     raise ServingError(Code.INVALID_ARGUMENT, (
                         f"{alias}[{i}]: {len(photo)} bytes is over the {self.max_photo_bytes}-byte photo limit"))
-                if not photo.startswith(IMAGE_MAGIC):
-                    raise ServingError(Code.INVALID_ARGUMENT, (
-                        f"{alias}[{i}]: not an encoded JPEG, PNG, GIF or BMP image (starts {bytes(photo[:8])!r})"))
+                problem = not_a_photo(photo)
+                if problem:
+                    raise ServingError(Code.INVALID_ARGUMENT, f"{alias}[{i}]: {problem}")
         return tf.constant(value)
