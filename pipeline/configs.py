@@ -1,13 +1,14 @@
 """Typed pipeline configuration: one object that every runner passes to create_pipeline()."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
+import importlib.util
 import os
 
 import tensorflow as tf
 
-from deepattraction import components, trainer
 from deepattraction.components.data_gate import policy as validation
 from deepattraction.components.evaluator.evaluation import GateConfig
 
@@ -17,7 +18,15 @@ SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema.pbtxt")
 # Where the container image installs the package (see the Dockerfile).
 IMAGE_SCHEMA_FILE = "/opt/deepattraction/pipeline/schema.pbtxt"
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-CODE_ROOTS = tuple(os.path.dirname(p.__file__) for p in (trainer, components))
+# The modules each step that runs our code executes, named by the dotted paths TFX loads (the
+# Transform's preprocessing_fn, the Trainer's run_fn) or our executors; see step_code_versions.
+STEP_MODULES = {
+    "SwipeExampleGen": ("deepattraction.components.swipe_example_gen.executor",),
+    "Transform": ("deepattraction.trainer.preprocessing",),
+    "Trainer": ("deepattraction.trainer.task",),
+    "Evaluator": ("deepattraction.components.evaluator.executor",),
+    "RunReport": ("deepattraction.components.report.executor",),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,18 +70,62 @@ class PipelineConfig:
         return {"backbone": self.backbone, **self.hparams}
 
 
-def code_fingerprint(roots: tuple[str, ...] = CODE_ROOTS) -> str:
-    """Hash of the Python sources the components execute (trainer/ and components/, tests left out).
-    Code named by dotted path (run_fn, preprocessing_fn, our executors) is not fingerprinted by
-    TFX, so without this a cached result would survive a code change."""
+def module_files(modules: tuple[str, ...], package: str = "deepattraction") -> dict[str, str]:
+    """Module name -> source file of `modules` and every module of `package` they import, directly
+    or not (imports inside functions included), with their packages' __init__ files. Read from the
+    sources' import statements, so nothing is imported to find them."""
+    found: dict[str, str] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, AttributeError, ValueError):  # `from a.b import NAME`: NAME is no module
+            spec = None
+        if spec is None or not (spec.origin or "").endswith(".py"):
+            continue
+        found[name] = spec.origin
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        with open(spec.origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), spec.origin)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                named = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                named = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            todo += [n for n in named if n.split(".")[0] == package]
+    return found
+
+
+def code_version(modules: tuple[str, ...], package: str = "deepattraction") -> str:
+    """Hash of the sources a step executes (module_files) and of the data files beside them (the
+    report's stylesheet). Code named by dotted path (run_fn, preprocessing_fn, our executors) is
+    not fingerprinted by TFX, so without this a cached result would survive a code change; and
+    per step, so an edit to the Trainer's code does not rerun the Transform's face detection."""
     h = hashlib.sha256()
-    for root in roots:
-        for dirpath, _, files in sorted(os.walk(root)):
-            for name in sorted(files):
-                if name.endswith(".py") and not name.endswith("_test.py"):
-                    with open(os.path.join(dirpath, name), "rb") as f:
-                        h.update(name.encode() + f.read())
+    files = module_files(modules, package)
+    dirs = sorted({os.path.dirname(path) for path in files.values()})
+    for name in sorted(files):
+        with open(files[name], "rb") as f:
+            h.update(name.encode() + b"\0" + f.read())
+    for d in dirs:
+        for entry in sorted(os.listdir(d)):
+            path = os.path.join(d, entry)
+            if os.path.isfile(path) and not entry.endswith((".py", ".pyc")) and not entry.startswith("."):
+                with open(path, "rb") as f:
+                    h.update(entry.encode() + b"\0" + f.read())
     return h.hexdigest()[:16]
+
+
+def step_code_versions(step_modules: dict[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+    """Step id -> code_version, for the local runs' cache keys (on Kubeflow the image digest
+    plays this part)."""
+    return {step: code_version(mods) for step, mods in (step_modules or STEP_MODULES).items()}
 
 
 def input_fingerprint(*uris: str) -> str:

@@ -1,6 +1,6 @@
+import importlib
 import json
 import os
-import shutil
 
 from deepattraction.pipeline import configs, pipeline
 
@@ -15,21 +15,45 @@ def test_input_fingerprint_changes_with_new_swipes(tmp_path):
     assert configs.input_fingerprint(str(t)) != before
 
 
-def test_code_fingerprint_follows_an_edit_under_trainer_but_not_a_test(tmp_path):
-    roots = []
-    for src in configs.CODE_ROOTS:
-        roots.append(str(tmp_path / os.path.basename(src)))
-        shutil.copytree(src, roots[-1], ignore=shutil.ignore_patterns("__pycache__"))
-    trainer = roots[0]
-    assert os.path.basename(trainer) == "trainer"
-    before = configs.code_fingerprint(tuple(roots))
-    assert before == configs.code_fingerprint() and before == configs.code_fingerprint(tuple(roots))
-    with open(os.path.join(trainer, "features_test.py"), "a") as f:
-        f.write("\n# a test is not code the components run\n")
-    assert configs.code_fingerprint(tuple(roots)) == before
-    with open(os.path.join(trainer, "features.py"), "a") as f:
-        f.write("\nEDITED = 1\n")
-    assert configs.code_fingerprint(tuple(roots)) != before
+def test_a_steps_code_version_follows_the_modules_it_imports_and_nothing_else(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkgx"
+    pkg.mkdir()
+    files = {
+        "__init__.py": "",
+        "a.py": "import os\nfrom pkgx.c import NAME\n\n\ndef f():\n    from pkgx import b\n    return b\n",
+        "b.py": "X = 1\n",
+        "c.py": "NAME = 'c'\n",
+        "d.py": "UNUSED = 1\n",
+        "a_test.py": "from pkgx import a\n",
+        "style.css": "body {}\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    got = configs.module_files(("pkgx.a",), "pkgx")
+    assert sorted(got) == ["pkgx", "pkgx.a", "pkgx.b", "pkgx.c"]  # b only inside a function; c by `from c import`
+    before = configs.code_version(("pkgx.a",), "pkgx")
+    for name in ("d.py", "a_test.py"):  # neither is executed by the step
+        (pkg / name).write_text(files[name] + "# edited\n")
+        assert configs.code_version(("pkgx.a",), "pkgx") == before, name
+    for name in ("b.py", "c.py", "style.css"):
+        (pkg / name).write_text(files[name] + "\n# edited\n")
+        after = configs.code_version(("pkgx.a",), "pkgx")
+        assert after != before, name
+        before = after
+
+
+def test_the_trainers_code_is_not_the_transforms_so_a_training_edit_keeps_the_face_crops_cached():
+    closures = {step: set(configs.module_files(mods)) for step, mods in configs.STEP_MODULES.items()}
+    t = "deepattraction.trainer."
+    assert {t + "preprocessing", t + "faces", t + "features"} <= closures["Transform"]
+    assert not {t + "train", t + "task", t + "frozen", t + "model"} & closures["Transform"]
+    assert {t + "task", t + "train", t + "frozen", t + "model", t + "features"} <= closures["Trainer"]
+    assert t + "features" in closures["SwipeExampleGen"]  # the feature keys reach every step
+    versions = configs.step_code_versions()
+    assert set(versions) == set(configs.STEP_MODULES) and len(set(versions.values())) == len(versions)
+    assert versions == configs.step_code_versions()
 
 
 def test_the_code_fingerprint_reaches_each_step_that_runs_our_code_as_code_version():
@@ -37,6 +61,11 @@ def test_the_code_fingerprint_reaches_each_step_that_runs_our_code_as_code_versi
     form: `code_version`, our components' parameter, TFX's Transform and Trainer's custom_config entry."""
     cfg = configs.PipelineConfig(pipeline_root="/r", users_uri="u.csv", swipes_uri="s.csv", serving_base="/srv")
     steps = {c.id: c.exec_properties for c in pipeline.create_components(cfg, fingerprint="data", code="abc")}
+    per_step = {c.id: c.exec_properties
+                for c in pipeline.create_components(cfg, code={"Transform": "t", "Trainer": "m"})}
+    assert json.loads(per_step["Transform"]["custom_config"])["code_version"] == "t"
+    assert json.loads(per_step["Trainer"]["custom_config"])["code_version"] == "m"
+    assert per_step["Evaluator"].get("code_version") is None  # a step without a version gets none
     assert {name: steps[name]["code_version"] for name in ("SwipeExampleGen", "Evaluator", "RunReport")} == \
         dict.fromkeys(("SwipeExampleGen", "Evaluator", "RunReport"), "abc")
     assert [json.loads(steps[name]["custom_config"])["code_version"]

@@ -8,7 +8,7 @@ import os
 from tfx import v1 as tfx
 
 from deepattraction.pipeline import pipeline, progress
-from deepattraction.pipeline.configs import PipelineConfig, code_fingerprint, input_fingerprint
+from deepattraction.pipeline.configs import PipelineConfig, input_fingerprint, step_code_versions
 from deepattraction.pipeline.results import MLMD_FILE
 
 
@@ -60,7 +60,7 @@ def _run(cfg: PipelineConfig, show_progress: bool, only: tuple[str, ...] | None)
     if show_progress:
         progress.enable()
     components = pipeline.create_components(
-        cfg, fingerprint=input_fingerprint(cfg.users_uri, cfg.swipes_uri), code=code_fingerprint())
+        cfg, fingerprint=input_fingerprint(cfg.users_uri, cfg.swipes_uri), code=step_code_versions())
     if only is not None:
         components = [c for c in components if c.id in only]
     p = pipeline.create_pipeline(

@@ -16,17 +16,21 @@ RUN_FN = "deepattraction.trainer.task.run_fn"
 
 
 def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fingerprint: str | None = None,
-                      hparams: dict | None = None, code: str = "", block_on=None) -> list:
+                      hparams: dict | None = None, code: str | dict[str, str] = "", block_on=None) -> list:
     """The components in order. Runners may pass RuntimeParameters for URIs, hyperparameters and
     the data validation policy (`block_on`).
 
-    `fingerprint` identifies the input data and `code` the package's code (see
-    configs.code_fingerprint): both go into the steps whose cache keys would otherwise miss them,
-    `code` always as `code_version` (a parameter of ours, a custom_config entry of TFX's steps).
-    On Kubeflow the image digest plays the part of `code`."""
-    version = {"code_version": code} if code else {}
+    `fingerprint` identifies the input data and `code` the code each step runs (one string for
+    all, or configs.step_code_versions' step id -> version): both go into the steps whose cache
+    keys would otherwise miss them, `code` always as `code_version` (a parameter of ours, a
+    custom_config entry of TFX's steps). On Kubeflow the image digest plays the part of `code`."""
+
+    def version(step: str) -> dict:
+        v = code.get(step, "") if isinstance(code, dict) else code
+        return {"code_version": v} if v else {}
+
     example_gen = SwipeExampleGen(users_uri=users_uri or cfg.users_uri, swipes_uri=swipes_uri or cfg.swipes_uri,
-                                  input_fingerprint=fingerprint, **version)
+                                  input_fingerprint=fingerprint, **version("SwipeExampleGen"))
     schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.schema_file)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
                                                   schema=schema_gen.outputs["schema"])
@@ -37,13 +41,13 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
     # graph has no analyzers, so the analysis never runs it: MTCNN runs once per photo.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config={**cfg.transform_config, **version},
+        preprocessing_fn=PREPROCESSING_FN, custom_config={**cfg.transform_config, **version("Transform")},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(cfg.transform_splits)),
         materialize=True, disable_statistics=True)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN, examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config=version or None)
+        hyperparameters=hparams_gen.outputs["hyperparameters"], custom_config=version("Trainer") or None)
     # Continuous training: the candidate must also not regress against the last blessed model, and
     # the data's drift is measured against the statistics that model's blessing kept.
     last_blessed = tfx.dsl.Resolver(
@@ -57,10 +61,10 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
     trainer.add_upstream_node(data_gate)
     evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
                           baseline_model=last_blessed.outputs["model"], statistics=statistics_gen.outputs["statistics"],
-                          **version)
+                          **version("Evaluator"))
     report = RunReport(examples=example_gen.outputs["examples"], data_report=example_gen.outputs["report"],
                        evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"],
-                       data_validation=data_gate.outputs["data_validation"], **version)
+                       data_validation=data_gate.outputs["data_validation"], **version("RunReport"))
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(

@@ -30,7 +30,7 @@ class SwipeExampleGenSpec(ComponentSpec):
         executor.SWIPES_URI: ExecutionParameter(type=str),
         # Changes when the input tables change, so a cached run is reused only on the same data.
         "input_fingerprint": ExecutionParameter(type=str, optional=True),
-        "code_version": ExecutionParameter(type=str, optional=True),  # configs.code_fingerprint, a cache key
+        "code_version": ExecutionParameter(type=str, optional=True),  # configs.step_code_versions', a cache key
         "input_config": ExecutionParameter(type=example_gen_pb2.Input),
         "output_config": ExecutionParameter(type=example_gen_pb2.Output),
         "output_data_format": ExecutionParameter(type=int),
