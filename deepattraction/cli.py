@@ -95,7 +95,10 @@ def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
     cfg = pipeline_config(a, hparams_defaults)
     t0 = time.time()
     print(f"run: pipeline root {cfg.pipeline_root}", flush=True)
-    local_runner.run(cfg)
+    try:
+        local_runner.run(cfg)
+    except local_runner.PipelineRootBusy as e:
+        raise SystemExit(f"run: {e}") from None
     r = results.latest(cfg)
     print(f"run: finished in {time.time() - t0:.0f} s; {r.summary_line()}", flush=True)
     print(f"model card: {r.write_model_card(cfg.pipeline_root)}")
