@@ -72,8 +72,9 @@ class PipelineConfig:
 
 def module_files(modules: tuple[str, ...], package: str = "deepattraction") -> dict[str, str]:
     """Module name -> source file of `modules` and every module of `package` they import, directly
-    or not (imports inside functions included), with their packages' __init__ files. Read from the
-    sources' import statements, so nothing is imported to find them."""
+    or not (imports inside functions included), with their packages' __init__ files. Found from
+    the import statements in their sources, without importing the modules themselves (find_spec
+    imports only their parent packages)."""
     found: dict[str, str] = {}
     todo = list(modules)
     while todo:
