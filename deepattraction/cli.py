@@ -14,6 +14,7 @@ from deepattraction.demo import NUM_USERS
 from deepattraction.demo_data import LIKE_RULES, DemoDataConfig, data_tables, make_demo_data
 from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
 from deepattraction.pipeline.params import parse_hparams
+from deepattraction.pipeline.run_lock import PipelineRootBusy
 from deepattraction.pipeline.schema import schema_text
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
 from deepattraction.serving.predict import LocalModel, predict_paths
@@ -95,10 +96,7 @@ def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
     cfg = pipeline_config(a, hparams_defaults)
     t0 = time.time()
     print(f"run: pipeline root {cfg.pipeline_root}", flush=True)
-    try:
-        local_runner.run(cfg)
-    except local_runner.PipelineRootBusy as e:
-        raise SystemExit(f"run: {e}") from None
+    local_runner.run(cfg)
     r = results.latest(cfg)
     print(f"run: finished in {time.time() - t0:.0f} s; {r.summary_line()}", flush=True)
     print(f"model card: {r.write_model_card(cfg.pipeline_root)}")
@@ -259,6 +257,13 @@ def main(argv=None) -> int:
     wf.add_argument("out_dir")
 
     a = p.parse_args(argv)
+    try:
+        return _dispatch(a)
+    except PipelineRootBusy as e:  # demo, run and experiments: a clash of runs, not a bug
+        raise SystemExit(f"{a.command}: {e}") from None
+
+
+def _dispatch(a: argparse.Namespace) -> int:
     if a.command == "demo-data":
         cmd_demo_data(a)
     elif a.command == "run":

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from deepattraction import cli
@@ -15,13 +17,20 @@ def test_run_needs_data_tables(tmp_path):
         cli.main(["run", "--pipeline-root", str(tmp_path)])
 
 
-def test_run_on_a_root_another_run_holds_is_a_one_line_error(tmp_path):
-    from deepattraction.pipeline import local_runner
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_a_root_another_run_holds_is_a_one_line_error(tmp_path, facenet_weights, command):
+    """Whichever command runs the pipeline; the demo writes its data first, then meets the lock."""
+    from deepattraction.pipeline import run_lock
 
     (tmp_path / "users.csv").write_text("user_id\n")
     (tmp_path / "swipes.csv").write_text("swiper_id\n")
     root = tmp_path / "root"
-    with local_runner.root_lock(str(root)):
-        with pytest.raises(SystemExit, match=r"^run: pipeline root .*root is in use by another run \(pid \d+\)"):
-            cli.main(["run", "--pipeline-root", str(root), "--users", str(tmp_path / "users.csv"),
-                      "--swipes", str(tmp_path / "swipes.csv")])
+    args = {"run": ["--pipeline-root", str(root), "--users", str(tmp_path / "users.csv"),
+                    "--swipes", str(tmp_path / "swipes.csv")],
+            "demo": ["--workdir", str(tmp_path), "--num-users", "5", "--weights-dir", os.path.dirname(facenet_weights)]}
+    if command == "demo":
+        root = tmp_path / "pipeline"
+    with run_lock.root_lock(str(root)):
+        with pytest.raises(SystemExit, match=rf"^{command}: pipeline root .*{root.name} is in use by another run "
+                                             r"\(pid \d+\)"):
+            cli.main([command, *args[command]])
