@@ -129,6 +129,18 @@ def step_code_versions(step_modules: dict[str, tuple[str, ...]] | None = None) -
     return {step: code_version(mods) for step, mods in (step_modules or STEP_MODULES).items()}
 
 
+LOCAL_PATH_FIELDS = ("pipeline_root", "users_uri", "swipes_uri", "serving_base", "schema_file", "metadata_path")
+
+
+def with_absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
+    """Local paths made absolute (URIs such as gs:// kept): the steps' cache keys hold the input
+    URIs, so the same tables named from two working directories would otherwise miss the cache."""
+    def absolute(path: str | None) -> str | None:
+        return path if path is None or "://" in path else os.path.abspath(path)
+
+    return dataclasses.replace(cfg, **{f: absolute(getattr(cfg, f)) for f in LOCAL_PATH_FIELDS})
+
+
 def input_fingerprint(*uris: str) -> str:
     """Size and modification time of each input table: new swipes make a new fingerprint,
     so cached ExampleGen results are reused only for the same data."""

@@ -6,7 +6,7 @@ import os
 from tfx import v1 as tfx
 
 from deepattraction.pipeline import pipeline, progress
-from deepattraction.pipeline.configs import PipelineConfig, input_fingerprint, step_code_versions
+from deepattraction.pipeline.configs import PipelineConfig, input_fingerprint, step_code_versions, with_absolute_paths
 from deepattraction.pipeline.results import MLMD_FILE
 from deepattraction.pipeline.run_lock import root_lock
 
@@ -17,7 +17,9 @@ def metadata_path(cfg: PipelineConfig) -> str:
 
 def run(cfg: PipelineConfig, show_progress: bool = True, only: tuple[str, ...] | None = None) -> None:
     """`only`: the ids of the components to run (a sub-DAG closed under its inputs, such as the
-    example-making steps); all of them by default."""
+    example-making steps); all of them by default. Relative paths are taken from the working
+    directory."""
+    cfg = with_absolute_paths(cfg)
     with root_lock(cfg.pipeline_root):
         _run(cfg, show_progress, only)
 
