@@ -12,7 +12,7 @@ from deepattraction.components.data_gate import policy as validation
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo import NUM_USERS
 from deepattraction.demo_data import LIKE_RULES, DemoDataConfig, data_tables, make_demo_data
-from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
+from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig, with_absolute_paths
 from deepattraction.pipeline.params import parse_hparams
 from deepattraction.pipeline.run_lock import PipelineRootBusy
 from deepattraction.pipeline.schema import schema_text
@@ -65,16 +65,14 @@ def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None)
         users, swipes = data_tables(a.data)
     if not users or not swipes:
         raise SystemExit("give --data DIR, or both --users and --swipes")
-    users, swipes = (u if "://" in u else os.path.abspath(u) for u in (users, swipes))
-    root = os.path.abspath(a.pipeline_root) if "://" not in a.pipeline_root else a.pipeline_root
-    return PipelineConfig(
-        pipeline_root=root, users_uri=users, swipes_uri=swipes,
-        serving_base=a.serving_base or os.path.join(root, "serving"),
+    return with_absolute_paths(PipelineConfig(
+        pipeline_root=a.pipeline_root, users_uri=users, swipes_uri=swipes,
+        serving_base=a.serving_base or os.path.join(a.pipeline_root, "serving"),
         backbone=a.backbone, image_size=a.image_size,
         hparams={**(hparams_defaults or {}), **_parse_hparams(a.hparam)},
         gate=GateConfig(max_mse_ratio=a.max_mse_ratio, min_accuracy_gain=a.min_accuracy_gain,
                         max_mse_regression=a.max_mse_regression, max_accuracy_regression=a.max_accuracy_regression),
-        block_on=a.block_on, beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg))
+        block_on=a.block_on, beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg)))
 
 
 def cmd_demo_data(a) -> None:
