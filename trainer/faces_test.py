@@ -40,6 +40,22 @@ def test_package_weights_are_read_from_the_installed_package():
     assert [a.shape for a in w][:2] == [(3, 3, 3, 32), (32,)] and len(w) == 21
 
 
+def test_each_net_gives_an_empty_batch_outputs_of_the_right_shape():
+    """No candidate patch left (a batch of faceless photos) is an empty batch: each net must answer
+    it with empty outputs of its own shapes, on every CPU kernel library (trainer/faces.py
+    _nonempty), and a batch that is not empty must pass unchanged."""
+    nets = faces.MtcnnNets()
+    reg, prob = faces._nonempty(nets.rnet, tf.zeros([0, 24, 24, 3]))
+    assert reg.shape == (0, 4) and prob.shape == (0,)
+    reg, marks, prob = faces._nonempty(nets.onet, tf.zeros([0, 48, 48, 3]))
+    assert reg.shape == (0, 4) and marks.shape == (0, 10) and prob.shape == (0,)
+    reg, prob = faces._nonempty(nets.pnet, tf.zeros([0, 40, 40, 3]), tf.zeros([0, 2], tf.int32))
+    assert reg.shape == (0, 15, 15, 4) and prob.shape == (0, 15, 15)
+    x = tf.random.stateless_uniform([3, 24, 24, 3], [1, 2], -1, 1)
+    for a, b in zip(faces._nonempty(nets.rnet, x), nets.rnet(x)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_nms_drops_boxes_overlapping_any_better_box_of_the_same_photo():
     boxes = tf.constant([[0, 0, 10, 10], [1, 1, 11, 11], [2, 2, 12, 12], [0, 0, 10, 10.0]])
     ids = tf.constant([0, 0, 0, 1])
