@@ -50,6 +50,40 @@ def set_trainable(model: tf.keras.Model, backbone_name: str, blocks: int, batch_
     return sum(1 for layer in layers if layer.trainable and layer.weights)
 
 
+def block_rate_scales(model: tf.keras.Model, backbone_name: str, blocks: int, decay: float) -> list:
+    """(variable, factor) for each weight of the top `blocks` blocks below the top one: the k-th
+    block down learns at decay**k of the phase's rate, so lower blocks, whose pretrained features
+    are more general, move less. The top block, anything above it, and the head keep the rate."""
+    if blocks <= 1 or decay == 1.0:
+        return []
+    backbone = backbone_of(model)
+    starts = block_starts(backbone, backbone_name)
+    layers = backbone.layers
+    out = []
+    for k in range(1, min(blocks, len(starts))):
+        lo = starts[-k - 2] if k + 2 <= len(starts) else 0
+        for layer in layers[lo:starts[-k - 1]]:
+            out.extend((v, decay ** k) for v in layer.trainable_weights)
+    return out
+
+
+class ScaledAdam(tf.keras.optimizers.Adam):
+    """Adam with a learning rate per variable. Adam's step is linear in the rate and its moment
+    estimates do not depend on it, so a variable's step at factor x the rate is Adam's step x factor."""
+
+    def __init__(self, learning_rate, rate_scales: list, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self._rate_scales = {self._var_key(v): float(s) for v, s in rate_scales}
+
+    def update_step(self, gradient, variable):
+        factor = self._rate_scales.get(self._var_key(variable), 1.0)
+        if factor == 1.0:
+            return super().update_step(gradient, variable)
+        before = tf.identity(variable)
+        super().update_step(gradient, variable)
+        variable.assign(before + (variable - before) * tf.cast(factor, variable.dtype))
+
+
 def head_on_features(model: tf.keras.Model) -> tf.keras.Model:
     """The model's head alone, on backbone outputs. It shares the model's layers, so fitting it on
     features computed once is the head phase without running a frozen backbone every epoch."""

@@ -114,3 +114,61 @@ def test_split_for_fine_tuning_composes_to_the_model_and_shares_its_layers(model
     assert {v.ref() for v in top.trainable_weights} >= {v.ref() for v in model.trainable_weights}
     assert not frozen.trainable_weights
     assert sorted(top.output_names) == sorted(model.output_names) == [features.GENDER_LABEL, features.RATIO_LABEL]
+
+
+def test_scaled_adam_steps_a_scaled_variable_by_its_factor_of_adams_step():
+    """Same start, same gradients: the variable at factor 0.25 moves a quarter as far as Adam moves
+    the other, every step (Adam's moments do not depend on the rate)."""
+    a, b = tf.Variable([1.0, -2.0, 0.5]), tf.Variable([1.0, -2.0, 0.5])
+    opt = finetune.ScaledAdam(1e-2, [(b, 0.25)])
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        g = tf.constant(rng.normal(size=3).astype("float32"))
+        start_a, start_b = a.numpy().copy(), b.numpy().copy()
+        opt.apply_gradients([(g, a), (g, b)])
+        assert np.abs(a.numpy() - start_a).min() > 1e-4
+        np.testing.assert_allclose(b.numpy() - start_b, 0.25 * (a.numpy() - start_a), rtol=1e-4)
+
+
+def test_block_rates_fall_by_the_decay_per_block_down(model):
+    finetune.set_trainable(model, "inception_v3", 3, batch_norm=True)
+    scales = finetune.block_rate_scales(model, "inception_v3", 3, 0.5)
+    backbone = finetune.backbone_of(model)
+    names = [layer.name for layer in backbone.layers]
+    layer_of = {v.ref(): layer.name for layer in backbone.layers for v in layer.weights}
+    by_factor: dict = {}
+    for v, f in scales:
+        by_factor.setdefault(f, set()).add(names.index(layer_of[v.ref()]))
+    assert sorted(by_factor) == [0.25, 0.5]
+    # mixed9's module at half the rate, mixed8's at a quarter; mixed10's and the head's are absent: the full rate
+    assert names.index("mixed8") < min(by_factor[0.5]) and max(by_factor[0.5]) <= names.index("mixed9")
+    assert names.index("mixed7") < min(by_factor[0.25]) and max(by_factor[0.25]) <= names.index("mixed8")
+    assert finetune.block_rate_scales(model, "inception_v3", 3, 1.0) == []
+    assert finetune.block_rate_scales(model, "inception_v3", 1, 0.5) == []
+
+
+def test_a_fine_tuning_phase_with_block_decay_moves_lower_blocks_less():
+    """Two top blocks at decay 1e-6: the upper block moves, the one below it all but stays put."""
+    cfg = TrainConfig(model=ModelConfig(task="ratio", head_layers=1, head_width=4), head_epochs=0, epochs=2,
+                      learning_rate=1e-2, trainable_blocks=2, fine_tune_block_decay=1e-6, batch_size=8)
+    m = build_model(cfg.model, 75, 0.3, 0.5)
+    rng = np.random.default_rng(4)
+    ds = tf.data.Dataset.from_tensor_slices(
+        ({features.IMAGE_XF: rng.uniform(-1, 1, (16, 75, 75, 3)).astype("float32")},
+         {features.RATIO_LABEL: rng.uniform(0, 1, (16, 1)).astype("float32")},
+         {features.RATIO_LABEL: np.ones(16, "float32")})).batch(8)
+    backbone = finetune.backbone_of(m)
+    names = [layer.name for layer in backbone.layers]
+    upper = [v for layer in backbone.layers[names.index("mixed9") + 1:] for v in layer.trainable_weights]
+    lower = [v for layer in backbone.layers[names.index("mixed8") + 1:names.index("mixed9") + 1]
+             for v in layer.trainable_weights]
+    before = {v.ref(): v.numpy().copy() for v in upper + lower}
+    history = fit_phases(m, ds, ds, cfg)
+    assert history["phases"][0]["block_decay"] == 1e-6
+
+    def moved(vs):
+        return max(float(np.abs(v.numpy() - before[v.ref()]).max()) for v in vs)
+
+    assert moved(upper) > 1e-3 and moved(lower) < 1e-6 * moved(upper) * 10
+    with pytest.raises(ValueError, match="fine_tune_block_decay"):
+        phases(TrainConfig(epochs=1, fine_tune_block_decay=0))

@@ -27,6 +27,9 @@ class TrainConfig:
     head_epochs: int = 0
     fine_tune_learning_rate: float = 0.0  # 0: learning_rate (training from scratch has no phase 1)
     trainable_blocks: int = -1  # phase 2: -1 the whole backbone, 0 none (head only), N its top N blocks
+    # phase 2 with N top blocks: each block learns at this factor of the rate of the block above it
+    # (the top block and the head at fine_tune_learning_rate); 1: one rate for all
+    fine_tune_block_decay: float = 1.0
     early_stopping_patience: int = 0  # epochs without a lower eval weighted MSE before a phase stops; 0: off
     precision: str = "auto"  # auto: mixed_float16 on GPUs, float32 on CPUs (distribute.precision)
     batch_size: int = 16
@@ -147,14 +150,17 @@ def image_size_of(tf_transform_output: tft.TFTransformOutput) -> int:
     return int(tf_transform_output.transformed_feature_spec()[features.IMAGE_XF].shape[0])
 
 
-def compile_model(model: tf.keras.Model, cfg: TrainConfig, learning_rate: float | None = None) -> None:
+def compile_model(model: tf.keras.Model, cfg: TrainConfig, learning_rate: float | None = None,
+                  rate_scales: list | None = None) -> None:
+    """rate_scales: (variable, factor) pairs that learn at factor x the learning rate."""
     losses = {features.RATIO_LABEL: "mse", features.GENDER_LABEL: "binary_crossentropy"}
     loss_weights = {features.RATIO_LABEL: 1.0, features.GENDER_LABEL: cfg.gender_loss_weight}
     mets = {features.RATIO_LABEL: [tf.keras.metrics.MeanSquaredError(name="wmse")],
             features.GENDER_LABEL: [tf.keras.metrics.BinaryAccuracy(name="accuracy")]}
     outs = cfg.model.outputs
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(cfg.learning_rate if learning_rate is None else learning_rate),
+        optimizer=finetune.ScaledAdam(cfg.learning_rate if learning_rate is None else learning_rate,
+                                      rate_scales or []),
         loss={k: losses[k] for k in outs}, loss_weights={k: loss_weights[k] for k in outs},
         weighted_metrics={k: mets[k] for k in outs})
 
@@ -165,6 +171,7 @@ class Phase:
     epochs: int
     learning_rate: float
     trainable_blocks: int  # as TrainConfig.trainable_blocks
+    block_decay: float = 1.0  # as TrainConfig.fine_tune_block_decay
 
 
 def phases(cfg: TrainConfig) -> list[Phase]:
@@ -173,8 +180,10 @@ def phases(cfg: TrainConfig) -> list[Phase]:
     if cfg.head_epochs > 0:
         out.append(Phase("head", cfg.head_epochs, cfg.learning_rate, 0))
     if cfg.epochs > 0:
+        if not 0 < cfg.fine_tune_block_decay <= 1:
+            raise ValueError(f"fine_tune_block_decay must be in (0, 1], got {cfg.fine_tune_block_decay}")
         out.append(Phase("fine_tune", cfg.epochs, cfg.fine_tune_learning_rate or cfg.learning_rate,
-                         cfg.trainable_blocks))
+                         cfg.trainable_blocks, cfg.fine_tune_block_decay))
     if not out:
         raise ValueError("nothing to train: head_epochs and epochs are both 0")
     return out
@@ -186,9 +195,11 @@ def monitored_metric(cfg: TrainConfig) -> str:
 
 
 def fit_phase(model: tf.keras.Model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, cfg: TrainConfig,
-              phase: Phase, initial_epoch: int = 0, callbacks: list | None = None) -> tf.keras.callbacks.History:
-    """Compiles at the phase's rate and fits, with early stopping on the monitored eval metric."""
-    compile_model(model, cfg, phase.learning_rate)
+              phase: Phase, initial_epoch: int = 0, callbacks: list | None = None,
+              rate_scales: list | None = None) -> tf.keras.callbacks.History:
+    """Compiles at the phase's rate (rate_scales: as compile_model) and fits, with early stopping
+    on the monitored eval metric."""
+    compile_model(model, cfg, phase.learning_rate, rate_scales)
     cbs = list(callbacks or [])
     if cfg.early_stopping_patience > 0:
         cbs.append(tf.keras.callbacks.EarlyStopping(
@@ -261,13 +272,15 @@ def fit_phases(model: tf.keras.Model, train_ds: tf.data.Dataset | None, eval_ds:
                                            batch_norm=cfg.model.weights in ("", "none"))
         on_frozen = frozen_inputs.for_phase(model, phase) if frozen_inputs is not None else None
         fit_model, fit_train, fit_eval = on_frozen or (model, train_ds, eval_ds)
-        logging.info("phase %s: %d epochs at learning rate %g, %d backbone layers train, %s",
-                     phase.name, phase.epochs, phase.learning_rate, trainable,
+        logging.info("phase %s: %d epochs at learning rate %g (x %g per block down), %d backbone layers "
+                     "train, %s", phase.name, phase.epochs, phase.learning_rate, phase.block_decay, trainable,
                      "on frozen outputs computed once" if on_frozen else "on images")
-        h = fit_phase(fit_model, fit_train, fit_eval, cfg, phase, epoch, callbacks)
+        scales = finetune.block_rate_scales(model, cfg.model.backbone, phase.trainable_blocks, phase.block_decay)
+        h = fit_phase(fit_model, fit_train, fit_eval, cfg, phase, epoch, callbacks, scales)
         ran = len(h.epoch)
         history["phases"].append({"name": phase.name, "first_epoch": epoch, "epochs": ran,
-                                  "learning_rate": phase.learning_rate, "trainable_backbone_layers": trainable,
+                                  "learning_rate": phase.learning_rate, "block_decay": phase.block_decay,
+                                  "trainable_backbone_layers": trainable,
                                   "on_frozen_outputs": bool(on_frozen)})
         for k, v in h.history.items():
             history["history"].setdefault(k, []).extend(float(x) for x in v)
