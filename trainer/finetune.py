@@ -29,6 +29,11 @@ def block_starts(backbone: tf.keras.Model, name: str) -> list[int]:
     return [i + 1 for i in ends]
 
 
+def top_start(starts: list[int], blocks: int) -> int:
+    """Index of the first layer of the top `blocks` blocks (0: all the backbone, stem included)."""
+    return starts[-blocks - 1] if blocks < len(starts) else 0
+
+
 def set_trainable(model: tf.keras.Model, backbone_name: str, blocks: int, batch_norm: bool) -> int:
     """Backbone: blocks < 0 trains all of it, 0 none, N its top N blocks (the head always trains).
 
@@ -42,8 +47,7 @@ def set_trainable(model: tf.keras.Model, backbone_name: str, blocks: int, batch_
     elif blocks == 0:
         first = len(layers)
     else:
-        starts = block_starts(backbone, backbone_name)
-        first = starts[-blocks - 1] if blocks < len(starts) else 0
+        first = top_start(block_starts(backbone, backbone_name), blocks)
     backbone.trainable = True
     for i, layer in enumerate(layers):
         layer.trainable = i >= first and (batch_norm or not isinstance(layer, tf.keras.layers.BatchNormalization))
@@ -58,13 +62,9 @@ def block_rate_scales(model: tf.keras.Model, backbone_name: str, blocks: int, de
         return []
     backbone = backbone_of(model)
     starts = block_starts(backbone, backbone_name)
-    layers = backbone.layers
-    out = []
-    for k in range(1, min(blocks, len(starts))):
-        lo = starts[-k - 2] if k + 2 <= len(starts) else 0
-        for layer in layers[lo:starts[-k - 1]]:
-            out.extend((v, decay ** k) for v in layer.trainable_weights)
-    return out
+    return [(v, decay ** k) for k in range(1, min(blocks, len(starts)))
+            for layer in backbone.layers[top_start(starts, k + 1):top_start(starts, k)]
+            for v in layer.trainable_weights]
 
 
 class ScaledAdam(tf.keras.optimizers.Adam):
@@ -108,7 +108,7 @@ def split_for_fine_tuning(model: tf.keras.Model, backbone_name: str, blocks: int
     starts = block_starts(backbone, backbone_name)
     if blocks >= len(starts):
         raise ValueError(f"{backbone_name} has {len(starts)} blocks after its stem; cannot split off {blocks}")
-    cut = backbone.layers[starts[-blocks - 1] - 1].output  # the end of the last frozen block
+    cut = backbone.layers[top_start(starts, blocks) - 1].output  # the end of the last frozen block
     frozen = tf.keras.Model(backbone.input, cut, name=f"{backbone.name}_frozen")
     top_backbone = tf.keras.Model(cut, backbone.output, name=f"{backbone.name}_top")
     outputs = head_on_features(model)(top_backbone.output)
