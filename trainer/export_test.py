@@ -84,3 +84,8 @@ def test_a_photo_gives_the_same_crop_and_prediction_through_training_and_serving
     out = mirrored.signatures[features.SERVING_DEFAULT](**{features.IMAGE_BYTES_INPUT: tf.constant(
         [photos[n] for n in names])})
     np.testing.assert_allclose(out[features.OUT_RATIO].numpy(), (trained_on + mirror_on) / 2, atol=1e-4)
+
+    # A request with no photo answers with no rows, on every CPU (trainer/faces.py nonempty).
+    empty = mirrored.signatures[features.SERVING_DEFAULT](**{features.IMAGE_BYTES_INPUT: tf.constant([], tf.string)})
+    assert features.OUT_RATIO in empty and all(v.shape[0] == 0 for v in empty.values()), {
+        k: v.shape for k, v in empty.items()}

@@ -60,20 +60,21 @@ def _conv(x, w, b):
     return tf.nn.conv2d(x, w, strides=1, padding="VALID") + b
 
 
-def _nonempty(net, *batches):
+def nonempty(net, *batches):
     """net(*batches), run on one zero sample when the batch is empty and cut back to none.
 
     oneDNN's CPU convolution (TensorFlow 2.16 with its default TF_ENABLE_ONEDNN_OPTS=1, on CPUs
     with AMX such as Sapphire Rapids) returns an empty batch with the input's shape instead of the
     output's, and the bias add after it fails. R-Net and O-Net see no patch at all whenever no
-    photo of a batch has a candidate left, so every net call goes through here; a batch that is not
-    empty passes unchanged."""
+    photo of a batch has a candidate left, and a serving request may hold no photo, so every net
+    and backbone call on a batch of unknown size goes through here. net may return any nest of
+    tensors batched on their first axis; a batch that is not empty passes unchanged."""
     n = tf.shape(batches[0])[0]
 
     def one(t):
         return tf.cond(n > 0, lambda: t, lambda: tf.zeros(tf.concat([[1], tf.shape(t)[1:]], 0), t.dtype))
 
-    return tuple(out[:n] for out in net(*(one(t) for t in batches)))
+    return tf.nest.map_structure(lambda out: out[:n], net(*(one(t) for t in batches)))
 
 
 class MtcnnNets(tf.Module):
@@ -200,7 +201,7 @@ class Detector(tf.Module):
         ids, boxes, scores = [], [], []
         for scale in c.scales():
             level_hw = tf.maximum(tf.cast(tf.cast(sizes, tf.float64) * scale, tf.int32), 1)
-            reg, prob = _nonempty(self.nets.pnet, self._level(canvas, sizes, scale), level_hw)
+            reg, prob = nonempty(self.nets.pnet, self._level(canvas, sizes, scale), level_hw)
             # Only windows inside the photo, where the package's valid convolutions reach.
             out_hw = (level_hw - 1) // 2 - 4  # ceil((n - 2) / 2) - 4
             rows, cols = tf.range(tf.shape(prob)[1]), tf.range(tf.shape(prob)[2])
@@ -225,7 +226,7 @@ class Detector(tf.Module):
         return tf.gather(ids, kept), _square(tf.gather(boxes, kept))
 
     def _rnet(self, canvas, sizes, ids, boxes):
-        reg, prob = _nonempty(self.nets.rnet, _patches(canvas, ids, boxes, sizes, 24))
+        reg, prob = nonempty(self.nets.rnet, _patches(canvas, ids, boxes, sizes, 24))
         boxes = _regress(boxes, reg)
         keep = tf.where(prob > self.cfg.threshold_rnet)[:, 0]
         ids, boxes, prob = tf.gather(ids, keep), tf.gather(boxes, keep), tf.gather(prob, keep)
@@ -233,7 +234,7 @@ class Detector(tf.Module):
         return tf.gather(ids, kept), _square(tf.gather(boxes, kept))
 
     def _onet(self, canvas, sizes, ids, boxes):
-        reg, marks, prob = _nonempty(self.nets.onet, _patches(canvas, ids, boxes, sizes, 48))
+        reg, marks, prob = nonempty(self.nets.onet, _patches(canvas, ids, boxes, sizes, 48))
         x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
         w, h = (x2 - x1 + 1)[:, None], (y2 - y1 + 1)[:, None]
         marks = tf.concat([w * marks[:, :5] + x1[:, None] - 1, h * marks[:, 5:] + y1[:, None] - 1], axis=1)

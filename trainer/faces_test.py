@@ -43,17 +43,33 @@ def test_package_weights_are_read_from_the_installed_package():
 def test_each_net_gives_an_empty_batch_outputs_of_the_right_shape():
     """No candidate patch left (a batch of faceless photos) is an empty batch: each net must answer
     it with empty outputs of its own shapes, on every CPU kernel library (trainer/faces.py
-    _nonempty), and a batch that is not empty must pass unchanged."""
+    nonempty), and a batch that is not empty must pass unchanged."""
     nets = faces.MtcnnNets()
-    reg, prob = faces._nonempty(nets.rnet, tf.zeros([0, 24, 24, 3]))
+    reg, prob = faces.nonempty(nets.rnet, tf.zeros([0, 24, 24, 3]))
     assert reg.shape == (0, 4) and prob.shape == (0,)
-    reg, marks, prob = faces._nonempty(nets.onet, tf.zeros([0, 48, 48, 3]))
+    reg, marks, prob = faces.nonempty(nets.onet, tf.zeros([0, 48, 48, 3]))
     assert reg.shape == (0, 4) and marks.shape == (0, 10) and prob.shape == (0,)
-    reg, prob = faces._nonempty(nets.pnet, tf.zeros([0, 40, 40, 3]), tf.zeros([0, 2], tf.int32))
+    reg, prob = faces.nonempty(nets.pnet, tf.zeros([0, 40, 40, 3]), tf.zeros([0, 2], tf.int32))
     assert reg.shape == (0, 15, 15, 4) and prob.shape == (0, 15, 15)
     x = tf.random.stateless_uniform([3, 24, 24, 3], [1, 2], -1, 1)
-    for a, b in zip(faces._nonempty(nets.rnet, x), nets.rnet(x)):
+    for a, b in zip(faces.nonempty(nets.rnet, x), nets.rnet(x)):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_nonempty_never_hands_a_net_an_empty_batch_and_cuts_any_nest_of_outputs_back():
+    """What the backbone in the served graph relies on for a request with no photo, whatever
+    the machine's kernels: the net itself is never called on an empty batch."""
+    def net(x):
+        tf.debugging.assert_positive(tf.shape(x)[0], message="empty batch reached the net")
+        return {"ratio": tf.reduce_mean(x, [1, 2]), "male": (x[:, 0, 0, 0], x[:, :2, 0, 0])}
+
+    run = tf.function(lambda x: faces.nonempty(net, x), input_signature=[tf.TensorSpec([None, 4, 4, 3])])
+    out = run(tf.zeros([0, 4, 4, 3]))
+    assert out["ratio"].shape == (0, 3) and out["male"][0].shape == (0,) and out["male"][1].shape == (0, 2)
+    x = tf.random.stateless_uniform([2, 4, 4, 3], [3, 4])
+    tf.nest.map_structure(lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()), run(x), net(x))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty batch"):
+        net(tf.zeros([0, 4, 4, 3]))
 
 
 def test_nms_drops_boxes_overlapping_any_better_box_of_the_same_photo():

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from deepattraction.trainer import distribute, features, finetune, frozen, metrics
+from deepattraction.trainer import distribute, faces, features, finetune, frozen, metrics
 from deepattraction.trainer.model import ModelConfig, build_model
 
 HISTORY_FILE = "training_history.json"  # in the log dir (the Trainer's model_run): the report's curves
@@ -361,10 +361,13 @@ def recalibrate_batch_norm(model: tf.keras.Model, dataset: tf.data.Dataset, batc
 
 
 def _prediction_outputs(model: tf.keras.Model, xf: dict, mirrored: bool) -> dict:
+    def predict(image):  # a request may hold no photo: see faces.nonempty
+        return faces.nonempty(lambda x: model({features.IMAGE_XF: x}, training=False), image)
+
     image = tf.cast(xf[features.IMAGE_XF], tf.float32)
-    preds = model({features.IMAGE_XF: image}, training=False)
+    preds = predict(image)
     if mirrored:
-        flipped = model({features.IMAGE_XF: tf.image.flip_left_right(image)}, training=False)
+        flipped = predict(tf.image.flip_left_right(image))
         preds = {k: (v + flipped[k]) / 2 for k, v in preds.items()}
     out = {features.OUT_FACE_COUNT: xf[features.FACE_COUNT_XF], features.OUT_FACE_BOX: xf[features.FACE_BOX_XF],
            features.OUT_FACE_CONFIDENCE: xf[features.FACE_CONFIDENCE_XF]}
