@@ -125,7 +125,8 @@ bench-quality: install weights
 	$(BIN)/python -m bench.quality --folds $(FOLDS) --like-rule $(LIKE_RULE) --backbones $(BACKBONES)
 
 # Issue 16's quality options as linear probes on frozen pooled features over bench-quality's folds and
-# examples: several blocks' pools, test-time mirroring, both backbones together; ends with an `options:` line.
+# examples: several blocks' pools, test-time mirroring, both backbones together; ends with an `options:` line
+# and a `diagnostics:` line (the probe on noise-free labels, and its learning curve over the photo count).
 .PHONY: bench-options
 bench-options: install weights
 	$(BIN)/python -m bench.options --folds $(FOLDS) --backbones $(BACKBONES)

@@ -2,6 +2,7 @@
 claims to be, its block kernels weigh blocks equally, and it scores an option on the test photos
 with the strength the eval photos chose."""
 import numpy as np
+import pytest
 
 from bench import options, quality
 from deepattraction.components.evaluator import evaluation
@@ -69,3 +70,65 @@ def test_a_probe_on_informative_features_beats_one_on_noise():
     assert good["photos"] == masks[2].sum()
     assert good["pearson"] > 0.9 and abs(bad["pearson"]) < 0.3
     assert good["gender_accuracy"] > 0.95 and good["mse_over_constant"] < 0.2 < bad["mse_over_constant"]
+
+
+def _noisy_setup(seed=3):
+    rng = np.random.default_rng(seed)
+    ids = [f"{g}{i}" for g in ("AF", "AM") for i in range(1, 401)]
+    n = len(ids)
+    score = rng.normal(size=n)
+    expected = 1 / (1 + np.exp(-score))
+    swipes = rng.integers(3, 8, n)
+    observed = rng.binomial(swipes, expected) / swipes  # a few swipes each: very noisy
+    male = (rng.uniform(size=n) < 0.5).astype(np.int64)
+    labels = evaluation.Labels(like_ratio=observed, swipe_count=swipes, male=male)
+    x = score[:, None] @ rng.normal(size=(1, 32)) + rng.normal(0, 0.3, (n, 32))
+    masks = quality.split(ids, 0)
+    return {("b", "pool", "mirrored"): options.block_kernel(x, masks[0])}, labels, score, expected, masks
+
+
+def test_the_noise_free_diagnostic_fits_the_expected_ratio_and_scores_against_the_observed_labels():
+    kernels, labels, score, expected, masks = _noisy_setup()
+    observed = options.probe_fold(kernels, options.Option("obs", {"b": ["pool"]}, True), labels, score, masks, 0)
+    clean = options.probe_fold(kernels, options.Option("clean", {"b": ["pool"]}, True, target="expected"),
+                               labels, score, masks, 0, expected)
+    assert clean["pearson"] > observed["pearson"] + 0.01
+    assert clean["photos"] == observed["photos"] == masks[2].sum()
+    assert clean["train_photos"] == observed["train_photos"] == masks[0].sum()
+    with pytest.raises(ValueError, match="needs expected_ratio"):
+        options.probe_fold(kernels, options.Option("clean", {"b": ["pool"]}, True, target="expected"),
+                           labels, score, masks, 0)
+    with pytest.raises(ValueError, match="target"):
+        options.Option("x", {}, True, target="mean")
+
+
+def test_a_learning_curve_point_fits_on_a_fixed_share_of_the_training_photos_only():
+    kernels, labels, score, _, masks = _noisy_setup()
+    half = options.subsample(masks[0], 0.5, 2)
+    assert half.sum() == round(masks[0].sum() / 2) and not (half & ~masks[0]).any()
+    assert (options.subsample(masks[0], 0.5, 2) == half).all()
+    assert not (options.subsample(masks[0], 0.5, 3) == half).all()
+    row = options.probe_fold(kernels, options.Option("half", {"b": ["pool"]}, True, train_fraction=0.5),
+                             labels, score, masks, 0)
+    assert row["train_photos"] == round(masks[0].sum() / 2) and row["photos"] == masks[2].sum()
+    with pytest.raises(ValueError, match="train_fraction"):
+        options.Option("x", {}, True, train_fraction=0)
+
+
+def test_the_learning_curve_extrapolates_log_linearly_to_the_goal():
+    curve = [(500, 0.80), (1000, 0.81), (2000, 0.82)]  # +0.01 per doubling
+    assert abs(options.photos_for(0.84, curve) - 8000) < 1
+    assert options.photos_for(0.9, [(500, 0.8), (1000, 0.8)]) is None
+    rows = [{"model": "facenet: pool, mirrored", "fold": 0, "train_photos": 2000, "pearson": 0.82},
+            {"model": "facenet: pool, mirrored, 25% of training photos (diagnostic)", "fold": 0, "train_photos": 500,
+             "pearson": 0.80},
+            {"model": "facenet: pool, mirrored, 50% of training photos (diagnostic)", "fold": 0, "train_photos": 1000,
+             "pearson": 0.81},
+            {"model": "facenet: pool, mirrored, noise-free labels (diagnostic)", "fold": 0, "train_photos": 2000,
+             "pearson": 0.85},
+            {"model": "facenet: pool", "fold": 0, "train_photos": 2000, "pearson": 0.7}]
+    line = options.diagnostics_line(rows, "facenet", goal=0.84)
+    assert "noise-free labels pearson 0.8500" in line and "+0.0100 per doubling" in line
+    assert "0.84 at 8,000 training photos" in line
+    names = [o.name for o in options.diagnostics("facenet")]
+    assert names[0].startswith("facenet: pool, mirrored, noise-free") and len(names) == 1 + len(options.LEARNING_CURVE)
