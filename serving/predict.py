@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from deepattraction.serving import model_dir
+from deepattraction.trainer import faces
 from deepattraction.trainer.features import (
     IMAGE_BYTES_INPUT,
+    MAX_PHOTO_PIXELS,
     OUT_FACE_BOX,
     OUT_FACE_CONFIDENCE,
     OUT_FACE_COUNT,
@@ -22,11 +25,23 @@ from deepattraction.trainer.features import (
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 
 
+@functools.cache
+def _header_hw():
+    return tf.function(faces.header_hw, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+
+
 def not_a_photo(photo: bytes) -> str | None:
-    """Why the graph's decoder would refuse these bytes, in the words TF Serving's checks use
-    (servable.py), or None; checked before the graph runs, whose own error names no photo."""
+    """Why the graph would refuse these bytes, in the words TF Serving's checks use (servable.py),
+    or None; checked before the graph runs, whose own error names no photo: not an image, or a
+    header over the pixel limit (faces.within_pixel_limit, the graph's own check)."""
     if not photo.startswith(IMAGE_MAGIC):
         return f"not an encoded JPEG, PNG, GIF or BMP image (starts {bytes(photo[:8])!r})"
+    try:
+        h, w = _header_hw()(tf.constant(photo)).numpy()
+    except tf.errors.InvalidArgumentError:
+        return None  # an unreadable JPEG header: the graph's decoder names it
+    if h * w > MAX_PHOTO_PIXELS:
+        return f"photo is {w}x{h} pixels, over the {MAX_PHOTO_PIXELS:,}-pixel limit"
     return None
 
 

@@ -12,6 +12,7 @@ from tensorflow_serving.apis import predict_pb2
 
 from deepattraction.serving import warmup
 from deepattraction.serving.predict import not_a_photo
+from deepattraction.trainer import faces
 from deepattraction.trainer.features import IMAGE_BYTES_INPUT, SERVING_DEFAULT
 
 Code = grpc.StatusCode
@@ -69,7 +70,7 @@ class Servable:
         try:
             out = self._fns[sig_name](**args)
         except tf.errors.InvalidArgumentError as e:
-            raise ServingError(Code.INVALID_ARGUMENT, e.message.splitlines()[0]) from None
+            raise ServingError(Code.INVALID_ARGUMENT, faces.refusal(e.message) or e.message.splitlines()[0]) from None
         keep = set(request.output_filter) or set(out)
         resp = predict_pb2.PredictResponse()
         resp.model_spec.name, resp.model_spec.signature_name = self.name, sig_name

@@ -11,10 +11,12 @@ import urllib.error
 import urllib.request
 
 import grpc
+import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
+from conftest import encode
 from deepattraction.serving import warmup
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient, ServingError
 from deepattraction.serving.predict import LocalModel
@@ -117,6 +119,10 @@ def test_malformed_grpc_requests_are_invalid_argument_and_the_server_keeps_answe
     assert "image_bytes[0]" in bad({"image_bytes": tf.make_tensor_proto([big])})
     truncated = photos[0][: len(photos[0]) // 3]  # JPEG header, broken body: the graph's decoder refuses it
     assert bad({"image_bytes": tf.make_tensor_proto([truncated])})
+    png = encode(np.zeros((4, 6, 3)), "PNG")  # its header says 40000 x 40000: a decompression bomb
+    bomb = png[:16] + (40000).to_bytes(4, "big") * 2 + png[24:]
+    assert bad({"image_bytes": tf.make_tensor_proto([photos[0], bomb])}) == (
+        "image_bytes[1]: photo is 40000x40000 pixels, over the 67,108,864-pixel limit")
 
 
 def test_malformed_rest_requests_get_400_and_the_server_keeps_answering(server, photos):

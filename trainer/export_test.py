@@ -10,7 +10,7 @@ import tensorflow as tf
 from bench import transform
 from conftest import SCUT_DIR, encode
 from deepattraction import face_parity
-from deepattraction.trainer import features, train
+from deepattraction.trainer import faces, features, train
 from deepattraction.trainer.model import ModelConfig, build_model
 
 SIZE = 75
@@ -89,3 +89,10 @@ def test_a_photo_gives_the_same_crop_and_prediction_through_training_and_serving
     empty = mirrored.signatures[features.SERVING_DEFAULT](**{features.IMAGE_BYTES_INPUT: tf.constant([], tf.string)})
     assert features.OUT_RATIO in empty and all(v.shape[0] == 0 for v in empty.values()), {
         k: v.shape for k, v in empty.items()}
+
+    # A header declaring gigapixels is refused by the served graph itself (what TF Serving runs),
+    # by its size and before any decoding.
+    bomb = photos["png"][:16] + (40000).to_bytes(4, "big") * 2 + photos["png"][24:]
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        mirrored.signatures[features.SERVING_DEFAULT](**{features.IMAGE_BYTES_INPUT: tf.constant([bomb])})
+    assert faces.refusal(e.value.message) == "photo is 40000x40000 pixels, over the 67,108,864-pixel limit"

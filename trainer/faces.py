@@ -19,6 +19,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from deepattraction.trainer import features
+
 MAX_FACES = 8  # faces reported per photo (the most confident); face_count counts them all
 
 
@@ -351,11 +353,67 @@ def apply_orientation(image, orientation):
     return tf.switch_case(tf.cast(orientation - 1, tf.int32), branches)
 
 
+_HEADER = 32  # bytes that hold the size of a PNG, GIF or BMP
+
+
+def header_hw(data):
+    """(height, width), int64, from the photo's header alone: JPEG's frame header, PNG's IHDR,
+    GIF's logical screen, BMP's info header; (0, 0) for other bytes (the decoder refuses those).
+    Only a JPEG whose header libjpeg cannot read fails here, as its decoding would."""
+    head = tf.io.decode_raw(tf.strings.substr(tf.strings.join([data, b"\0" * _HEADER]), 0, _HEADER), tf.uint8)
+
+    def le(a, b):
+        return _uint(head[a:b], True)
+
+    def be(a, b):
+        return _uint(head[a:b], False)
+
+    def int32(v):  # BMP's sizes are signed (a negative height stores rows top-down)
+        return tf.abs(tf.where(v >= 1 << 31, v - (1 << 32), v))
+
+    start = tf.strings.substr(data, 0, 8)
+    core = le(14, 18) == 12  # BITMAPCOREHEADER: 16-bit sizes
+    bmp = tf.where(core, tf.stack([le(20, 22), le(18, 20)]), tf.stack([int32(le(22, 26)), int32(le(18, 22))]))
+    zero = tf.zeros([2], tf.int64)
+    hw = tf.where(tf.equal(start, b"\x89PNG\r\n\x1a\n"), tf.stack([be(20, 24), be(16, 20)]), zero)
+    hw = tf.where(tf.equal(tf.strings.substr(start, 0, 3), b"GIF"), tf.stack([le(8, 10), le(6, 8)]), hw)
+    hw = tf.where(tf.equal(tf.strings.substr(start, 0, 2), b"BM"), bmp, hw)
+    return tf.cond(tf.io.is_jpeg(data), lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64),
+                   lambda: hw)
+
+
+# within_pixel_limit's refusal: "photo is WxH pixels, over the N-pixel limit", after this prefix.
+_REFUSED_BY = "could not correctly convert string: "
+_LIMIT_END = "-pixel limit"
+
+
+def within_pixel_limit(data):
+    """The photo's bytes, unchanged, when its header declares at most features.MAX_PHOTO_PIXELS;
+    otherwise the graph fails before decoding, so a few kB that declare gigapixels cannot take a
+    worker's or a server's memory. It fails through StringToNumber, which quotes its input: an
+    Assert would be stateful (see apply_orientation)."""
+    hw = header_hw(data)
+    over = hw[0] * hw[1] > features.MAX_PHOTO_PIXELS
+    why = tf.strings.format("photo is {}x{} pixels, over the " + f"{features.MAX_PHOTO_PIXELS:,}{_LIMIT_END}",
+                            (hw[1], hw[0]))
+    zero = tf.strings.to_number(tf.where(over, why, "0"), tf.int32)
+    return tf.strings.substr(data, zero, tf.strings.length(data))
+
+
+def refusal(message: str) -> str | None:
+    """within_pixel_limit's reason, from a TensorFlow error message; None for any other error."""
+    for line in message.splitlines():
+        if _REFUSED_BY + "photo is " in line:
+            why = line.split(_REFUSED_BY, 1)[1]
+            return why[:why.find(_LIMIT_END) + len(_LIMIT_END)] if _LIMIT_END in why else why.strip()
+    return None
+
+
 def decode(data):
     """Encoded JPEG/PNG/GIF/BMP -> [h, w, 3] uint8, upright: grayscale is expanded, CMYK converted,
-    alpha dropped, 16-bit PNG scaled to 8 bits, EXIF orientation applied. Undecodable bytes raise
-    InvalidArgumentError naming the problem."""
-    img = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    alpha dropped, 16-bit PNG scaled to 8 bits, EXIF orientation applied. Undecodable bytes, and a
+    photo over features.MAX_PHOTO_PIXELS, raise InvalidArgumentError naming the problem."""
+    img = tf.io.decode_image(within_pixel_limit(data), channels=3, dtype=tf.uint8, expand_animations=False)
     return apply_orientation(img, exif_orientation(data))
 
 

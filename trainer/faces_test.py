@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from mtcnn import MTCNN
+from PIL import Image
 
 from conftest import SCUT_DIR
 from deepattraction import face_parity
@@ -70,6 +71,33 @@ def test_nonempty_never_hands_a_net_an_empty_batch_and_cuts_any_nest_of_outputs_
     tf.nest.map_structure(lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()), run(x), net(x))
     with pytest.raises(tf.errors.InvalidArgumentError, match="empty batch"):
         net(tf.zeros([0, 4, 4, 3]))
+
+
+def test_the_header_gives_each_formats_size_without_decoding():
+    rgb = Image.fromarray(np.zeros((30, 50, 3), np.uint8))
+    for fmt in ("JPEG", "PNG", "GIF", "BMP"):
+        assert faces.header_hw(tf.constant(_encode(rgb, fmt))).numpy().tolist() == [30, 50], fmt
+    assert faces.header_hw(tf.constant(_encode(rgb.convert("L"), "PNG"))).numpy().tolist() == [30, 50]
+    bmp = _encode(rgb, "BMP")  # a negative height stores the rows top-down
+    top_down = bmp[:22] + (-30).to_bytes(4, "little", signed=True) + bmp[26:]
+    assert faces.header_hw(tf.constant(top_down)).numpy().tolist() == [30, 50]
+    for junk in (b"", b"hello", b"\x89PNG"):
+        assert faces.header_hw(tf.constant(junk)).numpy().tolist() == [0, 0]
+
+
+def test_a_photo_over_the_pixel_limit_is_refused_before_decoding():
+    """A few hundred bytes may declare 40000 x 40000 pixels (4.8 GB decoded): decode refuses it by
+    its header with a reason that says so, and photos within the limit pass byte for byte."""
+    png = _encode(Image.fromarray(np.zeros((30, 50, 3), np.uint8)), "PNG")
+    bomb = png[:16] + (40000).to_bytes(4, "big") + (30000).to_bytes(4, "big") + png[24:]
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        faces.decode(tf.constant(bomb))
+    assert faces.refusal(e.value.message) == "photo is 40000x30000 pixels, over the 67,108,864-pixel limit"
+    assert faces.refusal("jpeg::Uncompress failed. Invalid JPEG data") is None
+    assert faces.within_pixel_limit(tf.constant(png)).numpy() == png
+    side = int(features.MAX_PHOTO_PIXELS ** 0.5)  # exactly at the limit: accepted by the header check
+    at_limit = png[:16] + side.to_bytes(4, "big") * 2 + png[24:]
+    assert faces.within_pixel_limit(tf.constant(at_limit)).numpy() == at_limit
 
 
 def test_nms_drops_boxes_overlapping_any_better_box_of_the_same_photo():

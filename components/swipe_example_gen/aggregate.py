@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 from apache_beam.io import fileio
 
-from deepattraction.trainer import features
+from deepattraction.trainer import faces, features
 
 USER_COLUMNS = ("user_id", "gender", "photo_uri", "photo_updated_at")
 USER_OPTIONAL_COLUMNS = ("group",)  # a cohort label for evaluation slices, e.g. SCUT-FBP5500's AF/AM/CF/CM
@@ -572,9 +572,11 @@ def _jpeg_hw(data):
 def _decoded_sizes(photos):
     """[B] encoded photos -> [B, 2] sizes, nonzero exactly when Transform's decode would be.
 
-    `faces.decode` fails exactly when its `decode_image` does (its EXIF step cannot fail and only
-    turns the pixels), so the check runs that op alone; JPEGs at 1/8 scale (`_jpeg_hw`)."""
+    `faces.decode` fails exactly when its pixel limit or its `decode_image` does (its EXIF step
+    cannot fail and only turns the pixels), so the check runs those two alone; JPEGs at 1/8 scale
+    (`_jpeg_hw`)."""
     def one(data):
+        data = faces.within_pixel_limit(data)
         return tf.cond(tf.io.is_jpeg(data), lambda: _jpeg_hw(data), lambda: _full_hw(data))
 
     return tf.map_fn(one, photos, fn_output_signature=tf.TensorSpec([2], tf.int32))
@@ -594,7 +596,7 @@ def photo_error(data: bytes, check=None) -> str | None:
     try:
         size = (check or photo_check())(tf.constant([data])).numpy()[0]
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        return f"undecodable image ({_tf_message(e)})"
+        return faces.refusal(e.message) or f"undecodable image ({_tf_message(e)})"
     if size[0] < 1 or size[1] < 1:
         return "image has no pixels"
     return None

@@ -260,6 +260,12 @@ def _broken_photos() -> dict[str, bytes]:
     for fmt in ("PNG", "GIF", "BMP", "WEBP"):
         photos[fmt] = save(img, fmt)
     photos["truncated PNG"] = photos["PNG"][: len(photos["PNG"]) // 2]
+    # Decompression bombs: a few hundred bytes whose header declares gigapixels.
+    png, gif, bmp = photos["PNG"], photos["GIF"], photos["BMP"]
+    photos["PNG bomb"] = png[:16] + (40000).to_bytes(4, "big") * 2 + png[24:]
+    photos["GIF bomb"] = gif[:6] + (65535).to_bytes(2, "little") * 2 + gif[10:]
+    top_down = (-20000).to_bytes(4, "little", signed=True)  # a negative height: rows stored top-down
+    photos["BMP bomb"] = bmp[:18] + (20000).to_bytes(4, "little") + top_down + bmp[26:]
     return photos
 
 
@@ -275,13 +281,17 @@ def test_the_jpeg_check_at_one_eighth_scale_refuses_what_the_full_decode_refuses
             faces.decode(tf.constant(data))
             full = None
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-            full = f"undecodable image ({aggregate._tf_message(e).split(' [Op:')[0]})"
+            full = faces.refusal(e.message) or f"undecodable image ({aggregate._tf_message(e).split(' [Op:')[0]})"
         verdicts[name] = (aggregate.photo_error(data, check), full)
     assert all(ours == full for ours, full in verdicts.values()), verdicts
     refused = {n for n, (ours, _) in verdicts.items() if ours}
     assert {"soi-eoi", "magic only", "height 0", "width 0", "30000x30000", "truncated 0.99",
             "progressive truncated 0.5", "WEBP", "svg", "heic", "truncated PNG"} <= refused
     assert {"jpeg", "progressive", "1x1", "7x9", "64x30000", "PNG", "GIF", "BMP"}.isdisjoint(refused)
+    # Headers over the pixel limit are refused by their size, before any decoding.
+    for name, (w, h) in {"30000x30000": (30000, 30000), "PNG bomb": (40000, 40000), "GIF bomb": (65535, 65535),
+                         "BMP bomb": (20000, 20000)}.items():
+        assert verdicts[name][0] == f"photo is {w}x{h} pixels, over the 67,108,864-pixel limit", verdicts[name]
 
 
 def test_a_batch_gives_each_photo_its_own_verdict():
