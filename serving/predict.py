@@ -26,8 +26,8 @@ IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM
 
 
 @functools.cache
-def _header_hw():
-    return tf.function(faces.header_hw, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+def _declared_size():
+    return tf.function(faces.declared_size, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 
 
 def not_a_photo(photo: bytes) -> str | None:
@@ -37,11 +37,12 @@ def not_a_photo(photo: bytes) -> str | None:
     if not photo.startswith(IMAGE_MAGIC):
         return f"not an encoded JPEG, PNG, GIF or BMP image (starts {bytes(photo[:8])!r})"
     try:
-        h, w = _header_hw()(tf.constant(photo)).numpy()
+        h, w, frames = _declared_size()(tf.constant(photo)).numpy()
     except tf.errors.InvalidArgumentError:
         return None  # an unreadable JPEG header: the graph's decoder names it
-    if h * w > MAX_PHOTO_PIXELS:
-        return f"photo is {w}x{h} pixels, over the {MAX_PHOTO_PIXELS:,}-pixel limit"
+    if h * w * frames > MAX_PHOTO_PIXELS:
+        return (f"photo is {w}x{h} pixels{f' in at least {frames} frames' if frames > 1 else ''}, "
+                f"over the {MAX_PHOTO_PIXELS:,}-pixel limit")
     return None
 
 

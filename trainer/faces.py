@@ -382,20 +382,61 @@ def header_hw(data):
                    lambda: hw)
 
 
-# within_pixel_limit's refusal: "photo is WxH pixels, over the N-pixel limit", after this prefix.
+def gif_frames(data, cap):
+    """How many images (frames) a GIF holds, counted up to `cap` + 1 by walking its blocks
+    (extensions, image descriptors and their data sub-blocks) without decoding; 1 for a GIF
+    whose blocks end early or are malformed. TensorFlow's decoder decodes every frame even when
+    only the first is kept, so an animation costs its frames times its screen."""
+    raw = tf.io.decode_raw(tf.strings.join([data, b"\0" * 16]), tf.uint8)
+    n = tf.cast(tf.size(raw) - 16, tf.int64)
+
+    def at(i):
+        return tf.cast(tf.gather(raw, tf.minimum(tf.cast(i, tf.int64), n + 15)), tf.int64)
+
+    def table(packed):  # a colour table's bytes, when the packed field's top bit says it is there
+        return tf.where(packed >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), packed % 8), 0)
+
+    # size_byte: pos is at a data sub-block's size byte (0 ends the data), else at a block's first byte.
+    def body(pos, size_byte, frames, done):
+        b = at(pos)
+        pos_next = tf.where(size_byte, pos + 1 + b,
+                            tf.where(b == 0x21, pos + 2, tf.where(b == 0x2C, pos + 11 + table(at(pos + 9)), pos)))
+        frames_next = frames + tf.cast(~size_byte & (b == 0x2C), tf.int64)
+        done_next = ~size_byte & (b != 0x21) & (b != 0x2C)
+        return pos_next, ~size_byte | (b != 0), frames_next, done_next
+
+    _, _, frames, _ = tf.while_loop(
+        lambda pos, size_byte, frames, done: ~done & (pos < n) & (frames <= cap), body,
+        (13 + table(at(10)), tf.constant(False), tf.constant(0, tf.int64), tf.constant(False)))
+    return tf.maximum(frames, 1)
+
+
+def declared_size(data):
+    """(height, width, frames), int64, as the photo's header and blocks declare them: frames is
+    1 but for a GIF's animation (gif_frames, counted up to just past the pixel limit)."""
+    hw = header_hw(data)
+    cap = features.MAX_PHOTO_PIXELS // tf.maximum(hw[0] * hw[1], 1)
+    frames = tf.cond(tf.equal(tf.strings.substr(data, 0, 3), b"GIF"), lambda: gif_frames(data, cap),
+                     lambda: tf.constant(1, tf.int64))
+    return tf.concat([hw, [frames]], 0)
+
+
+# within_pixel_limit's refusal: "photo is WxH pixels[ in at least N frames], over the M-pixel limit", after
+# this prefix.
 _REFUSED_BY = "could not correctly convert string: "
 _LIMIT_END = "-pixel limit"
 
 
 def within_pixel_limit(data):
-    """The photo's bytes, unchanged, when its header declares at most features.MAX_PHOTO_PIXELS;
-    otherwise the graph fails before decoding, so a few kB that declare gigapixels cannot take a
-    worker's or a server's memory. It fails through StringToNumber, which quotes its input: an
-    Assert would be stateful (see apply_orientation)."""
-    hw = header_hw(data)
-    over = hw[0] * hw[1] > features.MAX_PHOTO_PIXELS
-    why = tf.strings.format("photo is {}x{} pixels, over the " + f"{features.MAX_PHOTO_PIXELS:,}{_LIMIT_END}",
-                            (hw[1], hw[0]))
+    """The photo's bytes, unchanged, when its header declares at most features.MAX_PHOTO_PIXELS
+    (all frames of a GIF together); otherwise the graph fails before decoding, so a few kB that
+    declare gigapixels cannot take a worker's or a server's memory. It fails through
+    StringToNumber, which quotes its input: an Assert would be stateful (see apply_orientation)."""
+    h, w, frames = tf.unstack(declared_size(data))
+    over = h * w * frames > features.MAX_PHOTO_PIXELS
+    in_frames = tf.where(frames > 1, tf.strings.join([" in at least ", tf.strings.as_string(frames), " frames"]), "")
+    why = tf.strings.join(["photo is ", tf.strings.as_string(w), "x", tf.strings.as_string(h), " pixels", in_frames,
+                           f", over the {features.MAX_PHOTO_PIXELS:,}{_LIMIT_END}"])
     zero = tf.strings.to_number(tf.where(over, why, "0"), tf.int32)
     return tf.strings.substr(data, zero, tf.strings.length(data))
 

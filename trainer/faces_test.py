@@ -100,6 +100,36 @@ def test_a_photo_over_the_pixel_limit_is_refused_before_decoding():
     assert faces.within_pixel_limit(tf.constant(at_limit)).numpy() == at_limit
 
 
+def _gif(frames: int, hw=(40, 60)) -> bytes:
+    import io
+
+    images = [Image.fromarray(np.full((*hw, 3), 10 * i, np.uint8)) for i in range(frames)]  # each its own
+    buf = io.BytesIO()  # a comment and a loop extension: blocks the frame walk must step over
+    images[0].save(buf, "GIF", save_all=frames > 1, append_images=images[1:], loop=0, comment=b"c" * 300)
+    return buf.getvalue()
+
+
+def test_a_gifs_frames_are_counted_without_decoding_up_to_just_past_the_limit():
+    size = tf.function(faces.declared_size, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+    for frames in (1, 3, 17):
+        assert size(tf.constant(_gif(frames))).numpy().tolist() == [40, 60, frames]
+    # 2048 x 2048 frames: 16 fit the limit, so the walk stops at the 17th of 20.
+    assert size(tf.constant(_gif(20, (2048, 2048)))).numpy().tolist() == [2048, 2048, 17]
+    for broken in (b"GIF89a", _gif(3)[:200]):
+        assert size(tf.constant(broken)).numpy()[2] == 1
+
+
+def test_an_animation_over_the_pixel_limit_is_refused_before_its_frames_are_decoded():
+    """TensorFlow's GIF decoder decodes every frame even when only the first is kept: 20 frames of
+    2048 x 2048 would take 20x a frame's memory for one photo."""
+    bomb = _gif(20, (2048, 2048))
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        faces.decode(tf.constant(bomb))
+    assert faces.refusal(e.value.message) == (
+        "photo is 2048x2048 pixels in at least 17 frames, over the 67,108,864-pixel limit")
+    assert faces.decode(tf.constant(_gif(3))).shape == (40, 60, 3)
+
+
 def test_nms_drops_boxes_overlapping_any_better_box_of_the_same_photo():
     boxes = tf.constant([[0, 0, 10, 10], [1, 1, 11, 11], [2, 2, 12, 12], [0, 0, 10, 10.0]])
     ids = tf.constant([0, 0, 0, 1])

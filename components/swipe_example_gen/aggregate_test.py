@@ -266,6 +266,10 @@ def _broken_photos() -> dict[str, bytes]:
     photos["GIF bomb"] = gif[:6] + (65535).to_bytes(2, "little") * 2 + gif[10:]
     top_down = (-20000).to_bytes(4, "little", signed=True)  # a negative height: rows stored top-down
     photos["BMP bomb"] = bmp[:18] + (20000).to_bytes(4, "little") + top_down + bmp[26:]
+    frames = [Image.fromarray(np.full((2048, 2048, 3), 10 * i, np.uint8)) for i in range(20)]
+    buf = _io.BytesIO()  # 20 frames of 2048 x 2048: TF's decoder would decode them all
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    photos["GIF animation bomb"] = buf.getvalue()
     return photos
 
 
@@ -292,6 +296,8 @@ def test_the_jpeg_check_at_one_eighth_scale_refuses_what_the_full_decode_refuses
     for name, (w, h) in {"30000x30000": (30000, 30000), "PNG bomb": (40000, 40000), "GIF bomb": (65535, 65535),
                          "BMP bomb": (20000, 20000)}.items():
         assert verdicts[name][0] == f"photo is {w}x{h} pixels, over the 67,108,864-pixel limit", verdicts[name]
+    assert verdicts["GIF animation bomb"][0] == (
+        "photo is 2048x2048 pixels in at least 17 frames, over the 67,108,864-pixel limit")
 
 
 def test_a_batch_gives_each_photo_its_own_verdict():
