@@ -48,6 +48,7 @@ FACE_CANVAS = 384  # detection canvas: larger photos are shrunk to fit (see trai
 # pixel and its float copy for the canvas 12 more, so 2^26 (67 MP: 8192 x 8192, or a 50 MP camera's
 # 8160 x 6120) bounds one photo near 1 GB; a few-kB PNG or GIF can declare 2^32 pixels.
 MAX_PHOTO_PIXELS = 1 << 26
+MAX_PHOTO_BYTES = 1 << 26  # a photo file's size: ExampleGen reads no further (serving has its own limit)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -663,18 +663,24 @@ class ReadPhotos(beam.DoFn):
 
     def _read(self, photo_uri: str) -> tuple[str, str | None, bytes]:
         """(resolved URI, why it cannot be read, its bytes). Local files through open(): a quarter
-        of tf.io.gfile's cost per photo."""
+        of tf.io.gfile's cost per photo. No file is read past features.MAX_PHOTO_BYTES, so one
+        huge file cannot take the worker's memory."""
         uri, refused = confined_uri(photo_uri, self._base)
         if refused:
             return uri, refused, b""
+        limit = features.MAX_PHOTO_BYTES
         try:
             if "://" not in uri:
                 with open(uri, "rb") as f:
-                    return uri, None, f.read()
-            if tf.io.gfile.isdir(uri):
+                    data = f.read(limit + 1)
+            elif tf.io.gfile.isdir(uri):
                 return uri, f"photo {uri} is a directory", b""
-            with tf.io.gfile.GFile(uri, "rb") as f:
-                return uri, None, f.read()
+            else:
+                with tf.io.gfile.GFile(uri, "rb") as f:
+                    data = f.read(limit + 1)
+            if len(data) > limit:
+                return uri, f"photo {uri} is over the {limit:,}-byte limit", b""
+            return uri, None, data
         except IsADirectoryError:
             return uri, f"photo {uri} is a directory", b""
         except (tf.errors.OpError, OSError) as e:

@@ -81,6 +81,11 @@ def doubtful(tmp_path_factory):
      / "s.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><rect '
                            'width="16" height="16"/></svg>')
     (photos / "h.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    png = (photos / "a.png").read_bytes()  # a header declaring 40000 x 40000: a decompression bomb
+    (photos / "bomb.png").write_bytes(png[:16] + (40000).to_bytes(4, "big") * 2 + png[24:])
+    with open(photos / "huge.png", "wb") as f:  # one byte over the file limit, sparse on disk
+        f.write(png)
+        f.truncate(features.MAX_PHOTO_BYTES + 1)
     users = [
         ("a", "female", "photos/a.png", "2026-01-10T00:00:00Z"),
         ("b", "male", "photos/b.png", "2026-01-01T00:00:00Z"),
@@ -93,6 +98,8 @@ def doubtful(tmp_path_factory):
         ("webp", "female", "photos/w.webp", "2026-01-01"),
         ("svg", "female", "photos/s.svg", "2026-01-01"),
         ("heic", "female", "photos/h.heic", "2026-01-01"),
+        ("bomb", "male", "photos/bomb.png", "2026-01-01"),
+        ("huge", "male", "photos/huge.png", "2026-01-01"),
         ("other", "other", "photos/a.png", "2026-01-01"),
         ("only-swipes", "male", "", "2026-01-01"),
     ]
@@ -110,7 +117,7 @@ def doubtful(tmp_path_factory):
         ("other", "a", "1", "2026-02-01T00:00:00Z"),  # the swiper's row was rejected
         ("a", "ghost", "1", "2026-02-01T00:00:00Z"),  # nobody's id
         *[("a", t, "1", "2026-02-01T00:00:00Z") for t in (
-            "dotdot", "abs-dir", "escape-link", "inside-link", "webp", "svg", "heic")],
+            "dotdot", "abs-dir", "escape-link", "inside-link", "webp", "svg", "heic", "bomb", "huge")],
     ]
     import csv
 
@@ -175,6 +182,15 @@ def test_photo_uris_must_stay_in_the_data_folder(doubtful):
         assert doubtful.reasons("swipes",
                                 uid) == ["1 post-update swipe(s) to this target do not count: the "
                                          "target's photo was refused"]
+
+
+def test_a_decompression_bomb_and_a_file_over_the_byte_limit_are_rejected_unread(doubtful):
+    def why(uid):
+        return next(r for k, i, r in doubtful.rejects if k == "user" and i == uid)
+
+    assert why("bomb").endswith("bomb.png: photo is 40000x40000 pixels, over the 67,108,864-pixel limit"), why("bomb")
+    assert why("huge").endswith("huge.png is over the 67,108,864-byte limit"), why("huge")
+    assert "bomb" not in doubtful.labels and "huge" not in doubtful.labels
 
 
 @pytest.mark.parametrize("uid", ["webp", "svg", "heic"])
