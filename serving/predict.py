@@ -12,6 +12,7 @@ from deepattraction.serving import model_dir
 from deepattraction.trainer import faces
 from deepattraction.trainer.features import (
     IMAGE_BYTES_INPUT,
+    MAX_PHOTO_BYTES,
     MAX_PHOTO_PIXELS,
     OUT_FACE_BOX,
     OUT_FACE_CONFIDENCE,
@@ -150,22 +151,31 @@ def predict_paths(paths: list[str], predict: Callable[[list[bytes]], list[Predic
     When a batch fails (one undecodable photo fails the whole call), its photos are retried one
     by one, so a bad photo never hides the others' predictions."""
     for i in range(0, len(paths), batch_size):
-        readable, photos = [], []
-        for path in paths[i:i + batch_size]:
+        batch, read_errors, photos = paths[i:i + batch_size], {}, []
+        for path in batch:
             try:
                 with open(path, "rb") as f:
-                    photos.append(f.read())
-                readable.append(path)
+                    photo = f.read(MAX_PHOTO_BYTES + 1)  # never more: a huge file cannot take the memory
             except OSError as e:
-                yield PhotoResult(path, error=_first_line(e))
-        if not photos:
-            continue
-        try:
-            preds = predict(photos)
-        except Exception:  # retried one by one below
-            preds = None
-        for j, path in enumerate(readable):
+                read_errors[path] = _first_line(e)
+                continue
+            if len(photo) > MAX_PHOTO_BYTES:
+                read_errors[path] = f"photo file is over the {MAX_PHOTO_BYTES:,}-byte limit"
+                continue
+            photos.append(photo)
+        preds = None
+        if photos:
+            try:
+                preds = predict(photos)
+            except Exception:  # retried one by one below
+                preds = None
+        j = 0
+        for path in batch:  # in the paths' order, read errors where they fall
+            if path in read_errors:
+                yield PhotoResult(path, error=read_errors[path])
+                continue
             try:
                 yield PhotoResult(path, preds[j] if preds is not None else predict([photos[j]])[0])
             except Exception as e:
                 yield PhotoResult(path, error=_first_line(e))
+            j += 1

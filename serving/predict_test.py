@@ -3,6 +3,7 @@ retried alone so it never hides the others' predictions; the tiny model decodes 
 import pytest
 
 from deepattraction.serving.predict import LocalModel, PhotoResult, predict_paths
+from deepattraction.trainer.features import MAX_PHOTO_BYTES
 
 
 @pytest.fixture
@@ -50,6 +51,18 @@ def test_a_batch_of_good_photos_is_one_call(tiny_model, local_predictions, paths
     good = [paths[0], paths[1], paths[3]]
     assert [r.prediction for r in predict_paths(good, predict, batch_size=2)] == local_predictions[:3]
     assert calls == [2, 1]
+
+
+def test_a_file_over_the_byte_limit_is_named_unread_and_the_others_predicted(tiny_model, local_predictions, paths,
+                                                                            tmp_path):
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as f:  # sparse: one byte over the limit
+        f.truncate(MAX_PHOTO_BYTES + 1)
+    model = LocalModel(tiny_model)
+    results = list(predict_paths([paths[0], str(huge), paths[1]], model.predict_bytes, batch_size=4))
+    assert [r.path for r in results] == [paths[0], str(huge), paths[1]]  # in order, the error where it falls
+    assert [r.prediction for r in (results[0], results[2])] == local_predictions[:2]
+    assert results[1].error == "photo file is over the 67,108,864-byte limit"
 
 
 def test_result_lines_as_the_command_prints_them(local_predictions):
