@@ -114,8 +114,12 @@ def _predictor(a):
 def cmd_predict(a) -> int:
     if bool(a.model) == bool(a.server):
         raise SystemExit("predict: give --model DIR (in-process) or --server HOST:PORT (TF Serving)")
+    try:
+        predictor = _predictor(a)
+    except FileNotFoundError as e:  # a model path that holds no SavedModel: the user's slip, not a bug
+        raise SystemExit(f"predict: {e}") from None
     failed = 0
-    for r in predict_paths(a.photos, _predictor(a), a.batch_size):
+    for r in predict_paths(a.photos, predictor, a.batch_size):
         failed += r.error is not None
         print(json.dumps(r.as_dict()) if a.json else r.line())
     return 1 if failed else 0

@@ -17,6 +17,11 @@ def test_run_needs_data_tables(tmp_path):
         cli.main(["run", "--pipeline-root", str(tmp_path)])
 
 
+def test_predict_with_a_model_path_that_holds_no_model_is_a_one_line_error(tmp_path):
+    with pytest.raises(SystemExit, match=rf"^predict: {tmp_path / 'nope'}: neither a SavedModel nor a model base path"):
+        cli.main(["predict", "--model", str(tmp_path / "nope"), str(tmp_path / "a.jpg")])
+
+
 @pytest.mark.parametrize("command", ["run", "demo"])
 def test_a_root_another_run_holds_is_a_one_line_error(tmp_path, facenet_weights, command):
     """Whichever command runs the pipeline; the demo writes its data first, then meets the lock."""

@@ -35,6 +35,8 @@ def not_a_photo(photo: bytes) -> str | None:
     """Why the graph would refuse these bytes, in the words TF Serving's checks use (servable.py),
     or None; checked before the graph runs, whose own error names no photo: not an image, or a
     header over the pixel limit (faces.within_pixel_limit, the graph's own check)."""
+    if not photo:
+        return "empty photo (0 bytes)"
     if not photo.startswith(IMAGE_MAGIC):
         return f"not an encoded JPEG, PNG, GIF or BMP image (starts {bytes(photo[:8])!r})"
     try:

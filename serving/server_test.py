@@ -114,6 +114,7 @@ def test_malformed_grpc_requests_are_invalid_argument_and_the_server_keeps_answe
                                          "pixels": tf.make_tensor_proto([1.0])})
     assert "to be string but float is provided" in bad({"image_bytes": tf.make_tensor_proto([1.0, 2.0])})
     assert "image_bytes[1]: not an encoded JPEG" in bad({"image_bytes": tf.make_tensor_proto([photos[0], b"hello"])})
+    assert bad({"image_bytes": tf.make_tensor_proto([photos[0], b""])}) == "image_bytes[1]: empty photo (0 bytes)"
     assert "shape [1, 1]" in bad({"image_bytes": tf.make_tensor_proto([[photos[0]]])})
     big = photos[0] + b"\0" * (ServerConfig().max_photo_bytes + 1)
     assert "image_bytes[0]" in bad({"image_bytes": tf.make_tensor_proto([big])})
