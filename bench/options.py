@@ -120,11 +120,16 @@ def subsample(train: np.ndarray, fraction: float, fold: int) -> np.ndarray:
     return out
 
 
+def log_linear_fit(curve: list[tuple[int, float]]) -> tuple[float, float]:
+    """(Pearson per doubling, intercept) of a least-squares line through (log2 photos, Pearson)."""
+    slope, icpt = np.polyfit(np.log2([c[0] for c in curve]), [c[1] for c in curve], 1)
+    return float(slope), float(icpt)
+
+
 def photos_for(goal: float, curve: list[tuple[int, float]]) -> float | None:
     """Training photos at which a log-linear fit of (photos, Pearson) reaches `goal`; None when
     the curve does not rise."""
-    x, y = np.log2([c[0] for c in curve]), np.array([c[1] for c in curve])
-    slope, icpt = np.polyfit(x, y, 1)
+    slope, icpt = log_linear_fit(curve)
     return float(2 ** ((goal - icpt) / slope)) if slope > 0 else None
 
 
@@ -318,7 +323,7 @@ def diagnostics_line(rows: list[dict], backbone: str, goal: float = GOAL) -> str
     curve = sorted((float(np.mean([r["train_photos"] for r in rs])), float(np.mean([r["pearson"] for r in rs])))
                    for name, rs in by.items() if "noise-free" not in name)
     clean = next(float(np.mean([r["pearson"] for r in rs])) for name, rs in by.items() if "noise-free" in name)
-    slope = np.polyfit(np.log2([c[0] for c in curve]), [c[1] for c in curve], 1)[0]
+    slope = log_linear_fit(curve)[0]
     need = photos_for(goal, curve)
     return (f"diagnostics: noise-free labels pearson {clean:.4f}; learning curve "
             + ", ".join(f"{n:.0f} photos {p:.4f}" for n, p in curve)

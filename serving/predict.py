@@ -13,7 +13,6 @@ from deepattraction.trainer import faces
 from deepattraction.trainer.features import (
     IMAGE_BYTES_INPUT,
     MAX_PHOTO_BYTES,
-    MAX_PHOTO_PIXELS,
     OUT_FACE_BOX,
     OUT_FACE_CONFIDENCE,
     OUT_FACE_COUNT,
@@ -27,8 +26,8 @@ IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM
 
 
 @functools.cache
-def _declared_size():
-    return tf.function(faces.declared_size, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+def _pixel_check():
+    return tf.function(faces.within_pixel_limit, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 
 
 def not_a_photo(photo: bytes) -> str | None:
@@ -40,12 +39,9 @@ def not_a_photo(photo: bytes) -> str | None:
     if not photo.startswith(IMAGE_MAGIC):
         return f"not an encoded JPEG, PNG, GIF or BMP image (starts {bytes(photo[:8])!r})"
     try:
-        h, w, frames = _declared_size()(tf.constant(photo)).numpy()
-    except tf.errors.InvalidArgumentError:
-        return None  # an unreadable JPEG header: the graph's decoder names it
-    if h * w * frames > MAX_PHOTO_PIXELS:
-        return (f"photo is {w}x{h} pixels{f' in at least {frames} frames' if frames > 1 else ''}, "
-                f"over the {MAX_PHOTO_PIXELS:,}-pixel limit")
+        _pixel_check()(tf.constant(photo))
+    except tf.errors.InvalidArgumentError as e:  # the refusal's own words; an unreadable JPEG
+        return faces.refusal(e.message)  # header is left to the graph's decoder to name
     return None
 
 
