@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -121,16 +122,34 @@ def subsample(train: np.ndarray, fraction: float, fold: int) -> np.ndarray:
 
 
 def log_linear_fit(curve: list[tuple[int, float]]) -> tuple[float, float]:
-    """(Pearson per doubling, intercept) of a least-squares line through (log2 photos, Pearson)."""
-    slope, icpt = np.polyfit(np.log2([c[0] for c in curve]), [c[1] for c in curve], 1)
-    return float(slope), float(icpt)
+    """(Pearson per doubling, intercept) of a least-squares line through (log2 photos, Pearson).
+    Closed form on centred values, so a flat curve gives a slope of exactly 0 on every machine
+    (np.polyfit's BLAS-backed solve leaves a machine-dependent residue of order 1e-17)."""
+    x = [math.log2(c[0]) for c in curve]
+    y = [float(c[1]) for c in curve]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxx = sum((a - mx) ** 2 for a in x)
+    if sxx == 0:
+        return 0.0, my
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx
+    # A rise smaller than rounding over the whole curve is no rise.
+    if abs(slope) * (max(x) - min(x)) <= FLAT_PEARSON * max(1.0, abs(my)):
+        slope = 0.0
+    return slope, my - slope * mx
+
+
+FLAT_PEARSON = 1e-9  # a rise in Pearson this small over the whole curve is float noise, not learning
+MAX_DOUBLINGS = 64  # past 2^64 photos an extrapolation says only "not within reach"
 
 
 def photos_for(goal: float, curve: list[tuple[int, float]]) -> float | None:
     """Training photos at which a log-linear fit of (photos, Pearson) reaches `goal`; None when
-    the curve does not rise."""
+    the curve does not rise or reaches the goal only past MAX_DOUBLINGS doublings."""
     slope, icpt = log_linear_fit(curve)
-    return float(2 ** ((goal - icpt) / slope)) if slope > 0 else None
+    if slope <= 0:
+        return None
+    doublings = (goal - icpt) / slope
+    return float(2 ** doublings) if doublings <= MAX_DOUBLINGS else None
 
 
 def pooled_features(cfg: quality.BenchConfig, examples: quality.Examples, backbone: str, weights: str,

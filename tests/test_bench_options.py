@@ -119,6 +119,11 @@ def test_the_learning_curve_extrapolates_log_linearly_to_the_goal():
     curve = [(500, 0.80), (1000, 0.81), (2000, 0.82)]  # +0.01 per doubling
     assert abs(options.photos_for(0.84, curve) - 8000) < 1
     assert options.photos_for(0.9, [(500, 0.8), (1000, 0.8)]) is None
+    # Flat up to float noise (as np.polyfit leaves on some BLAS): flat, not an overflow.
+    assert options.log_linear_fit([(599, 0.9), (1198, 0.9 + 1e-17), (2396, 0.9)])[0] == 0.0
+    assert options.photos_for(0.925, [(599, 0.9), (1198, 0.9 + 1e-17), (2396, 0.9)]) is None
+    # A rise too slow to reach the goal within any photo count: no count, not an overflow.
+    assert options.photos_for(0.925, [(500, 0.8), (1000, 0.8 + 1e-6)]) is None
     rows = [{"model": "facenet: pool, mirrored", "fold": 0, "train_photos": 2000, "pearson": 0.82},
             {"model": "facenet: pool, mirrored, 25% of training photos (diagnostic)", "fold": 0, "train_photos": 500,
              "pearson": 0.80},
