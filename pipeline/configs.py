@@ -9,6 +9,7 @@ import os
 
 import tensorflow as tf
 
+from deepattraction import recipes
 from deepattraction.components.data_gate import policy as validation
 from deepattraction.components.evaluator.evaluation import GateConfig
 
@@ -47,6 +48,7 @@ class PipelineConfig:
     backbone: str = "inception_v3"
     image_size: int = 0
     hparams: dict = dataclasses.field(default_factory=dict)
+    recipe: str = ""  # the recipe these values come from (recipes.py; from_recipe), named in the report
     gate: GateConfig = GateConfig()
     block_on: str = validation.BLOCK_SCHEMA  # what data validation anomalies stop the Trainer (see DataGate)
     schema_file: str = SCHEMA_FILE
@@ -68,6 +70,32 @@ class PipelineConfig:
     @property
     def trainer_hparams(self) -> dict:
         return {"backbone": self.backbone, **self.hparams}
+
+    def recipe_line(self) -> str:
+        """The recipe and every value this configuration sets apart from it."""
+        if not self.recipe:
+            return "no recipe"
+        return recipes.describe(self.recipe, recipes.differences(
+            recipes.get(self.recipe), self.trainer_hparams, dataclasses.asdict(self.gate), self.image_size))
+
+
+def from_recipe(recipe: str, *, pipeline_root: str, users_uri: str, swipes_uri: str, serving_base: str,
+                weights_file: str, hparams: dict | None = None, gate: dict | None = None,
+                image_size: int | None = None, block_on: str | None = None, **fields) -> PipelineConfig:
+    """A PipelineConfig that trains `recipe`, with `weights_file` for its weights (recipes.weights_file
+    or ensure_weights resolve the recipe's) and single values overridden: `hparams` (Trainer
+    fields), `gate` (GateConfig fields; None values keep the recipe's), the crop size, the policy."""
+    r = recipes.get(recipe)
+    hparams = dict(hparams or {})
+    if "backbone" in hparams and hparams["backbone"] != r.backbone:
+        raise ValueError(f"the backbone is the recipe's ({recipe}: {r.backbone}): choose another recipe "
+                         f"({', '.join(recipes.RECIPES)}), not --hparam backbone")
+    hparams.pop("backbone", None)
+    return PipelineConfig(
+        pipeline_root=pipeline_root, users_uri=users_uri, swipes_uri=swipes_uri, serving_base=serving_base,
+        backbone=r.backbone, image_size=r.image_size if image_size is None else image_size,
+        hparams={**r.hparams, "weights": weights_file, **hparams}, recipe=recipe,
+        gate=recipes.gate_with(r.gate, gate or {}), block_on=block_on or r.block_on, **fields)
 
 
 def module_files(modules: tuple[str, ...], package: str = "deepattraction") -> dict[str, str]:

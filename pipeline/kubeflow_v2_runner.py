@@ -4,7 +4,9 @@ create_pipeline. The KFP package (kfp_package.py), the golden spec (golden.py) a
 
 Data URIs and the tunable hyperparameters are runtime parameters of the compiled pipeline, so
 one spec serves every run; the pipeline root is the spec's default and each KFP run may override
-it. Backbone, image size and the serving base are compiled in. Where each step runs (resources,
+it. The recipe (recipes.py; `--recipe`, FaceNet by default) gives every default: its Trainer
+hyperparameters and gate become the runtime parameters' defaults, its weights the file the image
+carries. Backbone, image size and the serving base are compiled in. Where each step runs (resources,
 GPU node pool, Beam runner) comes from a ClusterConfig (pipeline/cluster.py).
 """
 from __future__ import annotations
@@ -16,10 +18,12 @@ import sys
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
 
+from deepattraction import recipes
+from deepattraction.components.evaluator.component import GATE_PARAMETERS
 from deepattraction.components.hparams_gen.component import HPARAM_TYPES
 from deepattraction.pipeline import pipeline
 from deepattraction.pipeline.cluster import BEAM_STEPS, DEFAULT_IMAGE, BeamConfig, ClusterConfig, cluster_from_args
-from deepattraction.pipeline.configs import IMAGE_SCHEMA_FILE, PipelineConfig
+from deepattraction.pipeline.configs import IMAGE_SCHEMA_FILE, PipelineConfig, from_recipe
 from deepattraction.pipeline.kfp_package import write_kfp_package
 from deepattraction.pipeline.params import parse_hparams
 from deepattraction.trainer.train import TrainConfig
@@ -30,6 +34,8 @@ from deepattraction.trainer.train import TrainConfig
 COMPILE_TIME_HPARAMS = frozenset({"backbone", "precision", "shuffle_buffer", "bn_recalibration_batches",
                                   "frozen_cache", "deterministic", "seed"})
 RUNTIME_HPARAMS = tuple(name for name in HPARAM_TYPES if name not in COMPILE_TIME_HPARAMS)
+# The blessing rule's values are runtime parameters too; which splits it scores on is compiled in.
+RUNTIME_GATE = tuple(name for name in GATE_PARAMETERS if name not in ("eval_split", "baseline_split"))
 KFP_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 __all__ = ["DEFAULT_IMAGE", "ClusterConfig", "BeamConfig", "compile_pipeline", "kfp_config"]
 
@@ -42,6 +48,9 @@ def runtime_parameters(cfg: PipelineConfig) -> dict:
     params["users_uri"] = data_types.RuntimeParameter(name="users_uri", ptype=str, default=cfg.users_uri)
     params["swipes_uri"] = data_types.RuntimeParameter(name="swipes_uri", ptype=str, default=cfg.swipes_uri)
     params["block_on"] = data_types.RuntimeParameter(name="block_on", ptype=str, default=cfg.block_on)
+    gate = dataclasses.asdict(cfg.gate)
+    for name in RUNTIME_GATE:
+        params[name] = data_types.RuntimeParameter(name=name, ptype=GATE_PARAMETERS[name], default=gate[name])
     return params
 
 
@@ -50,7 +59,8 @@ def cluster_components(cfg: PipelineConfig, cluster: ClusterConfig) -> list:
     params = runtime_parameters(cfg)
     hparams = {**cfg.trainer_hparams, **{k: params[k] for k in RUNTIME_HPARAMS}}
     components = pipeline.create_components(cfg, users_uri=params["users_uri"], swipes_uri=params["swipes_uri"],
-                                            hparams=hparams, block_on=params["block_on"])
+                                            hparams=hparams, block_on=params["block_on"],
+                                            gate={k: params[k] for k in RUNTIME_GATE})
     beam_args = list(cluster.beam.step_args(cluster.image, cfg.pipeline_root))
     for c in components:
         if not hasattr(c, "with_platform_config"):  # resolver nodes run in the KFP backend, not in a pod
@@ -79,18 +89,24 @@ def compile_pipeline(cfg: PipelineConfig, output: str, cluster: ClusterConfig | 
     return output
 
 
-def kfp_config(pipeline_root: str, backbone: str = "inception_v3", image_size: int = 0, hparams: dict | None = None,
-               serving_base: str | None = None) -> PipelineConfig:
-    """The cluster's configuration: data and models under the pipeline root (gs:// in production)."""
-    return PipelineConfig(
-        pipeline_root=pipeline_root, users_uri=f"{pipeline_root}/data/users.csv",
+def kfp_config(pipeline_root: str, recipe: str = recipes.DEFAULT_RECIPE, hparams: dict | None = None,
+               serving_base: str | None = None, gate: dict | None = None, image_size: int | None = None,
+               weights_dir: str = recipes.IMAGE_WEIGHTS_DIR, block_on: str | None = None) -> PipelineConfig:
+    """The cluster's configuration: data and models under the pipeline root (gs:// in production),
+    the recipe's weights where the container image keeps them (a URI in `hparams` overrides)."""
+    hparams = dict(hparams or {})
+    weights = hparams.pop("weights", None) or recipes.weights_file(recipes.get(recipe).weights, weights_dir)
+    return from_recipe(
+        recipe, pipeline_root=pipeline_root, users_uri=f"{pipeline_root}/data/users.csv",
         swipes_uri=f"{pipeline_root}/data/swipes.csv", serving_base=serving_base or f"{pipeline_root}/serving",
-        backbone=backbone, image_size=image_size, hparams=dict(hparams or {}), schema_file=IMAGE_SCHEMA_FILE,
-        beam_pipeline_args=KFP_BEAM_ARGS)
+        weights_file=weights, hparams=hparams, gate=gate, image_size=image_size, block_on=block_on,
+        schema_file=IMAGE_SCHEMA_FILE, beam_pipeline_args=KFP_BEAM_ARGS)
 
 
 def compile_from_args(a) -> str:
-    cfg = kfp_config(a.pipeline_root, a.backbone, a.image_size, parse_hparams(a.hparam), a.serving_base)
+    cfg = kfp_config(a.pipeline_root, a.recipe, parse_hparams(a.hparam), a.serving_base,
+                     gate={name: getattr(a, name, None) for name in GATE_PARAMETERS}, image_size=a.image_size,
+                     weights_dir=a.weights_dir, block_on=a.block_on)
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
     return compile_pipeline(cfg, a.output, cluster_from_args(a), a.kfp_package)
 

@@ -9,12 +9,15 @@ import yaml
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions, WorkerOptions
 from kfp.client.client import _extract_pipeline_yaml
 
+from deepattraction import recipes
 from deepattraction.cli import main as cli_main
+from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.pipeline import golden
 from deepattraction.pipeline import kubeflow_v2_runner as k
 from deepattraction.pipeline.cluster import BEAM_STEPS, BeamConfig, ClusterConfig
 from deepattraction.trainer.model import ModelConfig
 from deepattraction.trainer.train import TrainConfig
+from deepattraction.weights import output_file
 
 STEPS = {"SwipeExampleGen", "ImportSchemaGen", "HParamsGen", "Transform", "StatisticsGen",
          "ExampleValidator", "DataGate", "Trainer", "Evaluator", "RunReport", "Pusher"}
@@ -38,8 +41,9 @@ def dataflow_cli(tmp_path_factory):
     cli_main(["compile", "--output", str(tmp / "spec.json"), "--kfp-package", str(tmp / "pipeline.yaml"),
               "--image", "europe-docker.pkg.dev/p/r/deepattraction:gpu", "--pipeline-root", "gs://b/root",
               "--serving-base", "gs://models/serving", "--gpu-node-label", "cloud.google.com/gke-nodepool=gpu-pool",
-              "--accelerator-count", "2", "--beam-runner", "DataflowRunner", "--backbone", "facenet",
-              "--hparam", "head_epochs=3", "--hparam", "starred_only=1", "--hparam", "fine_tune_learning_rate=1e-05",
+              "--accelerator-count", "2", "--beam-runner", "DataflowRunner", "--recipe", "inception",
+              "--max-mse-ratio", "0.8", "--hparam", "head_epochs=3", "--hparam", "starred_only=1",
+              "--hparam", "fine_tune_learning_rate=1e-05",
               "--beam-arg=--project=my-project", "--beam-arg=--region=europe-west4", "--beam-arg=--max_num_workers=8"])
     with open(tmp / "spec.json") as f:
         doc = json.load(f)
@@ -91,12 +95,37 @@ def test_spec_has_runtime_parameters_and_every_component(golden_spec):
 
 def test_runtime_parameters_are_the_training_configs_fields_less_the_compile_time_ones(golden_spec):
     """No list kept by hand: a field added to TrainConfig or ModelConfig is a runtime parameter of
-    the compiled spec unless COMPILE_TIME_HPARAMS names it. The data URIs and the data validation
-    policy are the other runtime parameters."""
+    the compiled spec unless COMPILE_TIME_HPARAMS names it. The data URIs, the data validation
+    policy and the gate's values (a field added to GateConfig included) are the other runtime parameters."""
     fields = {f.name for cls in (TrainConfig, ModelConfig) for f in dataclasses.fields(cls)} - {"model"}
     assert k.COMPILE_TIME_HPARAMS < fields  # each compile-time name is a real field
+    gate = {f.name for f in dataclasses.fields(GateConfig)} - {"eval_split", "baseline_split"}
+    assert set(k.RUNTIME_GATE) == gate
     params = golden_spec["spec"]["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == (fields - k.COMPILE_TIME_HPARAMS) | {"users_uri", "swipes_uri", "block_on"}
+    assert set(params) == (fields - k.COMPILE_TIME_HPARAMS) | {"users_uri", "swipes_uri", "block_on"} | gate
+    evaluator = golden_spec["spec"]["pipelineSpec"]["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["parameters"]
+    for name in gate:
+        assert evaluator[name] == {"componentInputParameter": name}, name
+
+
+def test_compiling_with_no_flags_fine_tunes_facenet_from_the_images_weights_with_the_published_schedule(golden_spec):
+    """The golden configuration is `deepattraction compile` with no flags: the default recipe."""
+    doc = golden_spec["spec"]
+    values = doc["runtimeConfig"]["parameterValues"]
+    recipe = recipes.get(recipes.DEFAULT_RECIPE)
+    assert recipe.name == "facenet" and recipe.backbone == "facenet" and recipe.pretrained
+    assert values["weights"] == os.path.join(recipes.IMAGE_WEIGHTS_DIR, output_file("facenet"))
+    for name, value in recipe.hparams.items():
+        assert values[name] == value, name
+    assert values["trainable_blocks"] == 2 and values["head_epochs"] == 4 and values["epochs"] == 6
+    for name, value in dataclasses.asdict(recipe.gate).items():
+        if name in k.RUNTIME_GATE:
+            assert values[name] == value, name
+    tasks = doc["pipelineSpec"]["root"]["dag"]["tasks"]
+    transform = json.loads(tasks["Transform"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constant"])
+    assert transform["backbone"] == "facenet"
+    report = tasks["RunReport"]["inputs"]["parameters"]
+    assert report["recipe"]["runtimeValue"]["constant"] == "facenet"
 
 
 def test_every_step_requests_resources_and_trainer_gets_a_gpu(golden_spec):
@@ -128,7 +157,7 @@ def test_runtime_parameters_keep_their_defaults(golden_spec):
     """A run that sets no parameter uses the compiled defaults, in the job spec and the package."""
     values = golden_spec["spec"]["runtimeConfig"]["parameterValues"]
     assert values["users_uri"] == "gs://YOUR_BUCKET/deepattraction/root/data/users.csv"
-    assert values["epochs"] == 5 and values["task"] == "both"
+    assert values["epochs"] == recipes.get(recipes.DEFAULT_RECIPE).hparams["epochs"] and values["task"] == "both"
     params = _extract_pipeline_yaml(golden_spec["package"]).pipeline_spec.root.input_definitions.parameters
     assert {name: params[name].default_value.WhichOneof("kind") for name in values} == {
         name: "string_value" if isinstance(v, str) else "number_value" for name, v in values.items()}
@@ -196,8 +225,18 @@ def test_golden_is_free_of_local_paths():
 
 
 def test_cli_compile_hyperparameters_become_the_runs_defaults(dataflow_cli):
-    """--hparam sets a runtime parameter's default; --backbone shapes the Transform graph itself."""
+    """--hparam and the gate flags set runtime parameters' defaults over the recipe's; --recipe's
+    backbone shapes the Transform graph itself."""
     values = dataflow_cli["values"]
     assert values["head_epochs"] == 3 and values["starred_only"] == 1 and values["fine_tune_learning_rate"] == 1e-05
+    inception = recipes.get("inception")
+    assert values["max_mse_ratio"] == 0.8 and values["min_accuracy_gain"] == inception.gate.min_accuracy_gain
+    assert values["epochs"] == recipes.get("inception").hparams["epochs"]
+    assert values["weights"] == os.path.join(recipes.IMAGE_WEIGHTS_DIR, output_file("inception"))
     transform = dataflow_cli["spec"]["root"]["dag"]["tasks"]["Transform"]["inputs"]["parameters"]
-    assert json.loads(transform["custom_config"]["runtimeValue"]["constant"])["backbone"] == "facenet"
+    assert json.loads(transform["custom_config"]["runtimeValue"]["constant"])["backbone"] == "inception_v3"
+
+
+def test_a_backbone_hparam_that_contradicts_the_recipe_is_refused():
+    with pytest.raises(ValueError, match="backbone is the recipe's"):
+        k.kfp_config("gs://b/r", "facenet", {"backbone": "inception_v3"})

@@ -16,9 +16,10 @@ RUN_FN = "deepattraction.trainer.task.run_fn"
 
 
 def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fingerprint: str | None = None,
-                      hparams: dict | None = None, code: str | dict[str, str] = "", block_on=None) -> list:
-    """The components in order. Runners may pass RuntimeParameters for URIs, hyperparameters and
-    the data validation policy (`block_on`).
+                      hparams: dict | None = None, code: str | dict[str, str] = "", block_on=None,
+                      gate: dict | None = None) -> list:
+    """The components in order. Runners may pass RuntimeParameters for URIs, hyperparameters, the
+    data validation policy (`block_on`) and the gate's values (`gate`: GateConfig field -> value).
 
     `fingerprint` identifies the input data and `code` the code each step runs (one string for
     all, or configs.step_code_versions' step id -> version): both go into the steps whose cache
@@ -60,11 +61,14 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
                          block_on=block_on if block_on is not None else cfg.block_on)
     trainer.add_upstream_node(data_gate)
     evaluator = Evaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"], gate=cfg.gate,
+                          gate_parameters=gate,
                           baseline_model=last_blessed.outputs["model"], statistics=statistics_gen.outputs["statistics"],
                           **version("Evaluator"))
     report = RunReport(examples=example_gen.outputs["examples"], data_report=example_gen.outputs["report"],
                        evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"],
-                       data_validation=data_gate.outputs["data_validation"], **version("RunReport"))
+                       data_validation=data_gate.outputs["data_validation"],
+                       hyperparameters=hparams_gen.outputs["hyperparameters"], recipe=cfg.recipe,
+                       image_size=cfg.image_size, **version("RunReport"))
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(

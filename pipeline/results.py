@@ -85,8 +85,11 @@ class RunResults:
         ])
 
     def write_model_card(self, pipeline_root: str) -> str:
-        return model_card.write(os.path.join(pipeline_root, model_card.MODEL_CARD_FILE),
-                                self.metrics, self.data_summary, self.gender_table)
+        """The run's model card, as its RunReport wrote it (recipe included), copied to the root."""
+        path = os.path.join(pipeline_root, model_card.MODEL_CARD_FILE)
+        tf.io.gfile.copy(os.path.join(os.path.dirname(self.report_path), model_card.MODEL_CARD_FILE), path,
+                         overwrite=True)
+        return path
 
     def demo_line(self) -> str:
         """The demo's last line; it says first when the model was not blessed, so no one takes a

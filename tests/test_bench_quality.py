@@ -13,7 +13,7 @@ import pytest
 
 from bench import quality
 from conftest import SCUT_DIR
-from deepattraction import demo_data
+from deepattraction import demo_data, recipes
 from deepattraction.components.evaluator import evaluation
 
 NAMES = [f"{g}{i}" for g in ("AF", "AM", "CF", "CM") for i in range(1, 401)]
@@ -101,17 +101,19 @@ def test_folds_outside_one_to_five_unknown_like_rules_and_backbones_are_refused(
         quality.BenchConfig(backbones=("resnet",))
 
 
-def test_the_schedule_is_the_experiments_one_with_the_weights_task_and_variant():
+def test_the_schedule_is_the_products_recipe_with_the_weights_task_and_variant():
     cfg = quality.BenchConfig(hparams={"head_layers": 1})
     hp = quality.schedule(cfg, "facenet", "/w.h5", quality.Variant("facenet", starred=True, head_only=True))
-    assert quality.HPARAMS is quality.experiments.HPARAMS
-    assert hp == {**quality.HPARAMS, "head_layers": 1, "backbone": "facenet", "weights": "/w.h5", "task": "both",
-                  "starred_only": 1, "epochs": 0}
+    assert cfg.recipe == recipes.DEFAULT_RECIPE == "facenet"
+    assert hp == {**recipes.get("facenet").hparams, "head_layers": 1, "backbone": "facenet", "weights": "/w.h5",
+                  "task": "both", "starred_only": 1, "epochs": 0}
     names = [v.name(quality.schedule(cfg, "facenet", "w", v))
              for v in quality.variants(quality.BenchConfig(head_only=1), "facenet")]
     assert names == ["FaceNet (MS-Celeb), fine-tuned", "FaceNet (MS-Celeb), head only",
                      "FaceNet (MS-Celeb)*, fine-tuned", "FaceNet (MS-Celeb)*, head only"]
     assert len(quality.variants(quality.BenchConfig(starred=0), "facenet")) == 1
+    demo = quality.schedule(quality.BenchConfig(recipe="demo"), "facenet", "/w.h5")
+    assert demo["head_epochs"] == recipes.get("demo").hparams["head_epochs"] and demo["weights"] == "/w.h5"
 
 
 @pytest.mark.parametrize("rule", demo_data.LIKE_RULES)

@@ -3,13 +3,16 @@
 The image must run the same pinned install as `make install` (one source of truth: the
 Makefile's `stack` and `package` targets), carry TF_USE_LEGACY_KERAS, put the package where the
 compiled spec looks for its schema, and pass a Dockerfile linter."""
+import json
 import os
 import re
 import subprocess
 
 import pytest
 
-from deepattraction.pipeline import configs
+from deepattraction import recipes
+from deepattraction.pipeline import configs, golden
+from deepattraction.weights import output_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "build", "tools-venv", "bin")
@@ -115,3 +118,20 @@ def test_dataflow_workers_can_boot_the_image(dockerfile):
     with open(os.path.join(ROOT, "requirements.txt")) as f:
         beam_version = re.search(r"^apache-beam\[gcp\]==(\S+)$", f.read(), re.M).group(1)
     assert beam_pin.endswith(f"_sdk:{beam_version}")  # the boot must match the installed SDK
+
+
+def test_image_carries_every_recipes_weights_where_the_compiled_spec_loads_them(dockerfile):
+    """The Dockerfile fetches each pretrained recipe's weights (with the same `weights fetch`, whose
+    sha256 checks run at build time) into recipes.IMAGE_WEIGHTS_DIR, the final stage keeps them,
+    and the golden spec (`deepattraction compile` with no flags) trains FaceNet from that file."""
+    fetches = [cmd.split()[3:5] for word, args in dockerfile if word == "RUN"
+               for cmd in args.split("&&") if cmd.split()[:3] == ["deepattraction", "weights", "fetch"]]
+    assert {name for name, _ in fetches} == {r.weights for r in recipes.RECIPES.values() if r.pretrained}
+    assert {folder for _, folder in fetches} == {recipes.IMAGE_WEIGHTS_DIR}
+    final = max(i for i, (word, _) in enumerate(dockerfile) if word == "FROM")
+    assert ("COPY", f"--from=weights {recipes.IMAGE_WEIGHTS_DIR} {recipes.IMAGE_WEIGHTS_DIR}") in dockerfile[final:]
+    with open(golden.GOLDEN_SPEC) as f:
+        values = json.load(f)["runtimeConfig"]["parameterValues"]
+    default = recipes.get(recipes.DEFAULT_RECIPE)
+    assert default.backbone == "facenet"
+    assert values["weights"] == os.path.join(recipes.IMAGE_WEIGHTS_DIR, output_file(default.weights))

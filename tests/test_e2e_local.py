@@ -5,7 +5,6 @@ The runs are `make demo`'s own command at reduced size, for three seeds, two wit
 threads and one with 1, so a recipe that only learns on some machines fails here first. The
 first seed's run is then the pipeline that the other tests continue (caching, the gate,
 continuous training, predictions)."""
-import argparse
 import dataclasses
 import json
 import os
@@ -23,7 +22,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from conftest import WEIGHTS_DIR
 from deepattraction import demo
-from deepattraction.cli import cmd_run, pipeline_config
+from deepattraction.cli import build_parser, cmd_run, pipeline_config
 from deepattraction.components.data_gate.executor import DataValidationBlocked
 from deepattraction.components.data_gate.validation import BASELINE_DIR, VERDICT_FILE
 from deepattraction.components.evaluator.evaluation import GateConfig
@@ -246,13 +245,14 @@ def test_unreachable_gate_pushes_nothing_and_reuses_the_cache(first_run, capsys)
     prints where this run's report is."""
     cfg, _, _ = first_run
     before = model_dir.versions(cfg.push_dir)
-    strict = dataclasses.replace(cfg, gate=GateConfig(max_mse_ratio=0.0))
-    args = argparse.Namespace(users=cfg.users_uri, swipes=cfg.swipes_uri, data=None, pipeline_root=cfg.pipeline_root,
-                              serving_base=cfg.serving_base, backbone=cfg.backbone, image_size=cfg.image_size,
-                              hparam=[], max_mse_ratio=0.0, min_accuracy_gain=0.0, max_mse_regression=0.0,
-                              max_accuracy_regression=0.0, beam_arg=[], threads=0, block_on="schema")
-    assert pipeline_config(args, cfg.hparams) == strict  # so the cached steps are reused
-    r = cmd_run(args, cfg.hparams)
+    strict = dataclasses.replace(cfg, gate=dataclasses.replace(cfg.gate, max_mse_ratio=0.0))
+    args = build_parser().parse_args([
+        "run", "--users", cfg.users_uri, "--swipes", cfg.swipes_uri, "--pipeline-root", cfg.pipeline_root,
+        "--serving-base", cfg.serving_base, "--recipe", cfg.recipe, "--weights-dir", WEIGHTS_DIR,
+        "--max-mse-ratio", "0.0"])
+    seed = {"seed": cfg.hparams["seed"]}
+    assert pipeline_config(args, seed) == strict  # so the cached steps are reused
+    r = cmd_run(args, seed)
     assert not r.metrics["blessed"] and "not below 0.0 x constant" in r.metrics["not_blessed_because"][0]
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("report: ")]
     assert printed == [f"report: {r.report_path}"] and r.report_path.startswith(cfg.pipeline_root)

@@ -1,11 +1,11 @@
-"""`deepattraction experiments` end to end: real pipeline runs per variant, the study's tables."""
+"""`python -m bench.experiments` end to end: real pipeline runs per variant, the study's tables."""
 import json
 import os
 
 import pytest
 import tensorflow as tf
 
-from deepattraction.cli import main
+from bench.experiments import main
 from deepattraction.demo_data import DemoDataConfig, make_demo_data
 from deepattraction.pipeline.results import latest_output
 from deepattraction.trainer.train import HISTORY_FILE
@@ -19,7 +19,7 @@ def test_experiments_train_a_starred_variant_and_write_both_tables(tmp_path, inc
     data = str(tmp_path / "data")
     make_demo_data(DemoDataConfig(out_dir=data, num_users=100, seed=5, bad_rows=False))
     work = str(tmp_path / "exp")
-    main(["experiments", "--data", data, "--workdir", work, "--weights-dir", os.path.dirname(inception_weights),
+    main(["--data", data, "--workdir", work, "--weights-dir", os.path.dirname(inception_weights),
           "--variant", "Inception*", "--image-size", "inception_v3=75",
           "--hparam", "head_epochs=1", "--hparam", "epochs=1", "--hparam", "trainable_blocks=1"])
     out = capsys.readouterr().out

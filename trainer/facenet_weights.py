@@ -102,7 +102,7 @@ def _current(out_dir: str) -> str | None:
     return out if ok else None
 
 
-@register("facenet")
+@register("facenet", OUTPUT_NAME)
 def fetch(out_dir: str, source: str | None = None) -> str:
     """Writes `out_dir/facenet_inception_resnet_v1.h5` (Keras weights of facenet.inception_resnet_v1)
     and its manifest; returns the path. A converted file with a matching manifest is returned as

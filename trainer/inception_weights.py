@@ -231,7 +231,7 @@ def _frozen_span(layers: list[dict]) -> str:
     return f"stem through {last_block}" + (f", plus {', '.join(after)} of the next block" if after else "")
 
 
-@register("inception")
+@register("inception", WEIGHTS_FILE)
 def fetch(out_dir: str, tarball: str | None = None,
           pixel_range: tuple[float, float] = features.BACKBONES["inception_v3"].pixel_range) -> str:
     """Writes out_dir/inception_v3_nsfwjs.h5 (Keras weights of InceptionV3 without its top,

@@ -65,6 +65,10 @@ def build_backbone(cfg: ModelConfig, image_size: int) -> tf.keras.Model:
         base = tf.keras.applications.InceptionV3(
             include_top=False, weights=keras_weights, input_shape=(image_size, image_size, 3), pooling="avg")
     if cfg.weights not in ("none", "imagenet", ""):
+        # A recipe that names pretrained weights never trains from random ones in silence.
+        if not tf.io.gfile.exists(cfg.weights):
+            raise FileNotFoundError(f"pretrained weights {cfg.weights} do not exist (backbone {cfg.backbone}; "
+                                    f"`deepattraction weights fetch` writes them, the container image carries them)")
         base.load_weights(_local_copy(cfg.weights))  # the whole network, as the file stores it
     if cfg.backbone == "facenet" and cfg.facenet_features == "pool":
         return tf.keras.Model(base.input, base.get_layer(facenet.POOL_LAYER).output, name=base.name)

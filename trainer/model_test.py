@@ -63,3 +63,10 @@ def test_batch_norm_recalibration_replaces_lagging_moving_statistics():
     assert recalibrate_batch_norm(model, ds, batches=10) == 4
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], 0), rtol=1e-4)
     assert bn.momentum == 0.99
+
+
+def test_named_weights_that_are_missing_stop_the_build_naming_the_path(tmp_path):
+    """A recipe's pretrained weights never turn into random weights in silence."""
+    missing = str(tmp_path / "facenet_inception_resnet_v1.h5")
+    with pytest.raises(FileNotFoundError, match=f"pretrained weights {missing} do not exist"):
+        build_model(ModelConfig(backbone="facenet", weights=missing), 80)

@@ -3,6 +3,7 @@ same graph TF Serving runs) against baselines from the training split, then bles
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -26,10 +27,21 @@ from deepattraction.components.evaluator.evaluation import (
 from deepattraction.trainer import features
 from deepattraction.trainer.features import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
 
-GATE_CONFIG = "gate_config"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 BATCH = 64
+
+
+def gate_properties(gate: GateConfig) -> dict:
+    """The gate as the Evaluator's execution properties: one per GateConfig field, so each is a
+    pipeline parameter of its own (a KFP run can set any of them without recompiling)."""
+    return dataclasses.asdict(gate)
+
+
+def gate_from_properties(exec_properties: dict) -> GateConfig:
+    """The GateConfig the properties give; a field they leave out keeps its default."""
+    fields = {f.name: type(f.default) for f in dataclasses.fields(GateConfig)}
+    return GateConfig(**{k: fields[k](v) for k, v in exec_properties.items() if k in fields and v is not None})
 
 
 def split_files(examples, split: str) -> list[str]:
@@ -96,7 +108,7 @@ def write_predictions(path: str, user_ids: list[str], labels: Labels, preds: dic
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
-        gate = GateConfig.from_json(exec_properties.get(GATE_CONFIG))
+        gate = gate_from_properties(exec_properties)
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         model = artifact_utils.get_single_instance(input_dict["model"])
         model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))

@@ -48,7 +48,7 @@ def test_blessing_follows_the_baselines(tmp_path, tiny_examples, perfect):
     _save_model(os.path.join(model.uri, "Format-Serving"), perfect, constant)
     executor.Executor().Do({"examples": [examples], "model": [model]},
                            {"evaluation": [evaluation], "blessing": [blessing]},
-                           {executor.GATE_CONFIG: GateConfig().to_json()})
+                           executor.gate_properties(GateConfig()))
     assert model_utils.is_model_blessed(blessing) == perfect
     assert os.path.exists(os.path.join(blessing.uri, "BLESSED" if perfect else "NOT_BLESSED"))
     with open(os.path.join(evaluation.uri, executor.METRICS_FILE)) as f:

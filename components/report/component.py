@@ -24,13 +24,18 @@ class HtmlReport(artifact.Artifact):
 
 class RunReportSpec(ComponentSpec):
     PARAMETERS = {executor.REPORT_CONFIG: ExecutionParameter(type=str),
-                  "code_version": ExecutionParameter(type=str, optional=True)}
+                  "code_version": ExecutionParameter(type=str, optional=True),
+                  # the recipe the run was configured from, and its crop size: the report names
+                  # the recipe and every value the run's hyperparameters and gate set apart from it
+                  executor.RECIPE: ExecutionParameter(type=str, optional=True),
+                  executor.IMAGE_SIZE: ExecutionParameter(type=int, optional=True)}
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "data_report": ChannelParameter(type=SwipeReport),
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
         "model_run": ChannelParameter(type=standard_artifacts.ModelRun, optional=True),
         "data_validation": ChannelParameter(type=DataValidation, optional=True),
+        "hyperparameters": ChannelParameter(type=standard_artifacts.HyperParameters, optional=True),
     }
     OUTPUTS = {"report": ChannelParameter(type=HtmlReport)}
 
@@ -44,9 +49,12 @@ class RunReport(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, data_report: types.BaseChannel, evaluation: types.BaseChannel,
                  model_run: Optional[types.BaseChannel] = None, config: Optional[ReportConfig] = None,
-                 code_version: Optional[str] = None, data_validation: Optional[types.BaseChannel] = None):
+                 code_version: Optional[str] = None, data_validation: Optional[types.BaseChannel] = None,
+                 hyperparameters: Optional[types.BaseChannel] = None, recipe: Optional[str] = None,
+                 image_size: Optional[int] = None):
         super().__init__(RunReportSpec(
             examples=examples, data_report=data_report, evaluation=evaluation, model_run=model_run,
-            data_validation=data_validation,
+            data_validation=data_validation, hyperparameters=hyperparameters, recipe=recipe or None,
+            image_size=image_size,
             report_config=json.dumps(dataclasses.asdict(config or ReportConfig()), sort_keys=True),
             code_version=code_version, report=types.Channel(type=HtmlReport)))

@@ -12,8 +12,10 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from deepattraction import recipes
 from deepattraction.components.data_gate.validation import VERDICT_FILE
 from deepattraction.components.evaluator.executor import METRICS_FILE, PREDICTIONS_FILE, split_files
+from deepattraction.components.hparams_gen.executor import HPARAMS_FILE
 from deepattraction.components.report import model_card
 from deepattraction.components.report.report import Photo, ReportConfig, RunInputs, build_html, gallery_ids
 from deepattraction.components.swipe_example_gen.executor import GENDER_TABLE_FILE, SUMMARY_FILE
@@ -22,6 +24,7 @@ from deepattraction.trainer.features import OUT_FACE_BOX, OUT_FACE_COUNT, OUT_MA
 from deepattraction.trainer.train import HISTORY_FILE
 
 REPORT_CONFIG = "report_config"
+RECIPE, IMAGE_SIZE = "recipe", "image_size"
 REPORT_FILE = "report.html"
 
 
@@ -72,6 +75,24 @@ def read_history(model_run_uri: str | None) -> dict | None:
         raise ValueError(f"{path}: {e}") from None
 
 
+def recipe_line(exec_properties: dict, hyperparameters_uri: str | None, metrics: dict) -> str | None:
+    """The run's recipe and what the run's own hyperparameters and gate set apart from it (None
+    when the run names no recipe)."""
+    name = exec_properties.get(RECIPE)
+    if not name:
+        return None
+    hparams = {}
+    if hyperparameters_uri:
+        hparams = json.loads(_read(os.path.join(hyperparameters_uri, HPARAMS_FILE)))
+    try:
+        recipe = recipes.get(name)
+    except ValueError:
+        return f"recipe {name} (unknown to this version of the code)"
+    diffs = recipes.differences(recipe, hparams or recipe.trainer_hparams(), metrics.get("gate"),
+                                exec_properties.get(IMAGE_SIZE))
+    return recipes.describe(name, diffs)
+
+
 def report_config(exec_properties: dict) -> ReportConfig:
     """The ReportConfig the component serialised into its execution properties."""
     return ReportConfig(**json.loads(exec_properties.get(REPORT_CONFIG) or "{}"))
@@ -94,7 +115,9 @@ class Executor(base_executor.BaseExecutor):
         images = read_images(split_files(examples, split), gallery_ids(photos, cfg))
 
         out = artifact_utils.get_single_uri(output_dict["report"])
-        card = model_card.write(os.path.join(out, model_card.MODEL_CARD_FILE), metrics, summary, gender_table)
+        hp = input_dict.get("hyperparameters") or []
+        card = model_card.write(os.path.join(out, model_card.MODEL_CARD_FILE), metrics, summary, gender_table,
+                                recipe_line(exec_properties, hp[0].uri if hp else None, metrics))
         page = build_html(RunInputs(
             metrics=metrics, photos=photos, images=images, data_summary=summary, gender_table=gender_table,
             history=read_history(runs[0].uri if runs else None),

@@ -115,9 +115,18 @@ def markdown_html(text: str) -> str:
     return markdown.markdown(text, extensions=["tables", "fenced_code"], output_format="html")
 
 
-def write(path: str, metrics: dict, data_summary: dict, gender_table: str) -> str:
+def with_recipe(card: str, recipe_line: str | None) -> str:
+    """The card with a Recipe section under its title: which named recipe trained the model, and
+    every value the run set apart from it, so no figure is read as the published recipe's by mistake."""
+    if not recipe_line:
+        return card
+    title, _, rest = card.partition("\n")
+    return f"{title}\n\n## Recipe\n\n{recipe_line}.\n{rest}"
+
+
+def write(path: str, metrics: dict, data_summary: dict, gender_table: str, recipe_line: str | None = None) -> str:
     import tensorflow as tf  # gfile for gs:// roots; render() stays light
 
     with tf.io.gfile.GFile(path, "w") as f:
-        f.write(render(metrics, data_summary, gender_table))
+        f.write(with_recipe(render(metrics, data_summary, gender_table), recipe_line))
     return path

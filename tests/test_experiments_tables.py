@@ -1,7 +1,7 @@
 """The study's tables from evaluation results: which numbers land in which cell."""
 import pytest
 
-from deepattraction import experiments
+from bench import experiments
 
 
 def _metrics(wmse, acc, starred_wmse, starred_acc):
