@@ -18,5 +18,5 @@ setup(
     package_dir={"deepattraction": "deepattraction", **{f"deepattraction.{p}": p for p in PARTS}},
     package_data={"deepattraction.pipeline": ["*.pbtxt", "golden/*.json"],
                   "deepattraction.components.report": ["*.css"]},
-    entry_points={"console_scripts": ["deepattraction=deepattraction.cli:main"]},
+    entry_points={"console_scripts": ["deepattraction=deepattraction.entry:main"]},
 )

@@ -36,7 +36,7 @@ class BenchConfig:
 
 
 def _start_server(base: str) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "deepattraction.cli", "serve", "--model-base", base, "--grpc-port", "0",
+    cmd = [sys.executable, "-m", "deepattraction", "serve", "--model-base", base, "--grpc-port", "0",
            "--rest-port", "-1", "--poll-seconds", "5"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     target = None

@@ -184,6 +184,8 @@ def cmd_demo(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepattraction", description=__doc__)
+    p.add_argument("--verbose", action="store_true", help="keep TensorFlow's and the libraries' own logs and "
+                                                          "warnings (anywhere on the command line)")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo-data", help="write a dataset in the input format")

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -39,3 +41,29 @@ def test_a_root_another_run_holds_is_a_one_line_error(tmp_path, facenet_weights,
         with pytest.raises(SystemExit, match=rf"^{command}: pipeline root .*{root.name} is in use by another run "
                                              r"\(pid \d+\)"):
             cli.main([command, *args[command]])
+
+
+NOISE = ("cuda_blas", "cuda_fft", "cuda_dnn", "Unable to register", "oneDNN", "op_level_cost_estimator",
+         "FutureWarning", "DeprecationWarning", "warnings.warn")
+
+
+def test_the_command_is_quiet_by_default_and_verbose_on_request(tmp_path):
+    """Loading TensorFlow, TFX and Beam prints no library chatter: a failing command's stderr is
+    its own one-line error. --verbose lowers TensorFlow's C++ log threshold for the process and
+    its children."""
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"x")
+    done = subprocess.run([sys.executable, "-m", "deepattraction", "predict", "--model", str(tmp_path / "nope"),
+                           str(photo)], capture_output=True, text=True, env=_env_without_tf_logs())
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("predict: "), done.stderr[-3000:]
+    assert not any(n in done.stderr + done.stdout for n in NOISE)
+    code = ("import os, sys; from deepattraction import entry; sys.argv = ['x', 'schema', '--verbose']; "
+            "entry.main(); print('LEVEL', os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+    verbose = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env_without_tf_logs())
+    assert verbose.stdout.strip().splitlines()[-1] == "LEVEL 0" and "feature" in verbose.stdout
+
+
+def _env_without_tf_logs() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}

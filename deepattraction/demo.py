@@ -87,7 +87,7 @@ def demo_photo(users_table: str, predictions_csv: str) -> str:
 def serve_and_ask(model_base: str, photo: str, model_name: str, timeout_s: float = SERVE_TIMEOUT_S) -> Served:
     """Starts `deepattraction serve` on a free loopback port, asks it for `photo` over gRPC with
     the TF Serving client, and stops it (SIGINT, as a person would)."""
-    cmd = [sys.executable, "-m", "deepattraction.cli", "serve", "--model-base", model_base, "--model-name", model_name,
+    cmd = [sys.executable, "-m", "deepattraction", "serve", "--model-base", model_base, "--model-name", model_name,
            "--host", "127.0.0.1", "--grpc-port", "0", "--rest-port", "-1", "--ready-timeout", str(timeout_s)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -65,7 +65,7 @@ def executions(cfg: PipelineConfig) -> dict:
 
 
 def run_demo(workdir, seed: int, threads: int, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepattraction.cli", "demo", "--workdir", str(workdir),
+    return subprocess.run([sys.executable, "-m", "deepattraction", "demo", "--workdir", str(workdir),
                            "--num-users", str(USERS), "--seed", str(seed), "--threads", str(threads),
                            "--weights-dir", WEIGHTS_DIR, *extra], capture_output=True, text=True, timeout=1800)
 
@@ -200,7 +200,7 @@ def test_pushed_model_predicts_a_photo_through_the_cli(first_run):
     cfg, _, data = first_run
     photos = sorted(os.path.join(data, "photos", p) for p in os.listdir(os.path.join(data, "photos"))
                     if p.startswith("u"))[:2]
-    out = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--json", "--model", cfg.push_dir,
+    out = subprocess.run([sys.executable, "-m", "deepattraction", "predict", "--json", "--model", cfg.push_dir,
                           *photos],
                          capture_output=True, text=True, check=True).stdout.strip().splitlines()
     assert len(out) == 2
@@ -232,7 +232,7 @@ def test_cli_names_a_bad_photo_and_still_predicts_the_good_one(first_run, tmp_pa
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 not really")
     good = os.path.join(data, "photos", "u00001.jpg")
-    proc = subprocess.run([sys.executable, "-m", "deepattraction.cli", "predict", "--model", cfg.push_dir, str(bad),
+    proc = subprocess.run([sys.executable, "-m", "deepattraction", "predict", "--model", cfg.push_dir, str(bad),
                            good],
                           capture_output=True, text=True)
     assert proc.returncode == 1
