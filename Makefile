@@ -131,6 +131,12 @@ bench-quality: install weights
 bench-options: install weights
 	$(BIN)/python -m bench.options --folds $(FOLDS) --backbones $(BACKBONES)
 
+# The study's two tables (Inception, Inception*, FaceNet*), one local pipeline run per variant with its
+# recipe; DATA=<demo-data folder> (default: synthetic data made in build/experiments/data).
+.PHONY: experiments
+experiments: install weights
+	$(BIN)/python -m bench.experiments $(if $(DATA),--data $(DATA))
+
 # Training images/s per backbone: the real input pipeline against a bare step on cached tensors, with peak memory.
 .PHONY: bench-train-speed
 bench-train-speed: install

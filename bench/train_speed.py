@@ -2,7 +2,7 @@
 epoch against a full-backbone epoch, and the Trainer's peak memory as the photo count grows 4x.
 
 The input is what the Trainer reads in the pipeline: real SCUT photos as gzipped tf.Examples,
-materialised by TFX's Transform executor (MTCNN, face crop; bench/transform.py), streamed by
+materialised by TFX's Transform executor (MTCNN, face crop; pipeline/transform_only.py), streamed by
 trainer.train.make_dataset. The bare step feeds the same model one batch of tensors over and
 over. The head epoch trains the head on frozen outputs computed once (trainer/frozen.py), as
 train() does; the full-backbone epoch trains every layer on the streamed crops. The memory run
@@ -27,7 +27,8 @@ import tempfile
 import time
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
-from bench import child, transform
+from bench import child
+from deepattraction.pipeline import transform_only as transform
 
 # TensorFlow, Beam and our modules that load them are imported inside the functions that measure:
 # this parent process only starts one child process per measurement (--one), which loads them.

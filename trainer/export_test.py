@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bench import transform
 from conftest import SCUT_DIR, encode
 from deepattraction import face_parity
+from deepattraction.pipeline import transform_only as transform
 from deepattraction.trainer import faces, features, train
 from deepattraction.trainer.model import ModelConfig, build_model
 

@@ -12,9 +12,9 @@ from tfx.components.statistics_gen import executor as stats_executor
 from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.types import standard_artifacts
 
-from bench import transform
 from deepattraction.components.data_gate import executor, policy, validation
 from deepattraction.components.data_gate.component import DataValidation
+from deepattraction.pipeline import transform_only as transform
 from deepattraction.pipeline.configs import SCHEMA_FILE
 from deepattraction.trainer import features
 

@@ -1,6 +1,7 @@
 """TFX's Transform executor outside a pipeline, configured as pipeline.create_components
-configures it (our preprocessing_fn, the curated schema, materialised, no statistics), for the
-benchmarks and tests that need transformed examples without running the whole pipeline."""
+configures it (our preprocessing_fn, the curated schema, materialised, no statistics): transformed
+examples without running the whole pipeline, for tests and the benchmarks (which import it from here:
+the lab uses the product, never the other way round)."""
 from __future__ import annotations
 
 import json
