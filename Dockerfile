@@ -32,9 +32,18 @@ COPY Makefile requirements.txt ./
 RUN make stack VENV=/opt/venv PYTHON=python3 VARIANT=${VARIANT}
 
 # The package, installed in place so its data files (pipeline/schema.pbtxt) stay at this path.
+# Root owns the code and the venv; the run-time user can read them and write neither.
 COPY . .
-RUN make package VENV=/opt/venv
+RUN make package VENV=/opt/venv \
+    && chmod -R a+rX,go-w /opt/deepattraction /opt/venv
+
+# A fixed non-root user: Pod Security "restricted" needs runAsNonRoot, and the manifests' runAsUser
+# names this UID. Its home is an emptyDir in the pods, whose root file system is read-only.
+RUN groupadd --gid 10001 deepattraction \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/deepattraction \
+       --shell /usr/sbin/nologin deepattraction
 
 # Beam's worker boot: lets Dataflow (runner v2) use this image as its SDK container.
 COPY --from=beam /opt/apache/beam /opt/apache/beam
+USER 10001:10001
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -115,3 +115,43 @@ def test_dataflow_workers_can_boot_the_image(dockerfile):
     with open(os.path.join(ROOT, "requirements.txt")) as f:
         beam_version = re.search(r"^apache-beam\[gcp\]==(\S+)$", f.read(), re.M).group(1)
     assert beam_pin.endswith(f"_sdk:{beam_version}")  # the boot must match the installed SDK
+
+
+def test_image_runs_as_a_fixed_non_root_user_that_cannot_write_the_code(dockerfile):
+    """Pod Security "restricted" needs a non-root user; a numeric USER lets Kubernetes check
+    runAsNonRoot, and the code and venv stay root's, readable by the user and not writable."""
+    users = [args for word, args in dockerfile if word == "USER"]
+    assert users and re.fullmatch(r"\d+:\d+", users[-1]), users
+    uid, gid = (int(x) for x in users[-1].split(":"))
+    assert uid >= 10000 and gid >= 10000  # clear of host users' UIDs
+    runs = " ".join(args for word, args in dockerfile if word == "RUN")
+    assert f"groupadd --gid {gid} " in runs and f"useradd --uid {uid} --gid {gid} " in runs
+    assert "chmod -R a+rX,go-w /opt/deepattraction /opt/venv" in runs
+    # The user is set after every RUN (each runs as root) and before the Beam boot entrypoint.
+    last_run = max(i for i, (word, _) in enumerate(dockerfile) if word == "RUN")
+    user_at = max(i for i, (word, _) in enumerate(dockerfile) if word == "USER")
+    entry_at = [i for i, (word, _) in enumerate(dockerfile) if word == "ENTRYPOINT"][-1]
+    assert last_run < user_at < entry_at
+
+
+CHECKOV = os.path.join(ROOT, "build", "checkov-venv", "bin", "checkov")  # `make checkov`
+
+
+def checkov(dockerfile: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([CHECKOV, "--config-file", os.path.join(ROOT, ".checkov.yaml"), "--framework", "dockerfile",
+                           "-f", dockerfile], capture_output=True, text=True, cwd=cwd)
+
+
+def test_dockerfile_passes_checkov(tmp_path):
+    done = checkov(os.path.join(ROOT, "Dockerfile"), tmp_path)
+    assert done.returncode == 0 and re.search(r"Passed checks: [1-9]\d*, Failed checks: 0", done.stdout), (
+        done.stdout + done.stderr)
+
+
+def test_checkov_refuses_an_image_without_a_user(tmp_path):
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = f.read()
+    rootful = tmp_path / "Dockerfile"
+    rootful.write_text(re.sub(r"^USER .*\n", "", text, flags=re.M))
+    done = checkov(str(rootful), tmp_path)
+    assert done.returncode != 0 and "CKV_DOCKER_3" in done.stdout, done.stdout
