@@ -1,12 +1,14 @@
-# The pipeline image: every KFP step, the run-submitting Jobs and (as --sdk_container_image)
-# Dataflow's Beam workers run it. CPU: docker build -t IMAGE .
+# The pipeline image: every KFP step and the run-submitting Jobs run it as a non-root user.
+# CPU: docker build -t IMAGE .
 # GPU (CUDA wheels of the pinned TensorFlow; the driver comes from the node):
 #   docker build --build-arg VARIANT=gpu -t IMAGE-gpu .
+# Dataflow's Beam workers (--sdk_container_image): the same image as root, see the last stages:
+#   docker build --build-arg VARIANT=gpu --target dataflow-worker -t IMAGE-gpu-dataflow .
 ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:2.60.0
 
 FROM ${BEAM_SDK_IMAGE} AS beam
 
-FROM python:3.11.7-slim-bookworm
+FROM python:3.11.7-slim-bookworm AS base
 ARG VARIANT=cpu
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -45,5 +47,12 @@ RUN groupadd --gid 10001 deepattraction \
 
 # Beam's worker boot: lets Dataflow (runner v2) use this image as its SDK container.
 COPY --from=beam /opt/apache/beam /opt/apache/beam
-USER 10001:10001
 ENTRYPOINT ["/opt/apache/beam/boot"]
+
+# Dataflow's worker VMs mount /var/opt/google owned by root and Beam's boot writes there, so the
+# worker image keeps root. It runs on Dataflow's VMs, never as a pod of the cluster.
+FROM base AS dataflow-worker
+
+# The default target, every pod's image: the user above, never root.
+FROM base AS pipeline
+USER 10001:10001

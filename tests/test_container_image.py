@@ -117,21 +117,38 @@ def test_dataflow_workers_can_boot_the_image(dockerfile):
     assert beam_pin.endswith(f"_sdk:{beam_version}")  # the boot must match the installed SDK
 
 
-def test_image_runs_as_a_fixed_non_root_user_that_cannot_write_the_code(dockerfile):
+def stages(dockerfile) -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions by its name, in file order (the last is the default target)."""
+    out: dict[str, list] = {}
+    for word, args in dockerfile:
+        if word == "FROM":
+            name = args.split(" AS ")[-1] if " AS " in args else args
+            out[name] = [(word, args)]
+        elif out:
+            out[list(out)[-1]].append((word, args))
+    return out
+
+
+def test_default_image_runs_as_a_fixed_non_root_user_that_cannot_write_the_code(dockerfile):
     """Pod Security "restricted" needs a non-root user; a numeric USER lets Kubernetes check
     runAsNonRoot, and the code and venv stay root's, readable by the user and not writable."""
-    users = [args for word, args in dockerfile if word == "USER"]
+    built = stages(dockerfile)
+    default = list(built)[-1]
+    assert built[default][0] == ("FROM", f"base AS {default}")  # everything else comes from `base`
+    users = [args for word, args in built[default] if word == "USER"]
     assert users and re.fullmatch(r"\d+:\d+", users[-1]), users
     uid, gid = (int(x) for x in users[-1].split(":"))
     assert uid >= 10000 and gid >= 10000  # clear of host users' UIDs
-    runs = " ".join(args for word, args in dockerfile if word == "RUN")
+    assert not [w for w, _ in built[default] if w == "RUN"]  # nothing after the USER runs as root
+    runs = " ".join(args for word, args in built["base"] if word == "RUN")
     assert f"groupadd --gid {gid} " in runs and f"useradd --uid {uid} --gid {gid} " in runs
     assert "chmod -R a+rX,go-w /opt/deepattraction /opt/venv" in runs
-    # The user is set after every RUN (each runs as root) and before the Beam boot entrypoint.
-    last_run = max(i for i, (word, _) in enumerate(dockerfile) if word == "RUN")
-    user_at = max(i for i, (word, _) in enumerate(dockerfile) if word == "USER")
-    entry_at = [i for i, (word, _) in enumerate(dockerfile) if word == "ENTRYPOINT"][-1]
-    assert last_run < user_at < entry_at
+    assert ("ENTRYPOINT", '["/opt/apache/beam/boot"]') in built["base"] and "USER" not in dict(built["base"])
+
+
+def test_dataflow_worker_target_is_the_same_image_as_root(dockerfile):
+    """Dataflow's VMs mount /var/opt/google owned by root for Beam's boot: that target adds nothing."""
+    assert stages(dockerfile)["dataflow-worker"] == [("FROM", "base AS dataflow-worker")]
 
 
 CHECKOV = os.path.join(ROOT, "build", "checkov-venv", "bin", "checkov")  # `make checkov`

@@ -224,6 +224,10 @@ def test_gcp_cronjob_compile_runs_and_its_platform_spec_parses_as_kfp_kubernetes
     assert executors["Trainer_executor"]["container"]["image"] == env["image"]
     assert executors["Trainer_executor"]["container"]["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert "--runner=DataflowRunner" in executors["Transform_executor"]["container"]["args"]
+    # Dataflow's workers run the image's root `dataflow-worker` target (Dockerfile), pinned too.
+    worker = [a.split("=", 1)[1] for a in executors["Transform_executor"]["container"]["args"]
+              if a.startswith("--sdk_container_image=")]
+    assert len(worker) == 1 and IMAGE_BY_DIGEST.match(worker[0]) and "-dataflow@" in worker[0]
     with open(tmp_path / "pipeline.yaml") as f:
         platform = list(yaml.safe_load_all(f))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     check = ("import json, sys; from google.protobuf import json_format; "
