@@ -37,6 +37,10 @@ def _parse_hparams(pairs: list[str]) -> dict:
         raise SystemExit(f"--hparam: {e}") from None
 
 
+PHOTO_BUCKET_HELP = ("a gs:// bucket or bucket prefix the users table's photo_uri may name besides the table's own "
+                     "folder (repeatable; none by default: any other photo is rejected)")
+
+
 def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/pipeline") -> None:
     p.add_argument("--users", help="users table (.csv or .parquet), local path or gs://")
     p.add_argument("--swipes", help="swipes table (.csv or .parquet), local path or gs://")
@@ -56,6 +60,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/p
     p.add_argument("--block-on", choices=validation.POLICIES, default=validation.BLOCK_SCHEMA,
                    help="what data validation finding stops the run before training (default: schema anomalies)")
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline argument")
+    p.add_argument("--photo-bucket", action="append", default=[], metavar="gs://BUCKET[/PREFIX]",
+                   help=PHOTO_BUCKET_HELP)
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
 
 
@@ -72,7 +78,8 @@ def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None)
         hparams={**(hparams_defaults or {}), **_parse_hparams(a.hparam)},
         gate=GateConfig(max_mse_ratio=a.max_mse_ratio, min_accuracy_gain=a.min_accuracy_gain,
                         max_mse_regression=a.max_mse_regression, max_accuracy_regression=a.max_accuracy_regression),
-        block_on=a.block_on, beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg)))
+        block_on=a.block_on, beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg),
+        photo_buckets=tuple(a.photo_bucket)))
 
 
 def cmd_demo_data(a) -> None:
@@ -204,6 +211,8 @@ def main(argv=None) -> int:
                         "SparkRunner, PortableRunner")
     c.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
                    help="Beam option for those steps, e.g. --beam-arg=--project=P --beam-arg=--region=R")
+    c.add_argument("--photo-bucket", action="append", default=[], metavar="gs://BUCKET[/PREFIX]",
+                   help=PHOTO_BUCKET_HELP)
 
     pr = sub.add_parser("predict", help="predict photos with a pushed model, in-process or through TF Serving")
     pr.add_argument("photos", nargs="+")

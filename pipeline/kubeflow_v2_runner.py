@@ -80,17 +80,18 @@ def compile_pipeline(cfg: PipelineConfig, output: str, cluster: ClusterConfig | 
 
 
 def kfp_config(pipeline_root: str, backbone: str = "inception_v3", image_size: int = 0, hparams: dict | None = None,
-               serving_base: str | None = None) -> PipelineConfig:
+               serving_base: str | None = None, photo_buckets: tuple[str, ...] = ()) -> PipelineConfig:
     """The cluster's configuration: data and models under the pipeline root (gs:// in production)."""
     return PipelineConfig(
         pipeline_root=pipeline_root, users_uri=f"{pipeline_root}/data/users.csv",
         swipes_uri=f"{pipeline_root}/data/swipes.csv", serving_base=serving_base or f"{pipeline_root}/serving",
         backbone=backbone, image_size=image_size, hparams=dict(hparams or {}), schema_file=IMAGE_SCHEMA_FILE,
-        beam_pipeline_args=KFP_BEAM_ARGS)
+        beam_pipeline_args=KFP_BEAM_ARGS, photo_buckets=tuple(photo_buckets))
 
 
 def compile_from_args(a) -> str:
-    cfg = kfp_config(a.pipeline_root, a.backbone, a.image_size, parse_hparams(a.hparam), a.serving_base)
+    cfg = kfp_config(a.pipeline_root, a.backbone, a.image_size, parse_hparams(a.hparam), a.serving_base,
+                     tuple(getattr(a, "photo_bucket", ()) or ()))
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
     return compile_pipeline(cfg, a.output, cluster_from_args(a), a.kfp_package)
 
