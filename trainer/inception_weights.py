@@ -219,6 +219,7 @@ def _manifest_is_current(manifest_path: str, weights_path: str, pixel_range: tup
     with open(manifest_path) as f:
         manifest = json.load(f)
     return (manifest.get("source", {}).get("version") == nsfwjs.VERSION
+            and manifest.get("source", {}).get("tarball_sha256") == nsfwjs.TARBALL_SHA256  # made from the pinned bytes
             and manifest.get("input_range") == list(pixel_range)
             and manifest.get("weights_sha256") == sha256(weights_path))
 

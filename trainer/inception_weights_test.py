@@ -103,6 +103,20 @@ def test_shard_names_in_the_manifest_stay_in_its_folder(tmp_path):
         iw.read_tfjs(str(folder / "model.json"))
 
 
+def test_a_conversion_from_other_tarball_bytes_is_not_reused(inception_weights, tmp_path):
+    """The manifest vouches for the weights only if they were made from the pinned tarball."""
+    folder = os.path.dirname(inception_weights)
+    with open(os.path.join(folder, iw.MANIFEST_FILE)) as f:
+        manifest = json.load(f)
+    assert manifest["source"]["tarball_sha256"] == nsfwjs.TARBALL_SHA256
+    args = (str(tmp_path / iw.MANIFEST_FILE), inception_weights, tuple(manifest["input_range"]))
+    (tmp_path / iw.MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert iw._manifest_is_current(*args)
+    manifest["source"]["tarball_sha256"] = "0" * 64
+    (tmp_path / iw.MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert not iw._manifest_is_current(*args)
+
+
 def test_fetch_again_reuses_the_manifest(inception_weights):
     before = os.stat(inception_weights).st_mtime_ns
     # A tarball that does not exist would fail if it were read.
