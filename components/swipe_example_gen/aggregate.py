@@ -14,6 +14,7 @@ import io
 import math
 import os
 import time
+import urllib.parse
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
@@ -206,7 +207,7 @@ def confined_uri(uri: str, base_dir: str, sources: PhotoSources = PhotoSources()
         netloc, _, path = uri[len("file://"):].partition("/")
         if netloc not in ("", "localhost"):
             return uri, f"photo_uri {uri!r}: a file:// URI on another host ({netloc})"
-        target = "/" + path
+        target = "/" + urllib.parse.unquote(path)
     elif scheme == "gs" or os.path.isabs(uri):
         target = uri
     elif "://" in base_dir:
@@ -214,8 +215,8 @@ def confined_uri(uri: str, base_dir: str, sources: PhotoSources = PhotoSources()
     else:
         target = os.path.join(base_dir, uri)
     allowed = ", ".join(sources.buckets) or "none"
-    outside = f"photo_uri {uri!r} leaves the data folder {base_dir} and no allowed photo bucket holds it " \
-              f"(allowed: {allowed})"
+    outside = (f"photo_uri {uri!r} leaves the data folder {base_dir} and no allowed photo bucket holds it "
+               f"(allowed: {allowed})")
     if target.startswith("gs://"):
         if _has_dot_segment(target[5:]):
             return target, f"photo_uri {uri!r}: a gs:// name with a '.' or '..' segment"

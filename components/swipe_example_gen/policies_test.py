@@ -105,7 +105,7 @@ def doubtful(tmp_path_factory):
         ("other", "other", "photos/a.png", "2026-01-01"),
         ("only-swipes", "male", "", "2026-01-01"),
         ("abs-inside", "female", str(photos / "a.png"), "2026-01-01"),
-        ("file-inside", "female", f"file://{photos / 'a.png'}", "2026-01-01"),
+        ("file-inside", "female", f"file://{photos}/%61.png", "2026-01-01"),  # percent-encoded: a.png
         ("abs-outside", "male", str(root / "outside.png"), "2026-01-01"),
         ("file-outside", "male", f"file://{root / 'outside.png'}", "2026-01-01"),
         ("file-other-host", "male", f"file://elsewhere{root / 'outside.png'}", "2026-01-01"),
