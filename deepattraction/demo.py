@@ -70,7 +70,9 @@ def pipeline_config(cfg: DemoConfig, weights_file: str):
 
 def demo_photo(users_table: str, predictions_csv: str) -> str:
     """A test-split photo in which exactly one face counted (else any test photo): what a client
-    app would send."""
+    app would send. Only a photo inside the table's folder, as SwipeExampleGen reads them."""
+    from deepattraction.components.swipe_example_gen.aggregate import confined_uri
+
     with open(predictions_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     rows.sort(key=lambda r: (r.get("pred_face_count") != "1", r["user_id"]))
@@ -78,8 +80,8 @@ def demo_photo(users_table: str, predictions_csv: str) -> str:
         uris = {u["user_id"]: u["photo_uri"] for u in csv.DictReader(f)}
     base = os.path.dirname(os.path.abspath(users_table))
     for r in rows:
-        path = os.path.join(base, uris.get(r["user_id"], ""))
-        if uris.get(r["user_id"]) and os.path.isfile(path):
+        path, refused = confined_uri(uris.get(r["user_id"], ""), base) if uris.get(r["user_id"]) else ("", "none")
+        if refused is None and "://" not in path and os.path.isfile(path):
             return path
     raise FileNotFoundError(f"no test photo of {predictions_csv} is in {users_table}")
 

@@ -5,6 +5,7 @@ Each fetcher takes the output folder and returns the path of the weights file it
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from typing import Callable
 
 FETCHERS: dict[str, Callable[[str], str]] = {}
@@ -26,6 +27,28 @@ def sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_sha256(path: str, pinned: str, what: str) -> str:
+    """Refuses a fetched file unless its content is the pinned one, before anything opens it:
+    a registry or mirror serving other bytes under the same name must not reach the converters."""
+    got = sha256(path)
+    if got != pinned:
+        raise ValueError(f"{path}: sha256 {got} is not the pinned {what} ({pinned}); refusing to use it")
+    return got
+
+
+def confined_name(name: str, what: str, plain: bool = False) -> str:
+    """An archive member's or manifest entry's name as a relative POSIX path that cannot leave the
+    folder it is joined to: no absolute path, drive, backslash, NUL or `..`; with `plain`, a bare
+    file name. Raises ValueError naming the entry."""
+    bad = (not name or "\0" in name or "\\" in name or name.startswith("/")
+           or (len(name) > 1 and name[1] == ":") or ".." in name.split("/"))
+    norm = posixpath.normpath(name) if not bad else ""
+    if bad or norm in (".", "") or (plain and ("/" in norm or norm != name)):
+        raise ValueError(f"{what} {name!r} is not a {'plain file name' if plain else 'relative path'} "
+                         f"inside its folder; refusing the archive")
+    return norm
 
 
 def _load_fetchers() -> None:

@@ -58,6 +58,9 @@ class PipelineConfig:
     beam_pipeline_args: tuple[str, ...] = LOCAL_BEAM_ARGS
     metadata_path: str | None = None  # sqlite MLMD for local runs; KFP brings its own
     enable_cache: bool = True
+    # GCS buckets (gs://B or gs://B/PREFIX) the users table's photo_uri may name besides its own
+    # folder; empty: only the table's folder (SwipeExampleGen rejects any other photo).
+    photo_buckets: tuple[str, ...] = ()
 
     @property
     def push_dir(self) -> str:

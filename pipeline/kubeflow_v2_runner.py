@@ -91,7 +91,8 @@ def compile_pipeline(cfg: PipelineConfig, output: str, cluster: ClusterConfig | 
 
 def kfp_config(pipeline_root: str, recipe: str = recipes.DEFAULT_RECIPE, hparams: dict | None = None,
                serving_base: str | None = None, gate: dict | None = None, image_size: int | None = None,
-               weights_dir: str = recipes.IMAGE_WEIGHTS_DIR, block_on: str | None = None) -> PipelineConfig:
+               weights_dir: str = recipes.IMAGE_WEIGHTS_DIR, block_on: str | None = None,
+               photo_buckets: tuple[str, ...] = ()) -> PipelineConfig:
     """The cluster's configuration: data and models under the pipeline root (gs:// in production),
     the recipe's weights where the container image keeps them (a URI in `hparams` overrides)."""
     hparams = dict(hparams or {})
@@ -100,13 +101,14 @@ def kfp_config(pipeline_root: str, recipe: str = recipes.DEFAULT_RECIPE, hparams
         recipe, pipeline_root=pipeline_root, users_uri=f"{pipeline_root}/data/users.csv",
         swipes_uri=f"{pipeline_root}/data/swipes.csv", serving_base=serving_base or f"{pipeline_root}/serving",
         weights_file=weights, hparams=hparams, gate=gate, image_size=image_size, block_on=block_on,
-        schema_file=IMAGE_SCHEMA_FILE, beam_pipeline_args=KFP_BEAM_ARGS)
+        schema_file=IMAGE_SCHEMA_FILE, beam_pipeline_args=KFP_BEAM_ARGS, photo_buckets=tuple(photo_buckets))
 
 
 def compile_from_args(a) -> str:
     cfg = kfp_config(a.pipeline_root, a.recipe, parse_hparams(a.hparam), a.serving_base,
                      gate={name: getattr(a, name, None) for name in GATE_PARAMETERS}, image_size=a.image_size,
-                     weights_dir=a.weights_dir, block_on=a.block_on)
+                     weights_dir=a.weights_dir, block_on=a.block_on,
+                     photo_buckets=tuple(getattr(a, "photo_bucket", ()) or ()))
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
     return compile_pipeline(cfg, a.output, cluster_from_args(a), a.kfp_package)
 

@@ -44,7 +44,8 @@ def dataflow_cli(tmp_path_factory):
               "--accelerator-count", "2", "--beam-runner", "DataflowRunner", "--recipe", "inception",
               "--max-mse-ratio", "0.8", "--hparam", "head_epochs=3", "--hparam", "starred_only=1",
               "--hparam", "fine_tune_learning_rate=1e-05",
-              "--beam-arg=--project=my-project", "--beam-arg=--region=europe-west4", "--beam-arg=--max_num_workers=8"])
+              "--beam-arg=--project=my-project", "--beam-arg=--region=europe-west4", "--beam-arg=--max_num_workers=8",
+              "--photo-bucket", "gs://shared-photos/p", "--photo-bucket", "gs://more"])
     with open(tmp / "spec.json") as f:
         doc = json.load(f)
     return {"spec": doc["pipelineSpec"], "values": doc["runtimeConfig"]["parameterValues"],
@@ -177,6 +178,15 @@ def test_cli_compile_sets_image_gpu_pool_serving_base_and_dataflow(dataflow_cli)
         platform = list(yaml.safe_load_all(f))[1]
     trainer = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["Trainer_executor"]
     assert trainer["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": "gpu-pool"}
+
+
+def test_photo_buckets_reach_swipe_example_gen_and_default_to_none(dataflow_cli, golden_spec):
+    """`--photo-bucket` is the only way a photo outside the users table's folder is read."""
+    def params(spec):
+        return spec["root"]["dag"]["tasks"]["SwipeExampleGen"]["inputs"]["parameters"]
+
+    assert params(dataflow_cli["spec"])["photo_buckets"]["runtimeValue"]["constant"] == "gs://shared-photos/p,gs://more"
+    assert "photo_buckets" not in params(golden_spec["spec"]["pipelineSpec"])
 
 
 def test_beam_steps_get_a_dataflow_runner_that_beam_parses(dataflow_cli):

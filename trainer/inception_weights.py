@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from deepattraction import nsfwjs
 from deepattraction.trainer import features
-from deepattraction.weights import register, sha256
+from deepattraction.weights import confined_name, register, sha256
 
 WEIGHTS_FILE = "inception_v3_nsfwjs.h5"
 MANIFEST_FILE = "inception_v3_nsfwjs.json"
@@ -72,7 +72,8 @@ def read_tfjs(model_json: str) -> TfjsModel:
         model = json.load(f)
     folder, tensors, quantization = os.path.dirname(model_json), {}, {}
     for group in model["weightsManifest"]:
-        data = b"".join(pathlib.Path(folder, p).read_bytes() for p in group["paths"])
+        data = b"".join(pathlib.Path(folder, confined_name(p, f"{model_json}: weight shard", plain=True)).read_bytes()
+                        for p in group["paths"])
         offset = 0
         for spec in group["weights"]:
             n = int(np.prod(spec["shape"], dtype=np.int64))
@@ -218,6 +219,7 @@ def _manifest_is_current(manifest_path: str, weights_path: str, pixel_range: tup
     with open(manifest_path) as f:
         manifest = json.load(f)
     return (manifest.get("source", {}).get("version") == nsfwjs.VERSION
+            and manifest.get("source", {}).get("tarball_sha256") == nsfwjs.TARBALL_SHA256  # made from the pinned bytes
             and manifest.get("input_range") == list(pixel_range)
             and manifest.get("weights_sha256") == sha256(weights_path))
 

@@ -13,6 +13,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from conftest import SCUT_DIR
+from deepattraction import nsfwjs
 from deepattraction.trainer import inception_weights as iw
 from deepattraction.trainer import model
 
@@ -72,14 +73,48 @@ def test_wiring_or_shape_mismatch_fails_loudly(source):
         iw.load_into(reshaped, base)
 
 
-def test_tarball_without_the_model_is_named(tmp_path):
+def test_a_tarball_other_than_the_pinned_one_is_refused_before_use(tmp_path):
+    """Any other bytes (here a tarball that even holds nsfwjs's model folder) stop the fetch before
+    the tarball is opened; with its own hash pinned, a tarball without the model is named as such."""
     readme = tmp_path / "README.md"
     readme.write_text("not nsfwjs")
     tgz = tmp_path / "other-1.0.0.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
-        tar.add(readme, "package/README.md")
-    with pytest.raises(ValueError, match=f"{tgz}: no package/dist/models/inception_v3/"):
+        tar.add(readme, "package/dist/models/inception_v3/model.min.js")
+    with pytest.raises(ValueError, match=f"{tgz}: sha256 {iw.sha256(str(tgz))} is not the pinned nsfwjs 4.3.0 "
+                                         f"tarball \\({nsfwjs.TARBALL_SHA256}\\)"):
         iw.fetch(str(tmp_path / "out"), tarball=str(tgz))
+    assert not (tmp_path / "out").exists()
+    empty = tmp_path / "empty-1.0.0.tgz"
+    with tarfile.open(empty, "w:gz") as tar:
+        tar.add(readme, "package/README.md")
+    with pytest.raises(ValueError, match=f"{empty}: no package/dist/models/inception_v3/"):
+        nsfwjs.unpack_inception(str(empty), str(tmp_path / "out"), pinned_sha256=iw.sha256(str(empty)))
+
+
+def test_shard_names_in_the_manifest_stay_in_its_folder(tmp_path):
+    (tmp_path / "secret").write_bytes(b"\0" * 4)
+    folder = tmp_path / "tfjs"
+    folder.mkdir()
+    model = {"modelTopology": {}, "weightsManifest": [
+        {"paths": ["../secret"], "weights": [{"name": "w", "shape": [1], "dtype": "float32"}]}]}
+    (folder / "model.json").write_text(json.dumps(model))
+    with pytest.raises(ValueError, match="weight shard '../secret' is not a plain file name"):
+        iw.read_tfjs(str(folder / "model.json"))
+
+
+def test_a_conversion_from_other_tarball_bytes_is_not_reused(inception_weights, tmp_path):
+    """The manifest vouches for the weights only if they were made from the pinned tarball."""
+    folder = os.path.dirname(inception_weights)
+    with open(os.path.join(folder, iw.MANIFEST_FILE)) as f:
+        manifest = json.load(f)
+    assert manifest["source"]["tarball_sha256"] == nsfwjs.TARBALL_SHA256
+    args = (str(tmp_path / iw.MANIFEST_FILE), inception_weights, tuple(manifest["input_range"]))
+    (tmp_path / iw.MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert iw._manifest_is_current(*args)
+    manifest["source"]["tarball_sha256"] = "0" * 64
+    (tmp_path / iw.MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert not iw._manifest_is_current(*args)
 
 
 def test_fetch_again_reuses_the_manifest(inception_weights):

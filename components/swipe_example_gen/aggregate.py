@@ -13,8 +13,8 @@ import functools
 import io
 import math
 import os
-import posixpath
 import time
+import urllib.parse
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
@@ -56,6 +56,7 @@ class Reject:
     reason: str
     source: str  # the file the row came from
     rows: int = 1  # input rows this reject stands for (not written: the reason says it)
+    names: str = ""  # a malformed row's presumed key (its user_id field), so swipes naming it can quote why
 
     def csv_line(self) -> str:
         buf = io.StringIO()
@@ -162,11 +163,31 @@ def liked_values(col) -> tuple[np.ndarray, np.ndarray]:
     return liked, liked | disliked
 
 
-def resolve_uri(uri: str, base_dir: str) -> str:
-    """Photo URIs may be absolute (path or gs://) or relative to the users table's folder."""
-    if "://" in uri or os.path.isabs(uri):
-        return uri
-    return os.path.join(base_dir, uri)
+@dataclasses.dataclass(frozen=True)
+class PhotoSources:
+    """Where a users table's photo_uri may point: the table's own folder (always), and the GCS
+    buckets or bucket prefixes in `buckets` (none by default). A table must not reach files its
+    owner did not ship: a local path of the worker, or another tenant's bucket that the runner's
+    account can read."""
+
+    buckets: tuple[str, ...] = ()  # "gs://bucket" or "gs://bucket/prefix"
+
+    def __post_init__(self):
+        for b in self.buckets:
+            if not b.startswith("gs://") or not b[5:].split("/")[0] or _has_dot_segment(b[5:]):
+                raise ValueError(f"photo bucket {b!r}: give gs://BUCKET or gs://BUCKET/PREFIX")
+
+    @classmethod
+    def parse(cls, text: str | None) -> "PhotoSources":
+        """From the component's comma-separated `photo_buckets` parameter."""
+        return cls(tuple(b.strip().rstrip("/") for b in (text or "").split(",") if b.strip()))
+
+    def allows(self, uri: str) -> bool:
+        return any(uri.startswith(b.rstrip("/") + "/") for b in self.buckets)
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(part in (".", "..") for part in path.split("/"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -174,18 +195,37 @@ def _real_dir(path: str) -> str:
     return os.path.realpath(path)
 
 
-def confined_uri(uri: str, base_dir: str) -> tuple[str, str | None]:
-    """(resolved URI, why it is refused). A relative URI must stay inside the users table's folder
-    after `..` and symlinks are resolved: a table must not reach files its owner did not ship."""
-    path = resolve_uri(uri, base_dir)
-    if "://" in uri or os.path.isabs(uri):
-        return path, None
-    if "://" in base_dir:
-        inside = posixpath.normpath(path).startswith(posixpath.normpath(base_dir) + "/")
+def confined_uri(uri: str, base_dir: str, sources: PhotoSources = PhotoSources()) -> tuple[str, str | None]:
+    """(what to read, why it is refused). Every form of photo_uri is resolved, then must lie
+    inside the users table's folder (local paths after `..` and symlinks are resolved) or in an
+    allowed bucket: a relative path, an absolute path, file:// and gs:// alike. GCS names are
+    literal (`..` in one is no parent), so a gs:// name with a `.` or `..` segment is refused."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme not in ("", "file", "gs"):
+        return uri, f"photo_uri {uri!r}: {scheme}:// is not a photo source (a path, file:// or gs://)"
+    if scheme == "file":
+        netloc, _, path = uri[len("file://"):].partition("/")
+        if netloc not in ("", "localhost"):
+            return uri, f"photo_uri {uri!r}: a file:// URI on another host ({netloc})"
+        target = "/" + urllib.parse.unquote(path)
+    elif scheme == "gs" or os.path.isabs(uri):
+        target = uri
+    elif "://" in base_dir:
+        target = base_dir.rstrip("/") + "/" + uri
     else:
-        real_base = _real_dir(base_dir)
-        inside = os.path.realpath(path).startswith(real_base + os.sep)
-    return path, None if inside else f"photo_uri {uri!r} leaves the data folder {base_dir}"
+        target = os.path.join(base_dir, uri)
+    allowed = ", ".join(sources.buckets) or "none"
+    outside = (f"photo_uri {uri!r} leaves the data folder {base_dir} and no allowed photo bucket holds it "
+               f"(allowed: {allowed})")
+    if target.startswith("gs://"):
+        if _has_dot_segment(target[5:]):
+            return target, f"photo_uri {uri!r}: a gs:// name with a '.' or '..' segment"
+        in_base = "://" in base_dir and target.startswith(base_dir.rstrip("/") + "/")
+        return target, None if in_base or sources.allows(target) else outside
+    if "://" in base_dir:  # a local path next to a table on GCS: the worker's own files
+        return target, outside
+    inside = os.path.realpath(target).startswith(_real_dir(base_dir) + os.sep)
+    return target, None if inside else outside
 
 
 def table_format(uri: str) -> str:
@@ -217,8 +257,16 @@ class _ReadCsv(beam.DoFn):
     """One CSV file -> Arrow tables of text columns, through pyarrow's reader: it handles a BOM,
     CRLF, blank lines and quoted newlines. A row with too few or too many fields is a reject."""
 
-    def __init__(self, uri: str, header: list[str], columns: list[str], kind: str):
+    def __init__(self, uri: str, header: list[str], columns: list[str], kind: str, key: str | None = None):
         self._uri, self._header, self._columns, self._kind = uri, header, columns, kind
+        self._key = header.index(key) if key in header else None
+
+    def _presumed_key(self, text: str) -> str:
+        """The key field of a row with the wrong field count, where the row reaches that far."""
+        if self._key is None:
+            return ""
+        fields = next(csv.reader(io.StringIO(text)), [])
+        return fields[self._key].strip() if self._key < len(fields) else ""
 
     def process(self, readable) -> Iterator:
         bad: list[Reject] = []
@@ -226,7 +274,8 @@ class _ReadCsv(beam.DoFn):
         def on_invalid(row) -> str:
             where = f"line {row.number}" if row.number and row.number > 0 else f"row {row.text[:60]!r}"
             bad.append(Reject(self._kind, where,
-                              f"{row.actual_columns} fields where the header has {row.expected_columns}", self._uri))
+                              f"{row.actual_columns} fields where the header has {row.expected_columns}", self._uri,
+                              names=self._presumed_key(row.text)))
             return "skip"
 
         with readable.open() as f:
@@ -252,9 +301,10 @@ class ReadTable(beam.PTransform):
     """A CSV (header row) or Parquet table as Arrow tables of its columns (main output) and the
     CSV rows that could not be split into fields (REJECT); `optional` columns when present."""
 
-    def __init__(self, uri: str, columns: tuple[str, ...], kind: str, optional: tuple[str, ...] = ()):
+    def __init__(self, uri: str, columns: tuple[str, ...], kind: str, optional: tuple[str, ...] = (),
+                 key: str | None = None):
         super().__init__()
-        self._uri, self._columns, self._kind, self._optional = uri, columns, kind, optional
+        self._uri, self._columns, self._kind, self._optional, self._key = uri, columns, kind, optional, key
 
     def expand(self, pbegin):
         header = check_columns(self._uri, self._columns)
@@ -263,7 +313,8 @@ class ReadTable(beam.PTransform):
             tables = pbegin | beam.io.ReadFromParquetBatched(self._uri, columns=columns)
             return {"ok": tables, REJECT: pbegin | "NoRejects" >> beam.Create([])}
         out = (pbegin | fileio.MatchFiles(self._uri) | fileio.ReadMatches()
-               | beam.ParDo(_ReadCsv(self._uri, header, columns, self._kind)).with_outputs(REJECT, main="ok"))
+               | beam.ParDo(_ReadCsv(self._uri, header, columns, self._kind, self._key))
+               .with_outputs(REJECT, main="ok"))
         return {"ok": out.ok, REJECT: out[REJECT]}
 
 
@@ -336,15 +387,18 @@ class UserIndex:
                     float(self.updated_at[i]), self.groups[i])
 
 
-def _index_users(tables: list[pa.Table], source: str) -> Iterator:
+def _index_users(tables: list[pa.Table], source: str, malformed: list[Reject]) -> Iterator:
     def index():  # a generator, so that the index is built inside `timed`
-        yield build_user_index(tables, source)
+        yield build_user_index(tables, source, malformed)
 
     yield from timed("index_users", index())
 
 
-def build_user_index(tables: list[pa.Table], source: str) -> tuple[UserIndex, list[Reject]]:
-    """Validates every user row; a user_id on two rows rejects both (neither can be trusted)."""
+def build_user_index(tables: list[pa.Table], source: str,
+                     malformed: Iterable[Reject] = ()) -> tuple[UserIndex, list[Reject]]:
+    """Validates every user row; a user_id on two rows rejects both (neither can be trusted).
+    `malformed`: the rows the reader rejected (wrong field count), already in rejects.csv; the
+    id each presumably carries is recorded with its failure, for the swipes that name it."""
     table = pa.concat_tables(tables,
                              promote=True) if tables else pa.table({c: pa.array([], pa.string()) for c in USER_COLUMNS})
     n = table.num_rows
@@ -372,6 +426,10 @@ def build_user_index(tables: list[pa.Table], source: str) -> tuple[UserIndex, li
             continue
         rejected[uid] = why
         rejects.append(Reject("user", uid, why, source))
+    kept = {ids[i] for i in keep}
+    for r in malformed:
+        if r.names and r.names not in kept:
+            rejected.setdefault(r.names, f"{r.id}: {r.reason}")
     index = UserIndex(
         ids=pa.array([ids[i] for i in keep], pa.string()),
         genders=np.array([features.GENDERS.index(genders[i]) for i in keep], np.int8),
@@ -632,9 +690,10 @@ class ReadPhotos(beam.DoFn):
     """Reads and checks a batch of candidates' photos (one graph call per batch); a refused photo
     rejects the user and its swipes."""
 
-    def __init__(self, photo_base_dir: str, users_source: str):
+    def __init__(self, photo_base_dir: str, users_source: str, sources: PhotoSources = PhotoSources()):
         self._base = photo_base_dir
         self._source = users_source
+        self._sources = sources
         self._check = None
 
     def setup(self):
@@ -665,7 +724,7 @@ class ReadPhotos(beam.DoFn):
         """(resolved URI, why it cannot be read, its bytes). Local files through open(): a quarter
         of tf.io.gfile's cost per photo. No file is read past features.MAX_PHOTO_BYTES, so one
         huge file cannot take the worker's memory."""
-        uri, refused = confined_uri(photo_uri, self._base)
+        uri, refused = confined_uri(photo_uri, self._base, self._sources)
         if refused:
             return uri, refused, b""
         limit = features.MAX_PHOTO_BYTES
@@ -724,12 +783,14 @@ class Aggregated:
     times: beam.PCollection  # (stage, (CPU seconds summed over workers, wall-clock first start, last end))
 
 
-def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | None = None) -> Aggregated:
+def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | None = None,
+              photo_sources: PhotoSources = PhotoSources()) -> Aggregated:
     """The whole join: validate rows, count post-update swipes per target by swiper gender, read photos."""
     rules = rules or SwipeRules(now=time.time())
-    users = pipeline | "ReadUsers" >> ReadTable(users_uri, USER_COLUMNS, "user", USER_OPTIONAL_COLUMNS)
+    users = pipeline | "ReadUsers" >> ReadTable(users_uri, USER_COLUMNS, "user", USER_OPTIONAL_COLUMNS, key="user_id")
     indexed = (users["ok"] | "AllUserRows" >> beam.combiners.ToList()
-               | "IndexUsers" >> beam.FlatMap(_index_users, users_uri).with_outputs(TIMES, main="ok"))
+               | "IndexUsers" >> beam.FlatMap(_index_users, users_uri, beam.pvalue.AsList(users[REJECT]))
+               .with_outputs(TIMES, main="ok"))
     built = indexed.ok
     index = beam.pvalue.AsSingleton(built | "Index" >> beam.Map(lambda b: b[0]))
     swipe_tables = pipeline | "ReadSwipes" >> ReadTable(swipes_uri, SWIPE_COLUMNS, "swipe")
@@ -744,8 +805,8 @@ def aggregate(pipeline, users_uri: str, swipes_uri: str, rules: SwipeRules | Non
                  users_uri).with_outputs(REJECT, "swiper_only", TIMES, main="ok"))
     photos = (cands.ok | "SpreadPhotos" >> beam.Reshuffle()
               | "PhotoBatches" >> beam.BatchElements(min_batch_size=PHOTO_BATCH, max_batch_size=PHOTO_BATCH)
-              | "ReadPhotos" >> beam.ParDo(ReadPhotos(os.path.dirname(users_uri), users_uri)).with_outputs(
-                  REJECT, "gender_cells", COUNTED, TIMES, main="ok"))
+              | "ReadPhotos" >> beam.ParDo(ReadPhotos(os.path.dirname(users_uri), users_uri, photo_sources))
+              .with_outputs(REJECT, "gender_cells", COUNTED, TIMES, main="ok"))
     user_rejects = built | "UserRejects" >> beam.FlatMap(lambda b: b[1])
     rejects = ((users[REJECT], user_rejects, swipe_tables[REJECT], checked[REJECT], counted[REJECT], cands[REJECT],
                 photos[REJECT])

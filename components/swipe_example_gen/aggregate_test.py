@@ -338,3 +338,36 @@ def test_a_stage_time_leaves_out_the_fused_steps_that_run_inside_its_yields():
     assert own_start <= later_start <= later_end <= own_end
     summary = aggregate.stage_times(times, since=own_start)
     assert list(summary) == ["own", "next"] and summary["own"]["start_s"] == 0
+
+
+@pytest.mark.parametrize("uri,allowed", [
+    ("photos/a.png", True),  # relative to the table's folder on GCS
+    ("gs://data/in/photos/a.png", True),  # absolute, inside it
+    ("gs://data/in-other/a.png", False),  # a sibling prefix is not inside
+    ("gs://data/in/../secret/a.png", False),  # GCS names are literal: no `..` at all
+    ("photos/../../secret/a.png", False),
+    ("gs://shared-photos/p/a.png", True),  # an allowed bucket prefix
+    ("gs://shared-photos/private/a.png", False),
+    ("gs://shared-photos-evil/p/a.png", False),
+    ("gs://all-mine/any/a.png", True),  # a whole allowed bucket
+    ("/etc/passwd", False), ("file:///etc/passwd", False),  # the worker's own files, next to a table on GCS
+    ("s3://bucket/a.png", False), ("https://example.com/a.png", False),
+])
+def test_photo_uri_on_gcs_stays_in_the_data_folder_or_an_allowed_bucket(uri, allowed):
+    sources = aggregate.PhotoSources(("gs://shared-photos/p", "gs://all-mine"))
+    path, refused = aggregate.confined_uri(uri, "gs://data/in", sources)
+    assert (refused is None) == allowed, refused
+    if allowed:
+        assert path.startswith("gs://") and ".." not in path.split("/")
+    elif "leaves the data folder" in (refused or ""):
+        assert refused.endswith("(allowed: gs://shared-photos/p, gs://all-mine)")
+    in_data_folder = uri.startswith(("photos/a", "gs://data/in/photos"))
+    assert (aggregate.confined_uri(uri, "gs://data/in")[1] is None) == in_data_folder  # by default: the folder only
+
+
+def test_photo_sources_take_only_gcs_buckets():
+    assert aggregate.PhotoSources.parse(" gs://a/p/ , gs://b ").buckets == ("gs://a/p", "gs://b")
+    assert aggregate.PhotoSources.parse(None).buckets == ()
+    for bad in ("/data/photos", "gs://", "gs://a/../b", "http://a"):
+        with pytest.raises(ValueError, match="give gs://BUCKET or gs://BUCKET/PREFIX"):
+            aggregate.PhotoSources((bad,))

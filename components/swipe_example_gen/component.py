@@ -1,7 +1,7 @@
 """SwipeExampleGen: users, swipes and photos in; split tf.Examples and a data report out."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -11,7 +11,7 @@ from tfx.types import artifact, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.types.system_artifacts import Dataset
 
-from deepattraction.components.swipe_example_gen import executor
+from deepattraction.components.swipe_example_gen import aggregate, executor
 from deepattraction.trainer import features
 
 SPLITS = (("train", 8), ("eval", 1), ("test", 1))  # hash buckets of user_id
@@ -28,6 +28,8 @@ class SwipeExampleGenSpec(ComponentSpec):
     PARAMETERS = {
         executor.USERS_URI: ExecutionParameter(type=str),
         executor.SWIPES_URI: ExecutionParameter(type=str),
+        # Buckets besides the users table's own folder that photo_uri may name; none when absent.
+        executor.PHOTO_BUCKETS: ExecutionParameter(type=str, optional=True),
         # Changes when the input tables change, so a cached run is reused only on the same data.
         "input_fingerprint": ExecutionParameter(type=str, optional=True),
         "code_version": ExecutionParameter(type=str, optional=True),  # configs.step_code_versions', a cache key
@@ -59,9 +61,12 @@ class SwipeExampleGen(base_beam_component.BaseBeamComponent):
     def __init__(self, users_uri: Union[str, data_types.RuntimeParameter],
                  swipes_uri: Union[str, data_types.RuntimeParameter],
                  input_fingerprint: Optional[str] = None, code_version: Optional[str] = None,
-                 output_config: Optional[example_gen_pb2.Output] = None):
+                 output_config: Optional[example_gen_pb2.Output] = None,
+                 photo_buckets: Sequence[str] = ()):
+        aggregate.PhotoSources(tuple(photo_buckets))  # a malformed bucket fails when the pipeline is built
         super().__init__(SwipeExampleGenSpec(
             users_uri=users_uri, swipes_uri=swipes_uri, input_fingerprint=input_fingerprint,
+            photo_buckets=",".join(photo_buckets) or None,
             code_version=code_version,
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="*")]),
             output_config=output_config or split_config(),

@@ -17,6 +17,7 @@ from deepattraction.components.swipe_example_gen import aggregate
 
 USERS_URI = "users_uri"
 SWIPES_URI = "swipes_uri"
+PHOTO_BUCKETS = "photo_buckets"  # comma-separated gs:// buckets or prefixes photo_uri may name (PhotoSources)
 REPORT_URI = "_report_uri"  # handed from Do to the PTransform; not a component parameter
 REJECTS_FILE = "rejects.csv"
 GENDER_TABLE_FILE = "gender_table.csv"
@@ -45,7 +46,8 @@ def _SwipesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
     """The source PTransform: tf.Examples out; rejects, gender table and counts as side files."""
     del split_pattern  # one source; the base executor splits by hash of user_id
     report = exec_properties[REPORT_URI]
-    agg = aggregate.aggregate(pipeline, exec_properties[USERS_URI], exec_properties[SWIPES_URI])
+    agg = aggregate.aggregate(pipeline, exec_properties[USERS_URI], exec_properties[SWIPES_URI],
+                              photo_sources=aggregate.PhotoSources.parse(exec_properties.get(PHOTO_BUCKETS)))
     (agg.rejects
      | "RejectLines" >> beam.Map(aggregate.Reject.csv_line)
      | "WriteRejects" >> beam.io.WriteToText(

@@ -17,6 +17,8 @@ from deepattraction.components.swipe_example_gen import aggregate
 from deepattraction.trainer import features
 
 NOW = 1780272000.0  # 2026-06-01: the run's start
+OUTSIDE_FORMS = ("abs-outside", "file-outside", "file-other-host", "gs-other", "http")
+OTHER_FORMS = ("abs-inside", "file-inside", *OUTSIDE_FORMS)
 
 
 @dataclasses.dataclass
@@ -102,6 +104,15 @@ def doubtful(tmp_path_factory):
         ("huge", "male", "photos/huge.png", "2026-01-01"),
         ("other", "other", "photos/a.png", "2026-01-01"),
         ("only-swipes", "male", "", "2026-01-01"),
+        ("abs-inside", "female", str(photos / "a.png"), "2026-01-01"),
+        ("file-inside", "female", f"file://{photos}/%61.png", "2026-01-01"),  # percent-encoded: a.png
+        ("abs-outside", "male", str(root / "outside.png"), "2026-01-01"),
+        ("file-outside", "male", f"file://{root / 'outside.png'}", "2026-01-01"),
+        ("file-other-host", "male", f"file://elsewhere{root / 'outside.png'}", "2026-01-01"),
+        ("gs-other", "male", "gs://someone-elses-bucket/photos/a.png", "2026-01-01"),
+        ("http", "male", "http://127.0.0.1:9/a.png", "2026-01-01"),
+        ("short", "male", "photos/a.png"),  # a field short: the reader rejects the row
+        ("long", "male", "photos/a.png", "2026-01-01", "extra"),  # a field too many
     ]
     rows = [
         ("b", "a", "1", "2026-01-11T00:00:00Z"), ("b", "a", "1", "2026-01-11T00:00:00Z"),  # exact duplicate
@@ -117,7 +128,8 @@ def doubtful(tmp_path_factory):
         ("other", "a", "1", "2026-02-01T00:00:00Z"),  # the swiper's row was rejected
         ("a", "ghost", "1", "2026-02-01T00:00:00Z"),  # nobody's id
         *[("a", t, "1", "2026-02-01T00:00:00Z") for t in (
-            "dotdot", "abs-dir", "escape-link", "inside-link", "webp", "svg", "heic", "bomb", "huge")],
+            "dotdot", "abs-dir", "escape-link", "inside-link", "webp", "svg", "heic", "bomb", "huge", *OTHER_FORMS)],
+        ("short", "a", "1", "2026-02-01T00:00:00Z"), ("a", "long", "1", "2026-02-01T00:00:00Z"),  # malformed rows
     ]
     import csv
 
@@ -248,3 +260,36 @@ def test_a_csv_that_is_not_utf8_stops_the_run_naming_the_file(tmp_path):
     (tmp_path / "swipes.csv").write_text("swiper_id,target_id,liked,swiped_at\n")
     with pytest.raises(Exception, match="users.csv: not UTF-8"):
         run(str(tmp_path / "users.csv"), str(tmp_path / "swipes.csv"), str(tmp_path / "out"))
+
+
+def test_photo_uris_in_every_form_must_stay_in_the_data_folder(doubtful):
+    """An absolute path or a file:// URI inside the data folder is read; outside it, another
+    host's file://, another bucket's gs:// (none allowed by default) and other schemes are
+    rejected unread, and each target's swipe is rejected with it."""
+    def why(uid):
+        return next(r for k, i, r in doubtful.rejects if k == "user" and i == uid)
+
+    assert doubtful.labels["abs-inside"] == (1, 1) and doubtful.labels["file-inside"] == (1, 1)
+    for uid in ("abs-outside", "file-outside", "gs-other"):
+        assert "leaves the data folder" in why(uid) and why(uid).endswith("no allowed photo bucket holds it "
+                                                                          "(allowed: none)"), why(uid)
+    assert "a file:// URI on another host (elsewhere)" in why("file-other-host")
+    assert why("http").endswith("http:// is not a photo source (a path, file:// or gs://)")
+    for uid in OUTSIDE_FORMS:
+        assert uid not in doubtful.labels
+        assert doubtful.reasons("swipes", uid) == ["1 post-update swipe(s) to this target do not count: the "
+                                                   "target's photo was refused"]
+
+
+def test_a_swipe_naming_a_malformed_user_row_quotes_that_rows_failure(doubtful):
+    """The users table's short and long rows are rejects of their own; a swipe by or to the id
+    they carry says which row failed and why, not `unknown`."""
+    malformed = {r: i for k, i, r in doubtful.rejects if k == "user" and i.startswith("line ")}
+    assert sorted(malformed) == ["3 fields where the header has 4", "5 fields where the header has 4"]
+    short_line, long_line = malformed["3 fields where the header has 4"], malformed["5 fields where the header has 4"]
+    assert doubtful.reasons("swipe", "short->a@") == [
+        f"swiper_id names a rejected user row ({short_line}: 3 fields where the header has 4)"]
+    assert doubtful.reasons("swipe", "a->long@") == [
+        f"target_id names a rejected user row ({long_line}: 5 fields where the header has 4)"]
+    assert doubtful.counts["users_in"] == 24  # the malformed rows among them, each rejected once
+    assert sum(1 for k, i, _ in doubtful.rejects if k == "user" and i in ("short", "long")) == 0
