@@ -124,3 +124,24 @@ def test_the_vectorised_bootstrap_matches_resampling_photo_by_photo():
     assert got["gap_ci"] == pytest.approx(list(np.percentile(gap, [2.5, 97.5])))
     counts = np.concatenate(list(bootstrap_counts(33, 200, 7)))
     assert counts.shape == (200, 33) and (counts.sum(axis=1) == 33).all()
+
+
+def test_without_a_last_blessed_model_the_gap_is_reported_and_nothing_is_compared():
+    labels, rng = _photos()
+    pred = _model(labels, rng, {"D": 0.3}, 0.05)
+    base = baselines(labels)
+    r = add_group_figures({**evaluate(labels, base, pred), "slices": evaluate_slices(labels, base, pred)},
+                          group_figures(labels, GateConfig(), pred))
+    gap = r["group_gap"]
+    assert gap["worst_group"] == "group=D" and gap["gap"] > 3 and "growth_ci" not in gap and "baseline_model" not in gap
+    assert bless(r, GateConfig()) == (True, [])
+
+
+def test_gate_settings_are_flat_numbers_and_strings_for_pipeline_parameters():
+    import dataclasses
+
+    fields = {f.name: f.type for f in dataclasses.fields(GateConfig)}
+    assert {"max_group_gap_regression", "min_group_photos", "bootstrap_resamples", "bootstrap_seed"} <= set(fields)
+    assert set(fields.values()) <= {"float", "int", "str"}
+    gate = GateConfig(max_group_gap_regression=0.2, min_group_photos=30, bootstrap_resamples=500, bootstrap_seed=3)
+    assert GateConfig.from_json(gate.to_json()) == gate
