@@ -26,6 +26,7 @@ from deepattraction.cli import build_parser, cmd_run, pipeline_config
 from deepattraction.components.data_gate.executor import DataValidationBlocked
 from deepattraction.components.data_gate.validation import BASELINE_DIR, VERDICT_FILE
 from deepattraction.components.evaluator.evaluation import GateConfig
+from deepattraction.components.report import browser
 from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
 from deepattraction.face_parity import encode_jpeg
 from deepattraction.pipeline import local_runner, results
@@ -186,6 +187,17 @@ def test_learnable_data_gives_a_blessed_pushed_model(first_run):
     assert os.path.exists(os.path.join(version_dir, "saved_model.pb")) and os.path.isdir(os.path.join(version_dir,
                                                                                                       "variables"))
     assert "demo: like-ratio weighted MSE" in r.demo_line()
+    # Per-group figures with intervals; the report, opened in Chromium, shows the headline first
+    # and the per-group calibration curves.
+    for g in ("female", "male"):
+        lo, hi = m["slices"][g]["ratio_weighted_mse_ci"]
+        assert lo <= hi and m["slices"][g]["gap"] > 0 and len(m["slices"][g]["ratio_calibration"]) > 1
+    assert m["group_gap"]["resamples"] == GateConfig().bootstrap_resamples and m["group_gap"]["passed"] is None
+    v = browser.view(r.report_path)
+    assert v.console_errors == [] and v.page_errors == [] and v.failed_requests == []
+    [curves] = [i for i in v.images if i["alt"] == "per-group calibration curves"]
+    assert curves["complete"] and curves["width"] > 0
+    assert "whole split" in v.tables["groups"] and v.tops["headline"] < v.tops["groups"] < v.tops["metrics"]
 
     # The first run has data validation but nothing to measure drift against; its blessing keeps
     # the training split's statistics for the next run.

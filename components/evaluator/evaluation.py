@@ -20,6 +20,7 @@ class GateConfig:
 
     max_mse_ratio: weighted MSE must be below the best constant's MSE times this.
     min_accuracy_gain: gender accuracy must exceed the majority share by more than this.
+    Flat numbers and strings only: each field is a pipeline parameter.
     """
 
     max_mse_ratio: float = 1.0
@@ -27,6 +28,13 @@ class GateConfig:
     # Against the last blessed model (when there is one): how much worse the candidate may be.
     max_mse_regression: float = 0.0  # relative: weighted MSE <= baseline model's x (1 + this)
     max_accuracy_regression: float = 0.0  # absolute: accuracy >= baseline model's - this
+    # The group gap: the worst group's like-ratio weighted MSE over the whole split's (fairness.py).
+    # Refused when the candidate's gap exceeds the last blessed model's by more than this even at
+    # the low end of the 95% interval of the growth (absolute, in units of the whole split's MSE).
+    max_group_gap_regression: float = 0.0
+    min_group_photos: int = 50  # a group with fewer photos in the split is reported, not gated on
+    bootstrap_resamples: int = 1000  # resamples behind every 95% interval
+    bootstrap_seed: int = 0  # fixed: the same photos and predictions give the same intervals
     eval_split: str = "test"
     baseline_split: str = "train"
 
@@ -199,4 +207,29 @@ def bless(result: dict, gate: GateConfig) -> tuple[bool, list[str]]:
                 result["gender_accuracy"] < last["gender_accuracy"] - gate.max_accuracy_regression:
             reasons.append(f"gender accuracy {result['gender_accuracy']:.4f} regresses against the last blessed "
                            f"model's {last['gender_accuracy']:.4f} (tolerance {gate.max_accuracy_regression})")
+    gap = group_gap_reason(result.get("group_gap"), gate)
+    if gap:
+        reasons.append(gap)
     return not reasons, reasons
+
+
+def group_gap_reason(gap: dict | None, gate: GateConfig) -> str | None:
+    """Why the candidate's group gap is refused, or None.
+
+    The gap is the worst group's weighted MSE over the whole split's; the growth is the
+    candidate's gap minus the last blessed model's (each its own worst group), both measured on
+    the same bootstrap resamples of the same photos (fairness.group_figures). Refused only when the
+    growth's 95% interval lies wholly above gate.max_group_gap_regression: a growth the photos'
+    noise could explain does not block, and the pairing makes the interval narrow enough that a
+    real regression on one group still does. Groups under gate.min_group_photos are not judged."""
+    if not gap or not gap.get("growth_ci"):
+        return None
+    lo, hi = gap["growth_ci"]
+    if not lo > gate.max_group_gap_regression:
+        return None
+    last = gap["baseline_model"]
+    clo, chi = gap["gap_ci"]
+    return (f"group gap regresses: {gap['worst_group']}'s like-ratio weighted MSE is {gap['gap']:.2f}x the whole "
+            f"split's (95% {clo:.2f}-{chi:.2f}), against {last['gap']:.2f}x for the last blessed model's worst group "
+            f"{last['worst_group']}; the growth {gap['growth']:+.2f} (95% {lo:+.2f} to {hi:+.2f}) exceeds the "
+            f"tolerance {gate.max_group_gap_regression} even at its low end")

@@ -23,7 +23,9 @@ from deepattraction.components.evaluator.evaluation import (
     bless,
     evaluate,
     evaluate_slices,
+    group_gap_reason,
 )
+from deepattraction.components.evaluator.fairness import add_group_figures, group_figures
 from deepattraction.trainer import features
 from deepattraction.trainer.features import EXAMPLES_INPUT, OUT_FACE_COUNT, OUT_MALE, OUT_RATIO, SERVING_EXAMPLES
 
@@ -119,14 +121,20 @@ class Executor(base_executor.BaseExecutor):
         base = baselines(train_labels)
         result = evaluate(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE))
         last = input_dict.get("baseline_model") or []
+        last_preds = {}
         if last:  # the last blessed model, scored on the same photos
             last_dir = path_utils.serving_model_path(last[0].uri, path_utils.is_old_model_artifact(last[0]))
             last_preds = predict(last_dir, eval_files)
             result["baseline_model"] = {"uri": last[0].uri,
                                         **evaluate(labels, base, last_preds.get(OUT_RATIO), last_preds.get(OUT_MALE))}
-        blessed, reasons = bless(result, gate)
         result["slices"] = evaluate_slices(labels, base, preds.get(OUT_RATIO), preds.get(OUT_MALE),
                                            preds.get(OUT_FACE_COUNT))
+        add_group_figures(result, group_figures(labels, gate, preds.get(OUT_RATIO), preds.get(OUT_MALE),
+                                                preds.get(OUT_FACE_COUNT), last_preds.get(OUT_RATIO)))
+        blessed, reasons = bless(result, gate)
+        if "group_gap" in result:  # None: nothing to compare with (no blessed model yet, or no group judged)
+            result["group_gap"]["passed"] = (None if "growth_ci" not in result["group_gap"]
+                                             else group_gap_reason(result["group_gap"], gate) is None)
         result.update(blessed=blessed, not_blessed_because=reasons, gate=json.loads(gate.to_json()),
                       baselines=base, train_count=int(len(train_labels.like_ratio)))
 

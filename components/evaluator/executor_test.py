@@ -99,3 +99,33 @@ def test_examples_written_before_the_slice_features_still_read(tmp_path):
     labels, ids = executor.read_labels([path])
     assert ids == ["u1"] and labels.group.tolist() == [""] and labels.source_swipes.tolist() == [[0, 0]]
     assert labels.like_ratio.tolist() == [0.25] and labels.swipe_count.tolist() == [8]
+
+
+def test_group_figures_and_the_gap_gate_score_the_last_blessed_model_on_the_same_photos(tmp_path, tiny_examples):
+    """The last blessed model is the candidate itself: every group's gap is the same for both, so
+    the growth is exactly 0 and the gap gate passes; each group slice carries its intervals."""
+    examples, _ = tiny_examples
+    model, last, evaluation, blessing = (standard_artifacts.Model(), standard_artifacts.Model(),
+                                         standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing())
+    for a, n in ((model, "model"), (last, "last"), (evaluation, "evaluation"), (blessing, "blessing")):
+        a.uri = str(tmp_path / n)
+        os.makedirs(a.uri)
+    for a in (model, last):
+        _save_model(os.path.join(a.uri, "Format-Serving"), perfect=False, constant=0.4)
+    gate = GateConfig(min_group_photos=1, bootstrap_resamples=200, eval_split="train")  # test: 2 photos
+    executor.Executor().Do({"examples": [examples], "model": [model], "baseline_model": [last]},
+                           {"evaluation": [evaluation], "blessing": [blessing]},
+                           {executor.GATE_CONFIG: gate.to_json()})
+    with open(os.path.join(evaluation.uri, executor.METRICS_FILE)) as f:
+        m = json.load(f)
+    gap = m["group_gap"]
+    assert gap["gated"] == ["female", "male"] and gap["worst_group"] in ("female", "male")
+    assert gap["growth"] == 0 and gap["growth_ci"] == [0, 0] and gap["passed"] is True
+    assert gap["baseline_model"]["gaps"] == {g: m["slices"][g]["gap"] for g in ("female", "male")}
+    assert not any("group gap" in r for r in m["not_blessed_because"])
+    assert m["ratio_weighted_mse_ci"][0] <= m["ratio_weighted_mse"] <= m["ratio_weighted_mse_ci"][1]
+    for name in ("female", "male", "unstarred", "source_gender=female"):
+        s = m["slices"][name]
+        assert {"ratio_weighted_mse_ci", "ratio_ece_ci", "gender_accuracy_ci", "gap", "gap_ci"} <= set(s)
+        assert s["gap"] == pytest.approx(s["ratio_weighted_mse"] / m["ratio_weighted_mse"])
+        assert len(s["ratio_calibration"]) > 1  # each group's own calibration curve

@@ -15,6 +15,7 @@ import tempfile
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync")
+VIEWPORT_HEIGHT = 900
 
 
 @dataclasses.dataclass
@@ -26,6 +27,8 @@ class PageView:
     images: list[dict]  # {"alt", "width" (naturalWidth), "complete"} per <img>, in page order
     tables: dict  # table class -> its text
     galleries: dict  # gallery section id -> number of thumbnails
+    tops: dict  # element id -> its top edge in CSS pixels from the top of the page
+    viewport_height: int  # the first screen ends here
 
 
 def view(html_path: str, screenshot: str | None = None, chromium: str = CHROMIUM, width: int = 1280) -> PageView:
@@ -36,7 +39,7 @@ def view(html_path: str, screenshot: str | None = None, chromium: str = CHROMIUM
     console, errors, failed = [], [], []
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(profile, executable_path=chromium, headless=True, args=list(FLAGS),
-                                                   viewport={"width": width, "height": 900})
+                                                   viewport={"width": width, "height": VIEWPORT_HEIGHT})
         try:
             page = ctx.new_page()
             page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
@@ -49,9 +52,11 @@ def view(html_path: str, screenshot: str | None = None, chromium: str = CHROMIUM
                                    "[t.className, t.innerText]))")
             galleries = page.evaluate("Object.fromEntries([...document.querySelectorAll('section.gallery')]"
                                       ".map(s => [s.id, s.querySelectorAll('figure.thumb img').length]))")
+            tops = page.evaluate("Object.fromEntries([...document.querySelectorAll('[id]')].map(e => "
+                                 "[e.id, e.getBoundingClientRect().top + window.scrollY]))")
             if screenshot:
                 page.screenshot(path=screenshot, full_page=True)
-            return PageView(page.title(), console, errors, failed, images, tables, galleries)
+            return PageView(page.title(), console, errors, failed, images, tables, galleries, tops, VIEWPORT_HEIGHT)
         finally:
             ctx.close()
 

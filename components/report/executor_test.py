@@ -2,7 +2,7 @@ import os
 import re
 
 from deepattraction.components.report import executor
-from deepattraction.components.report.conftest import GALLERY, run_report
+from deepattraction.components.report.conftest import GALLERY, raw_keys, run_report
 from deepattraction.components.report.model_card import MODEL_CARD_FILE
 from deepattraction.components.report.report import fmt
 
@@ -13,8 +13,8 @@ def test_report_shows_the_runs_metrics_galleries_and_card(report_run):
         page = f.read()
     with open(os.path.join(uri, MODEL_CARD_FILE)) as f:
         card = f.read()
-    assert "it predicts attractiveness and gender from faces" in card and "| starred |" in card
-    assert "<h1>DeepAttraction model card</h1>" in page and "<td>starred</td>" in page  # the card, as HTML
+    assert "it predicts attractiveness and gender from faces" in card and "| starred (one face) |" in card
+    assert "<h1>DeepAttraction model card</h1>" in page and "<td>starred (one face)</td>" in page  # the card, as HTML
     ranked = sorted(rows, key=lambda r: (float(r["pred_like_ratio"]), r["user_id"]))
     highest = re.search(r'id="gallery-highest">(.*?)</section>', page, re.S).group(1)
     assert re.findall(r'alt="([^"]+)"', highest) == [r["user_id"] for r in ranked[::-1][:GALLERY]]
@@ -22,6 +22,28 @@ def test_report_shows_the_runs_metrics_galleries_and_card(report_run):
     assert len(rows) > 2 * GALLERY and f"<td>{fmt(metrics['ratio_weighted_mse'])}</td>" in page
     assert "fine_tune" in page and 'alt="training curves"' in page
     assert len(page) > 50_000 and not re.search(r'(src|href)="(?!data:)', page)
+
+
+def test_the_headline_comes_first_and_no_raw_metric_key_is_shown(report_run):
+    uri, metrics, _ = report_run
+    with open(os.path.join(uri, executor.REPORT_FILE)) as f:
+        page = f.read()
+    text = re.sub(r'src="data:[^"]*"', "", page)
+    keys = raw_keys(metrics)
+    assert {"gender_constant_weighted_mae", "constant_mae", "source_gender=female", "max_group_gap_regression",
+            "ratio_weighted_mse_ci"} <= keys
+    assert sorted(k for k in keys if k in text) == []
+    headline = re.search(r'<section class="headline" id="headline">(.*?)</section>', page, re.S).group(1)
+    assert page.index('id="headline"') < min(m.start() for m in re.finditer(r"<table class=\"(?!headline)", page))
+    assert ("BLESSED" if metrics["blessed"] else "NOT BLESSED") in headline
+    assert 'alt="predicted vs true like ratio"' in headline and "x the constant&#x27;s" in headline
+    assert "Group gap gate passed" in headline
+    with open(os.path.join(uri, MODEL_CARD_FILE)) as f:
+        card = f.read()
+    groups = card.split("## Groups")[1]
+    worst = max(("female", "male", "starred", "unstarred"), key=lambda n: metrics["slices"][n]["ratio_weighted_mse"])
+    assert f"| like-ratio weighted MSE | {'starred (one face)' if worst == 'starred' else worst} |" in groups
+    assert "Group gap gate: **passed**" in groups
 
 
 def test_report_without_training_history_says_so(tmp_path, tiny_examples, report_run):

@@ -90,6 +90,44 @@ def calibration_plot(photos: list[Photo], metrics: dict, bins: int) -> bytes | N
     return _png(fig)
 
 
+def group_calibration_figure(metrics: dict) -> Figure | None:
+    """One panel per slice dimension (photo's gender, group, swiper gender, starred subset), each
+    group's like-ratio calibration curve (the evaluator's bins) overlaid on the whole split's."""
+    from deepattraction.components.evaluator.fairness import GROUP_DIMENSIONS, slice_dimension
+    from deepattraction.components.report.labels import dimension_label, slice_label
+
+    panels: dict[str, dict] = {}
+    for name, m in (metrics.get("slices") or {}).items():
+        b = metric_bins(m.get("ratio_calibration"))
+        if b and slice_dimension(name) in GROUP_DIMENSIONS:
+            panels.setdefault(slice_dimension(name), {})[name] = b
+    if not panels:
+        return None
+    whole = metric_bins(metrics.get("ratio_calibration"))
+    dims = [d for d in GROUP_DIMENSIONS if d in panels]
+    fig = _figure(3.3 * len(dims), 3.3)
+    for i, dim in enumerate(dims):
+        ax = fig.add_subplot(1, len(dims), i + 1)
+        if whole:
+            ax.plot([x for x, _, _ in whole], [y for _, y, _ in whole], "-", color="0.6", lw=3, alpha=0.6,
+                    label="whole split")
+        for name, b in sorted(panels[dim].items()):
+            ax.plot([x for x, _, _ in b], [y for _, y, _ in b], "o-", ms=3, label=slice_label(name))
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted like ratio")
+        if i == 0:
+            ax.set_ylabel("observed like ratio")
+        ax.set_title(f"by {dimension_label(dim)}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def group_calibration_plot(metrics: dict) -> bytes | None:
+    fig = group_calibration_figure(metrics)
+    return _png(fig) if fig is not None else None
+
+
 def training_plot(history: dict) -> bytes | None:
     """One panel per metric (train and val_ together), phase starts marked."""
     curves = {k: v for k, v in (history.get("history") or {}).items() if isinstance(v, list) and v}

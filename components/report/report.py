@@ -12,34 +12,11 @@ import io
 import math
 import pathlib
 
+from deepattraction.components.evaluator.fairness import GATED_DIMENSIONS, GROUP_DIMENSIONS, slice_dimension
 from deepattraction.components.report import data_validation, plots
+from deepattraction.components.report.labels import dimension_label, gate_text, label, slice_label
 
 MIME_PNG, MIME_JPEG = "image/png", "image/jpeg"
-
-# Friendly names for the evaluator's keys; any other key is shown as it is spelt.
-METRIC_LABELS = {
-    "count": "photos",
-    "train_count": "training photos",
-    "ratio_weighted_mse": "like-ratio weighted MSE",
-    "constant_weighted_mse": "weighted MSE of the best constant",
-    "gender_constant_weighted_mse": "weighted MSE of the per-gender constant",
-    "mse_ratio": "weighted MSE / constant's",
-    "constant": "best constant like ratio",
-    "ratio_mae": "like-ratio MAE",
-    "ratio_weighted_mae": "like-ratio weighted MAE",
-    "ratio_pearson": "like-ratio Pearson r",
-    "ratio_spearman": "like-ratio Spearman rho",
-    "gender_accuracy": "gender accuracy",
-    "gender_log_loss": "gender log-loss",
-    "gender_auc": "gender ROC AUC",
-    "majority_accuracy": "majority-class accuracy",
-    "ratio_mse": "like-ratio MSE (unweighted)",
-    "ratio_weighted_pearson": "like-ratio weighted Pearson r",
-    "ratio_ece": "like-ratio calibration error (ECE)",
-    "prior_log_loss": "gender log-loss of the training prior",
-    "gender_constant_mse_ratio": "weighted MSE / per-gender constant's",
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class ReportConfig:
@@ -109,10 +86,6 @@ def fmt(v) -> str:
     return str(v)
 
 
-def label(key: str) -> str:
-    return METRIC_LABELS.get(key, key)
-
-
 def is_scalar(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -135,12 +108,19 @@ def img(data: bytes, mime: str, alt: str, cls: str = "") -> str:
     return f'<img class="{cls}" alt="{esc(alt)}" src="{data_uri(data, mime)}">'
 
 
+def with_ci(v, ci) -> str:
+    """A figure with its 95% interval, when it has one."""
+    return fmt(v) if not ci else f"{fmt(v)} (95% {fmt(ci[0])} to {fmt(ci[1])})"
+
+
 def metrics_table(metrics: dict) -> str:
-    """The run's scalar metrics, with the last blessed model's beside them when it was scored."""
+    """The run's scalar metrics under their labels, with the interval where the evaluator gave one
+    and the last blessed model's value beside them when it was scored."""
     last = metrics.get("baseline_model") or {}
     keys = [k for k, v in metrics.items() if is_scalar(v)]
     header = ["metric", "this model"] + (["last blessed model"] if last else [])
-    rows = [[label(k), metrics[k]] + ([last.get(k, "")] if last else []) for k in keys]
+    rows = [[label(k), with_ci(metrics[k], metrics.get(f"{k}_ci"))] + ([last.get(k, "")] if last else [])
+            for k in keys]
     return table(header, rows, "metrics")
 
 
@@ -150,18 +130,138 @@ def slices_table(metrics: dict, slices: dict) -> str:
     keys = []
     for m in slices.values():
         keys += [k for k, v in m.items() if (is_scalar(v) or v is None) and k not in keys]
-    return table(["metric"] + list(cols), [[label(k)] + [m.get(k, "") for m in cols.values()] for k in keys], "slices")
+    return table(["metric"] + [slice_label(c) for c in cols],
+                 [[label(k)] + [m.get(k, "") for m in cols.values()] for k in keys], "slices")
+
+
+def baseline_rows(base: dict, prefix: str = "") -> list[list]:
+    """Each baseline value under a label; a swiper gender's own baselines under its slice's label."""
+    gender = {"0": "female", "1": "male"}
+    rows = []
+    for k, v in base.items():
+        if k == "constant":
+            rows.append([f"{prefix}best constant like ratio", v])
+        elif k == "gender_constants":
+            rows += [[f"{prefix}per-gender constant like ratio, {gender.get(str(g), g)} photos", c]
+                     for g, c in v.items()]
+        elif k == "majority_male":
+            rows.append([f"{prefix}majority class", "male" if v else "female"])
+        elif k == "male_share":
+            rows.append([f"{prefix}share of men", v])
+        elif k == "source_gender" and isinstance(v, dict):
+            for name, own in v.items():
+                rows += baseline_rows(own, f"{slice_label(name)}: ")
+        else:
+            rows.append([f"{prefix}{label(k)}", v if not isinstance(v, dict) else ", ".join(map(str, v.values()))])
+    return rows
 
 
 def baselines_table(base: dict) -> str:
-    """One row per value; nested baselines (per gender, per swiper gender) as "key [sub] [subsub]"."""
-    def flat(prefix, v):
-        if not isinstance(v, dict):
-            return [[prefix, v]]
-        return [r for sub, sv in v.items() for r in flat(f"{prefix} [{sub}]", sv)]
+    return table(["baseline (from the training split)", "value"], baseline_rows(base), "baselines")
 
-    rows = [r for k, v in base.items() for r in flat(k, v)]
-    return table(["baseline (from the training split)", "value"], rows, "baselines")
+
+def gap_gate_text(gap: dict | None) -> str:
+    """Whether the group-gap gate passed, in words."""
+    if not gap:
+        return "Group gap gate: not applied (no like-ratio predictions to judge)."
+    if "worst_group" not in gap:
+        return f"Group gap gate: not applied (no group has {gap.get('min_group_photos')} photos in this split)."
+    if "growth_ci" not in gap:
+        return "Group gap gate: not applied (no blessed model before this one to compare with)."
+    last, (lo, hi) = gap["baseline_model"], gap["growth_ci"]
+    state = "passed" if gap.get("passed", lo <= gap.get("tolerance", 0)) else "FAILED"
+    return (f"Group gap gate {state}: the worst group's gap grew by {gap['growth']:+.2f} (95% {lo:+.2f} to "
+            f"{hi:+.2f}) against the last blessed model's {last['gap']:.2f} ({slice_label(last['worst_group'])}); "
+            f"tolerance {gap.get('tolerance', 0):g}.")
+
+
+def headline(m: dict, scatter: bytes | None) -> str:
+    """The first screen: the verdict and why, the like ratio against the constant, Pearson, gender
+    accuracy against the majority, the worst group's gap, and the predicted-vs-true plot."""
+    blessed = bool(m.get("blessed"))
+    reasons = m.get("not_blessed_because") or []
+    if blessed:
+        why = ("It beats the best constant like ratio and the majority class by the gate's margins"
+               + (" and does not regress against the last blessed model." if m.get("baseline_model") else
+                  "; there was no blessed model before it to compare with."))
+    else:
+        why = "Not blessed because:"
+    rows = []
+    if is_scalar(m.get("ratio_weighted_mse")):
+        rows.append([label("ratio_weighted_mse"), with_ci(m["ratio_weighted_mse"], m.get("ratio_weighted_mse_ci")),
+                     f"best constant {fmt(m.get('constant_weighted_mse'))}",
+                     f"{m['mse_ratio']:.3f} x the constant's" if is_scalar(m.get("mse_ratio")) else ""])
+    if "ratio_pearson" in m:
+        rows.append([label("ratio_pearson"), m["ratio_pearson"],
+                     f"per-gender constant {fmt(m.get('gender_constant_pearson'))}", ""])
+    if is_scalar(m.get("gender_accuracy")):
+        maj = m.get("majority_accuracy")
+        rows.append([label("gender_accuracy"), with_ci(m["gender_accuracy"], m.get("gender_accuracy_ci")),
+                     f"majority class {fmt(maj)}",
+                     f"{m['gender_accuracy'] / maj:.3f} x the majority's" if is_scalar(maj) and maj else ""])
+    gap = m.get("group_gap") or {}
+    if gap.get("worst_group"):
+        worst = gap["worst_group"]
+        rows.append([f"worst group's gap: {slice_label(worst)}",
+                     f"weighted MSE {fmt((m.get('slices') or {}).get(worst, {}).get('ratio_weighted_mse'))}",
+                     f"whole split {fmt(m.get('ratio_weighted_mse'))}",
+                     f"{with_ci(gap['gap'], gap.get('gap_ci'))} x the whole split's"])
+    items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
+    plot = _plot(scatter, "predicted vs true like ratio")
+    return f"""<section class="headline" id="headline">
+<p><span class="status {'blessed' if blessed else 'not-blessed'}">{'BLESSED' if blessed else 'NOT BLESSED'}</span>
+<span class="why">{esc(why)}</span></p>
+{f'<ul class="reasons">{items}</ul>' if items else ''}
+<p class="gap-gate">{esc(gap_gate_text(m.get('group_gap')))}</p>
+<div class="cols"><div>{table(["headline", "figure", "against", "ratio"], rows, "headline") if rows else ''}</div>
+<div>{plot}</div></div></section>"""
+
+
+def group_rows(m: dict) -> list[list]:
+    """The whole split, then each group slice: figures with intervals and whether the gap gate judged it."""
+    gap = m.get("group_gap") or {}
+    gated, small = set(gap.get("gated") or []), gap.get("too_small") or {}
+    last_gaps = (gap.get("baseline_model") or {}).get("gaps") or {}
+
+    def gate_cell(name):
+        if name == gap.get("worst_group"):
+            return "judged: worst"
+        if name in gated:
+            return "judged"
+        if name in small:
+            return f"too few photos (under {gap.get('min_group_photos')})"
+        if slice_dimension(name) == "source_gender":
+            return "not gated: scored on that gender's own like ratio"
+        if slice_dimension(name) == "starred subset":
+            return "not gated: set by each model's own face count"
+        return "not gated"
+
+    def row(name, s, by):
+        return [slice_label(name) if name != "all" else "whole split", by, s.get("count", ""),
+                with_ci(s.get("ratio_weighted_mse"), s.get("ratio_weighted_mse_ci")),
+                with_ci(s.get("gap", 1.0 if name == "all" else None), s.get("gap_ci")),
+                last_gaps.get(name, ""), with_ci(s.get("ratio_ece"), s.get("ratio_ece_ci")),
+                with_ci(s.get("gender_accuracy"), s.get("gender_accuracy_ci")),
+                gate_cell(name) if name != "all" else ""]
+
+    slices = m.get("slices") or {}
+    names = sorted((n for n in slices if slice_dimension(n) in GROUP_DIMENSIONS),
+                   key=lambda n: (GROUP_DIMENSIONS.index(slice_dimension(n)), n))
+    return [row("all", m, "")] + [row(n, slices[n], dimension_label(slice_dimension(n))) for n in names]
+
+
+def groups_section(m: dict) -> str:
+    gap = m.get("group_gap") or {}
+    if not any(slice_dimension(n) in GROUP_DIMENSIONS for n in m.get("slices") or {}):
+        return '<p class="note">No group slices.</p>'
+    dims = ", ".join(dimension_label(d) for d in GATED_DIMENSIONS)
+    note = (f"Gap: a group's like-ratio weighted MSE over the whole split's. Intervals: 95% bootstrap "
+            f"({gap.get('resamples', '?')} resamples of the photos, seed {gap.get('seed', '?')}). The gap gate judges "
+            f"groups by {dims} with at least {gap.get('min_group_photos', '?')} photos.")
+    head = ["group", "by", "photos", "weighted MSE", "gap to whole split", "last blessed model's gap",
+            "calibration error (ECE)", "gender accuracy", "gap gate"]
+    return (f'<p class="note">{esc(note)}</p>{table(head, group_rows(m), "groups")}'
+            f'<div class="plots">{_plot(plots.group_calibration_plot(m), "per-group calibration curves")}</div>')
 
 
 TIMED = ("stages", "wall_seconds")  # summary.json's times, shown in their own table
@@ -254,8 +354,6 @@ def _plot(data: bytes | None, alt: str) -> str:
 def build_html(run: RunInputs, cfg: ReportConfig = ReportConfig()) -> str:
     m = run.metrics
     cells = gender_cells(run.gender_table)
-    blessed = bool(m.get("blessed"))
-    reasons = "".join(f"<li>{esc(r)}</li>" for r in m.get("not_blessed_because") or [])
     history_plot = plots.training_plot(run.history) if run.history else None
     phases = table(["phase", "first epoch", "epochs", "learning rate"],
                    [[p.get("name"), p.get("first_epoch"), p.get("epochs"), p.get("learning_rate")]
@@ -264,14 +362,17 @@ def build_html(run: RunInputs, cfg: ReportConfig = ReportConfig()) -> str:
                 '<p class="note">No training history: this run\'s Trainer wrote no training_history.json.</p>'
                 if run.history is None else '<p class="note">The training history has no curves.</p>')
     slices = m.get("slices") or {}
+    gate = m.get("gate") or {}
     body = f"""
 <h1>{esc(run.title)}</h1>
 <p class="warning">This model predicts <b>attractiveness</b> (the like ratio a photo received) and <b>gender</b>
 from faces. It reflects the tastes of the people who swiped; see the model card below for what it must not be
 used for.</p>
-<p><span class="status {'blessed' if blessed else 'not-blessed'}">{'BLESSED' if blessed else 'NOT BLESSED'}</span>
-{f'<ul class="reasons">{reasons}</ul>' if reasons else ''}</p>
-<h2 id="metrics">Metrics on the {esc((m.get('gate') or {}).get('eval_split', 'test'))} split</h2>
+{headline(m, plots.scatter_plot(run.photos))}
+<h2 id="groups">Groups</h2>
+{groups_section(m)}
+<h2 id="metrics">Metrics on the {esc(gate.get('eval_split', 'test'))} split</h2>
+{f'<p class="note">Gate: {esc(gate_text(gate))}.</p>' if gate_text(gate) else ''}
 {metrics_table(m)}
 {baselines_table(m['baselines']) if isinstance(m.get('baselines'), dict) else ''}
 <h2 id="slices">Slices</h2>
@@ -282,9 +383,8 @@ used for.</p>
 <div>{_plot(plots.gender_heatmap(cells), 'gender table heat map')}</div></div>
 <h3 id="data-validation">Data validation</h3>
 {data_validation.section(run.data_validation)}
-<h2 id="plots">Predictions</h2>
-<div class="plots">{_plot(plots.scatter_plot(run.photos), 'predicted vs true like ratio')}
-{_plot(plots.calibration_plot(run.photos, m, cfg.calibration_bins), 'calibration curve')}</div>
+<h2 id="plots">Calibration</h2>
+<div class="plots">{_plot(plots.calibration_plot(run.photos, m, cfg.calibration_bins), 'calibration curve')}</div>
 <h2 id="training">Training</h2>
 {training}
 <h2 id="galleries">Galleries</h2>

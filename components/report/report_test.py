@@ -57,8 +57,9 @@ def test_page_has_tables_plots_galleries_and_no_external_references():
     worst = sorted(photos, key=lambda p: -p.gender_log_loss())[:3]
     assert _gallery_ids(page, "gender") == [p.user_id for p in worst]
     assert "like-ratio weighted MSE" in page and "last blessed model" in page and "ratio_mae" not in page  # labelled
-    assert "like-ratio MAE" in page and "gender_constants [1]" in page
-    assert "<td>source_gender [source_gender=female] [gender_constants] [1]</td><td>0.35</td>" in page
+    assert "like-ratio MAE" in page and "<td>per-gender constant like ratio, male photos</td><td>0.5</td>" in page
+    assert "<td>swiped by women: per-gender constant like ratio, male photos</td><td>0.35</td>" in page
+    assert "<td>majority class</td><td>male</td>" in page
     assert "&lt;b&gt;0.8&lt;/b&gt;" in page  # text is escaped
     assert "predicts <b>attractiveness</b>" in page and "<h1>card</h1>" in page
     assert page.count('alt="predicted vs true like ratio"') == 1 and 'alt="calibration curve"' in page
@@ -125,3 +126,52 @@ def test_data_section_shows_each_ingest_stages_time():
     assert "<td>wall: beam_pipeline</td><td></td><td></td><td>31</td>" in times and "wall: total" in times
     summary = re.search(r'<table class="summary">(.*?)</table>', page, re.S).group(1)
     assert "users_in" in summary and "cpu_seconds" not in summary and "stages" not in summary
+
+
+def test_headline_gives_the_verdict_the_figures_against_their_baselines_and_the_worst_group():
+    extra = {"constant_weighted_mse": 0.03, "mse_ratio": 0.4, "ratio_pearson": 0.7, "majority_accuracy": 0.5,
+             "ratio_weighted_mse_ci": [0.01, 0.014], "ratio_calibration": [
+                 {"count": 5, "swipes": 50.0, "pred_mean": 0.3, "observed_mean": 0.35},
+                 {"count": 5, "swipes": 50.0, "pred_mean": 0.6, "observed_mean": 0.55}],
+             "group_gap": {"worst_group": "group=AF", "gap": 1.4, "gap_ci": [1.1, 1.7], "growth": 0.3,
+                           "growth_ci": [0.1, 0.5], "tolerance": 0.0, "passed": False, "min_group_photos": 3,
+                           "gated": ["group=AF", "group=CM"], "too_small": {"group=XX": 2},
+                           "baseline_model": {"worst_group": "group=CM", "gap": 1.1, "gaps": {"group=AF": 1.05}}}}
+    run = _run(_photos(), metrics_extra=extra)
+    bins = [{"count": 3, "swipes": 30.0, "pred_mean": 0.2, "observed_mean": 0.3},
+            {"count": 2, "swipes": 20.0, "pred_mean": 0.7, "observed_mean": 0.6}]
+    run.metrics["slices"].update({"group=AF": {"count": 5, "ratio_weighted_mse": 0.0168, "gap": 1.4,
+                                               "gap_ci": [1.1, 1.7], "ratio_calibration": bins},
+                                  "group=CM": {"count": 4, "ratio_weighted_mse": 0.01, "gap": 0.8,
+                                               "ratio_calibration": bins},
+                                  "group=XX": {"count": 2, "ratio_weighted_mse": 0.05, "gap": 4.0}})
+    page = report.build_html(run, ReportConfig(gallery_size=2))
+    headline = re.search(r'<section class="headline" id="headline">(.*?)</section>', page, re.S).group(1)
+    assert page.index("</section>") < page.index('<table class="groups">') < page.index('<table class="metrics">')
+    assert "NOT BLESSED" in headline and "not above majority &lt;b&gt;0.8&lt;/b&gt;" in headline
+    assert "Group gap gate FAILED" in headline
+    assert "<td>like-ratio weighted MSE</td><td>0.012 (95% 0.01 to 0.014)</td><td>best constant 0.03</td>" \
+           "<td>0.400 x the constant&#x27;s</td>" in headline
+    assert "<td>like-ratio Pearson r</td><td>0.7</td>" in headline
+    assert "<td>gender accuracy</td><td>0.75</td><td>majority class 0.5</td><td>1.500 x the majority&#x27;s</td>" \
+        in headline
+    assert "<td>worst group&#x27;s gap: group AF</td><td>weighted MSE 0.0168</td>" in headline
+    assert "1.4 (95% 1.1 to 1.7) x the whole split&#x27;s" in headline
+    assert 'alt="predicted vs true like ratio"' in headline
+    groups = re.search(r'<table class="groups">(.*?)</table>', page, re.S).group(1)
+    assert "<td>group AF</td><td>group</td><td>5</td><td>0.0168</td><td>1.4 (95% 1.1 to 1.7)</td><td>1.05</td>" \
+        in groups and "judged: worst" in groups and "too few photos (under 3)" in groups
+    assert 'alt="per-group calibration curves"' in page
+
+
+def test_per_group_calibration_overlays_one_curve_per_group_on_the_whole_split():
+    bins = [{"count": 3, "swipes": 30.0, "pred_mean": 0.2, "observed_mean": 0.3}]
+    metrics = {"ratio_calibration": bins, "slices": {n: {"ratio_calibration": bins} for n in (
+        "female", "male", "group=AF", "group=CM", "group=CF", "swipe_count=1-9", "source_gender=male")}}
+    fig = plots.group_calibration_figure(metrics)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["by photo's gender", "by group", "by swiper gender"]  # no panel for swipe counts
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert legends == [["whole split", "female", "male"], ["whole split", "group AF", "group CF", "group CM"],
+                       ["whole split", "swiped by men"]]
+    assert plots.group_calibration_figure({"slices": {"female": {}}}) is None
