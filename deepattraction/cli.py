@@ -43,6 +43,11 @@ GATE_HELP = {
     "min_accuracy_gain": "bless only if accuracy > majority + this",
     "max_mse_regression": "bless only if weighted MSE <= the last blessed model's x (1 + this)",
     "max_accuracy_regression": "bless only if gender accuracy >= the last blessed model's - this",
+    "max_group_gap_regression": "refuse a model whose worst group's weighted MSE over the whole split's grows past "
+                                "the last blessed model's by more than this, even at the low end of its 95%% interval",
+    "min_group_photos": "groups with fewer photos in the evaluated split are reported but not gated on",
+    "bootstrap_resamples": "bootstrap resamples behind every 95%% interval",
+    "bootstrap_seed": "seed of the bootstrap resamples",
 }
 # The gate's values a command line sets; which splits it scores on stay the pipeline's.
 GATE_FLAGS = tuple(f for f in dataclasses.fields(GateConfig) if f.name not in ("eval_split", "baseline_split"))
