@@ -11,14 +11,17 @@ import numpy as np
 import pytest
 from tfx.types import standard_artifacts
 
+from deepattraction import recipes
 from deepattraction.components.evaluator.evaluation import GateConfig, baselines, bless, evaluate, evaluate_slices
 from deepattraction.components.evaluator.executor import METRICS_FILE, PREDICTIONS_FILE, read_labels, split_files
 from deepattraction.components.evaluator.fairness import add_group_figures, group_figures
+from deepattraction.components.hparams_gen.executor import HPARAMS_FILE
 from deepattraction.components.report import component, executor
 from deepattraction.components.report.report import ReportConfig
 from deepattraction.trainer.train import HISTORY_FILE
 
 GALLERY = 3
+RUN_CHANGES = {"head_epochs": 3}  # what the report's run set apart from its recipe (demo)
 HISTORY = {"phases": [{"name": "head", "first_epoch": 0, "epochs": 3, "learning_rate": 1e-3},
                       {"name": "fine_tune", "first_epoch": 3, "epochs": 2, "learning_rate": 1e-5}],
            "history": {"loss": [0.9, 0.7, 0.6, 0.5, 0.45], "val_loss": [1.0, 0.8, 0.7, 0.65, 0.66],
@@ -76,13 +79,21 @@ def run_report(out_dir: str, examples, data_report, evaluation, history: dict | 
     if history is not None:
         with open(os.path.join(model_run.uri, HISTORY_FILE), "w") as f:
             json.dump(history, f)
+    # The HParamsGen artifact of a run of the demo recipe with one value changed.
+    hparams = standard_artifacts.HyperParameters()
+    hparams.uri = os.path.join(out_dir, "hyperparameters")
+    os.makedirs(hparams.uri, exist_ok=True)
+    with open(os.path.join(hparams.uri, HPARAMS_FILE), "w") as f:
+        json.dump({**recipes.get("demo").trainer_hparams("/w/facenet_inception_resnet_v1.h5"), **RUN_CHANGES}, f)
     report = component.HtmlReport()
     report.uri = os.path.join(out_dir, "report")
     os.makedirs(report.uri, exist_ok=True)
     executor.Executor().Do(
-        {"examples": [examples], "data_report": [data_report], "evaluation": [evaluation], "model_run": [model_run]},
+        {"examples": [examples], "data_report": [data_report], "evaluation": [evaluation], "model_run": [model_run],
+         "hyperparameters": [hparams]},
         {"report": [report]},
-        {executor.REPORT_CONFIG: json.dumps(dataclasses.asdict(ReportConfig(gallery_size=GALLERY)))})
+        {executor.REPORT_CONFIG: json.dumps(dataclasses.asdict(ReportConfig(gallery_size=GALLERY))),
+         executor.RECIPE: "demo"})
     return report.uri
 
 

@@ -116,13 +116,14 @@ class Executor(base_executor.BaseExecutor):
 
         out = artifact_utils.get_single_uri(output_dict["report"])
         hp = input_dict.get("hyperparameters") or []
+        recipe = recipe_line(exec_properties, hp[0].uri if hp else None, metrics)
         card = model_card.write(os.path.join(out, model_card.MODEL_CARD_FILE), metrics, summary, gender_table,
-                                recipe_line(exec_properties, hp[0].uri if hp else None, metrics))
+                                recipe)
         page = build_html(RunInputs(
             metrics=metrics, photos=photos, images=images, data_summary=summary, gender_table=gender_table,
             history=read_history(runs[0].uri if runs else None),
             data_validation=json.loads(_read(os.path.join(checks[0].uri, VERDICT_FILE))) if checks else None,
-            model_card_html=model_card.markdown_html(_read(card))), cfg)
+            model_card_html=model_card.markdown_html(_read(card)), recipe_line=recipe), cfg)
         with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as f:
             f.write(page)
         logging.info("RunReport: wrote %s (%d bytes)", os.path.join(out, REPORT_FILE), len(page))

@@ -29,6 +29,8 @@ def test_the_headline_comes_first_and_no_raw_metric_key_is_shown(report_run):
     with open(os.path.join(uri, executor.REPORT_FILE)) as f:
         page = f.read()
     text = re.sub(r'src="data:[^"]*"', "", page)
+    # The recipe line names what a run changed by the names a user sets them with (--hparam, gate flags).
+    text = re.sub(r'<p class="recipe">.*?</p>|<h2>Recipe</h2>\s*<p>.*?</p>', "", text, flags=re.S)
     keys = raw_keys(metrics)
     assert {"gender_constant_weighted_mae", "constant_mae", "source_gender=female", "max_group_gap_regression",
             "ratio_weighted_mse_ci"} <= keys
@@ -56,3 +58,16 @@ def test_report_without_training_history_says_so(tmp_path, tiny_examples, report
     with open(os.path.join(uri, executor.REPORT_FILE)) as f:
         page = f.read()
     assert "wrote no training_history.json" in page and 'alt="training curves"' not in page
+
+
+def test_report_and_card_name_the_recipe_and_what_the_run_changed(report_run):
+    """The run's hyperparameters against its recipe (demo): the one changed value and nothing else;
+    the gate of the evaluation differs from the recipe's too (its split and bootstrap settings)."""
+    folder, _, _ = report_run
+    with open(os.path.join(folder, "report.html")) as f:
+        page = f.read()
+    with open(os.path.join(folder, "model_card.md")) as f:
+        card = f.read()
+    assert "recipe demo, with head_epochs=3 (recipe: 40)" in page
+    assert "## Recipe\n\nrecipe demo, with head_epochs=3 (recipe: 40)" in card
+    assert "weights=" not in card.split("## Recipe")[1].split("\n\n")[1]  # the recipe's own weights file

@@ -58,6 +58,7 @@ class RunInputs:
     model_card_html: str
     data_validation: dict | None = None  # DataGate's verdict; None when no validation ran
     title: str = "DeepAttraction run report"
+    recipe_line: str | None = None  # the run's recipe and what it changed (recipes.describe)
 
 
 def gender_cells(text: str) -> list[dict]:
@@ -175,7 +176,7 @@ def gap_gate_text(gap: dict | None) -> str:
             f"tolerance {gap.get('tolerance', 0):g}.")
 
 
-def headline(m: dict, scatter: bytes | None) -> str:
+def headline(m: dict, scatter: bytes | None, recipe_line: str | None = None) -> str:
     """The first screen: the verdict and why, the like ratio against the constant, Pearson, gender
     accuracy against the majority, the worst group's gap, and the predicted-vs-true plot."""
     blessed = bool(m.get("blessed"))
@@ -212,6 +213,7 @@ def headline(m: dict, scatter: bytes | None) -> str:
 <p><span class="status {'blessed' if blessed else 'not-blessed'}">{'BLESSED' if blessed else 'NOT BLESSED'}</span>
 <span class="why">{esc(why)}</span></p>
 {f'<ul class="reasons">{items}</ul>' if items else ''}
+{f'<p class="recipe">Trained with {esc(recipe_line)}.</p>' if recipe_line else ''}
 <p class="gap-gate">{esc(gap_gate_text(m.get('group_gap')))}</p>
 <div class="cols"><div>{table(["headline", "figure", "against", "ratio"], rows, "headline") if rows else ''}</div>
 <div>{plot}</div></div></section>"""
@@ -368,7 +370,7 @@ def build_html(run: RunInputs, cfg: ReportConfig = ReportConfig()) -> str:
 <p class="warning">This model predicts <b>attractiveness</b> (the like ratio a photo received) and <b>gender</b>
 from faces. It reflects the tastes of the people who swiped; see the model card below for what it must not be
 used for.</p>
-{headline(m, plots.scatter_plot(run.photos))}
+{headline(m, plots.scatter_plot(run.photos), run.recipe_line)}
 <h2 id="groups">Groups</h2>
 {groups_section(m)}
 <h2 id="metrics">Metrics on the {esc(gate.get('eval_split', 'test'))} split</h2>
