@@ -144,7 +144,8 @@ def cmd_serve(a) -> int:
                                             drain_seconds=a.drain_seconds)).start()
     print(f"serve: gRPC {srv.grpc_target}, REST {srv.rest_url if srv.rest_port >= 0 else 'off'}; "
           f"models {', '.join(c.name for c in configs)} (loading; readiness: GET /healthz)", flush=True)
-    drained = srv.serve_until_signalled(a.ready_timeout, lambda: print("serve: ready", flush=True))
+    drained = srv.serve_until_signalled(a.ready_timeout, lambda: print("serve: ready", flush=True),
+                                        lambda: print("serve: draining in-flight requests", flush=True))
     print(f"serve: stopped ({'drained' if drained else 'requests cut off after the drain time'})", flush=True)
     return 0 if drained else 1
 

@@ -151,7 +151,9 @@ def status_json(resp: get_model_status_pb2.GetModelStatusResponse) -> dict:
 class BoundedHTTPServer(ThreadingHTTPServer):
     """A thread per connection, as ThreadingHTTPServer, but at most max_connections of them: one
     more is answered 503 at once and closed, instead of a thread (and its buffers) each without end.
-    It also counts requests being handled, so a drain can wait for them (wait_idle)."""
+    It also counts requests being handled (a connection's first from its accept, later ones from
+    their request line: an idle kept-alive connection is not a request), so a drain can wait for
+    them (wait_idle)."""
 
     daemon_threads = True
 
@@ -168,9 +170,11 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                              "(max_rest_connections); retry")
             self.shutdown_request(request)
             return
+        self.request_started()  # from accept on, so a drain waits for a request not yet parsed
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self.request_done()
             self._slots.release()
             raise
 
@@ -212,24 +216,25 @@ def rest_handler(manager, gate, cfg):
         protocol_version = "HTTP/1.1"
         timeout = cfg.rest_read_timeout_seconds  # socket timeout: a stalled client frees its thread
 
-        def _tracked(self, handle):
-            """Counted while handled (not while a kept-alive connection idles), for the drain."""
-            self.server.request_started()
+        def setup(self):
+            super().setup()
+            self._counted = True  # the connection's first request was counted when it was accepted
+
+        def parse_request(self):
+            if not self._counted:  # a later request on a kept-alive connection: counted once it arrives
+                self.server.request_started()
+                self._counted = True
+            if self.server.draining:
+                self.close_connection = True
+            return super().parse_request()
+
+        def handle_one_request(self):
             try:
-                if self.server.draining:
-                    self.close_connection = True
-                handle()
+                super().handle_one_request()
             finally:
-                self.server.request_done()
-
-        def do_GET(self):
-            self._tracked(self._get)
-
-        def do_POST(self):
-            self._tracked(self._post)
-
-        def log_message(self, *args):  # one line per request would drown the test and bench output
-            pass
+                if self._counted:
+                    self._counted = False
+                    self.server.request_done()
 
         def _send(self, code: int, obj: dict):
             data = json.dumps(obj).encode()
@@ -261,7 +266,7 @@ def rest_handler(manager, gate, cfg):
                 req.model_spec.version_label = spec["version_label"]
             return req.model_spec
 
-        def _get(self):
+        def do_GET(self):
             try:
                 if self.path == "/healthz":
                     ready = manager.ready()
@@ -291,7 +296,7 @@ def rest_handler(manager, gate, cfg):
             except Exception as e:  # the server keeps answering whatever the request
                 self._error(ServingError(Code.INTERNAL, f"{type(e).__name__}: {e}"))
 
-        def _post(self):
+        def do_POST(self):
             try:
                 length = int(self.headers.get("Content-Length") or -1)
                 if length < 0:

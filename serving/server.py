@@ -429,7 +429,7 @@ class LocalServer:
         self.manager.stop()
         return drained
 
-    def serve_until_signalled(self, ready_timeout_s: float, on_ready=lambda: None) -> bool:
+    def serve_until_signalled(self, ready_timeout_s: float, on_ready=lambda: None, on_signal=lambda: None) -> bool:
         """Runs until SIGTERM or SIGINT, then drains (cfg.drain_seconds) and stops: what Kubernetes
         expects of a pod it stops. Call from the main thread. True when no request was cut off."""
         stop = threading.Event()
@@ -445,6 +445,7 @@ class LocalServer:
                 on_ready()
             while not stop.wait(0.5):
                 pass
+            on_signal()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
