@@ -171,10 +171,16 @@ _PUSH_CHILD = textwrap.dedent("""
 """)
 
 
+PRESPAWN = 3  # push processes started ahead: each spends seconds importing TensorFlow before its push
+
+
 def _push_child(model: str, base: str, first: int) -> subprocess.Popen:
-    """A push in its own process, started and waiting on stdin: its imports take longer than the push."""
-    p = subprocess.Popen([sys.executable, "-c", _PUSH_CHILD, model, base, str(first)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    """A push in its own process, waiting on stdin once started: its imports take longer than the push."""
+    return subprocess.Popen([sys.executable, "-c", _PUSH_CHILD, model, base, str(first)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _ready(p: subprocess.Popen) -> subprocess.Popen:
     if p.stdout.readline().strip() != "ready":
         raise RuntimeError("push child did not start")
     return p
@@ -205,8 +211,15 @@ def _kills(cfg: FaultsConfig, srv: Server, model: str, base: str, r: FaultsResul
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     first = max(model_dir.versions(base)) + 1
-    # one whole push, timed, so kills can land anywhere in one
-    p = _push_child(model, base, first)
+    ahead = [_push_child(model, base, first) for _ in range(PRESPAWN)]  # imports overlap the pushes
+
+    def next_child():
+        child = ahead.pop(0)
+        ahead.append(_push_child(model, base, first))
+        return child
+
+    # one whole push, timed under the same load, so kills can land anywhere in one
+    p = _ready(next_child())
     t0 = time.monotonic()
     p.stdin.write("go\n")
     p.stdin.flush()
@@ -214,17 +227,20 @@ def _kills(cfg: FaultsConfig, srv: Server, model: str, base: str, r: FaultsResul
     p.stdout.readline()
     span = time.monotonic() - t0
     p.wait()
-    nxt = _push_child(model, base, first)
-    for i in range(cfg.kills):
-        child, nxt = nxt, (_push_child(model, base, first) if i + 1 < cfg.kills else None)
+    for _ in range(cfg.kills):
+        child = next_child()
+        _ready(child)
         child.stdin.write("go\n")
         child.stdin.flush()
         child.stdout.readline()  # "pushing"
-        time.sleep(rng.uniform(0, span))
+        time.sleep(rng.uniform(0, 1.5 * span))  # a third of them after the push would have published
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         r.kills += 1
         r.kills_mid_push += "done" not in child.stdout.read()
+    for child in ahead:
+        child.kill()
+        child.wait()
     newest = max(model_dir.versions(base))
     _until(lambda: srv.status().get(newest, ("",))[0] == "AVAILABLE", cfg.timeout_s, f"version {newest} served")
     watching.set()
@@ -292,7 +308,7 @@ def _broken_push(cfg: FaultsConfig, srv: Server, model: str, base: str, photos, 
 
 def _two_pushes(cfg: FaultsConfig, model: str, base: str, r: FaultsResult) -> None:
     first = max(int(n) for n in os.listdir(base) if n.isascii() and n.isdigit()) + 1
-    children = [_push_child(model, base, first) for _ in range(2)]
+    children = [_ready(_push_child(model, base, first)) for _ in range(2)]
     for c in children:
         c.stdin.write("go\n")
         c.stdin.flush()
@@ -440,19 +456,20 @@ def run(cfg: FaultsConfig) -> FaultsResult:
     photos = warmup.demo_photos(4, size=96, seed=5)
     r = FaultsResult()
     srv = Server(base, cfg.timeout_s)
+
+    def phase(fn, *args):
+        t0 = time.monotonic()
+        fn(*args)
+        print(f"{r.notes[-1]} [{time.monotonic() - t0:.0f} s]", flush=True)
+
     try:
-        _kills(cfg, srv, model, base, r)
-        print(r.notes[-1], flush=True)
-        _broken_push(cfg, srv, model, base, photos, r)
-        print(r.notes[-1], flush=True)
-        _two_pushes(cfg, model, base, r)
-        print(r.notes[-1], flush=True)
+        phase(_kills, cfg, srv, model, base, r)
+        phase(_broken_push, cfg, srv, model, base, photos, r)
+        phase(_two_pushes, cfg, model, base, r)
         newest = max(model_dir.versions(base))
         _until(lambda: srv.status().get(newest, ("",))[0] == "AVAILABLE", cfg.timeout_s, f"version {newest} served")
-        _storm(cfg, srv, photos, r)
-        print(r.notes[-1], flush=True)
-        _drain(cfg, srv, photos, r)
-        print(r.notes[-1], flush=True)
+        phase(_storm, cfg, srv, photos, r)
+        phase(_drain, cfg, srv, photos, r)
     finally:
         srv.stop()
     return r
