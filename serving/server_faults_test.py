@@ -215,8 +215,9 @@ def test_rest_has_a_read_timeout_and_refuses_connections_beyond_its_bound(tiny_m
         holders = []
         try:
             deadline = time.monotonic() + WAIT_S
-            while len(holders) < 2 and time.monotonic() < deadline:  # each holds a connection (and its thread) open; the stalled one's
-                h = socket.create_connection(addr, timeout=120)  # slot frees once its thread has ended
+            # each holder keeps a connection (and its thread) open; the stalled one's slot frees once its thread ends
+            while len(holders) < 2 and time.monotonic() < deadline:
+                h = socket.create_connection(addr, timeout=120)
                 h.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 if _http_head(h)[0] == 200:
                     holders.append(h)
