@@ -114,6 +114,12 @@ bench-statistics: install
 bench-serving: install
 	$(BIN)/python -m bench.serving --clients 4 --seconds 20
 
+# Push and serve under faults (kills mid-push, a broken push, two pushes at once, a request storm,
+# SIGTERM under load) on loopback with the tiny sample model: a few minutes.
+.PHONY: bench-faults
+bench-faults: install
+	$(BIN)/python -m bench.faults --kills 20 --storm-clients 64
+
 # Real headless Chromium for the report's browser test: Debian's package, never a downloaded browser.
 .PHONY: browser report-screenshot
 browser:

@@ -19,7 +19,14 @@ from deepattraction.pipeline.run_lock import PipelineRootBusy
 from deepattraction.pipeline.schema import schema_text
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
 from deepattraction.serving.predict import LocalModel, predict_paths
-from deepattraction.serving.server import LocalServer, ServerConfig, model_config, parse_model_config_file
+from deepattraction.serving.server import (
+    DRAIN_SECONDS,
+    LOAD_RETRY_INTERVAL_SECONDS,
+    LocalServer,
+    ServerConfig,
+    model_config,
+    parse_model_config_file,
+)
 from deepattraction.trainer.distribute import set_threads
 from deepattraction.weights import fetch
 
@@ -171,19 +178,15 @@ def cmd_serve(a) -> int:
     configs = (parse_model_config_file(a.model_config_file) if a.model_config_file
                else [model_config(a.model_name, os.path.abspath(a.model_base))])
     srv = LocalServer(configs, ServerConfig(host=a.host, grpc_port=a.grpc_port, rest_port=a.rest_port,
-                                            poll_seconds=a.poll_seconds)).start()
+                                            poll_seconds=a.poll_seconds,
+                                            load_retry_interval_seconds=a.load_retry_interval_seconds,
+                                            drain_seconds=a.drain_seconds)).start()
     print(f"serve: gRPC {srv.grpc_target}, REST {srv.rest_url if srv.rest_port >= 0 else 'off'}; "
           f"models {', '.join(c.name for c in configs)} (loading; readiness: GET /healthz)", flush=True)
-    try:
-        srv.wait_ready(a.ready_timeout)
-        print("serve: ready", flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.stop()
-    return 0
+    drained = srv.serve_until_signalled(a.ready_timeout, lambda: print("serve: ready", flush=True),
+                                        lambda: print("serve: draining in-flight requests", flush=True))
+    print(f"serve: stopped ({'drained' if drained else 'requests cut off after the drain time'})", flush=True)
+    return 0 if drained else 1
 
 
 def cmd_demo(a) -> int:
@@ -254,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--rest-port", type=int, default=8501, help="-1: no REST server")
     sv.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     sv.add_argument("--ready-timeout", type=float, default=600.0)
+    sv.add_argument("--load-retry-interval-seconds", type=float, default=LOAD_RETRY_INTERVAL_SECONDS,
+                    help="wait before a failed version load is retried (TF Serving's --load_retry_interval_micros)")
+    sv.add_argument("--drain-seconds", type=float, default=DRAIN_SECONDS,
+                    help="on SIGTERM, how long in-flight requests may take to finish")
 
     dm = sub.add_parser("demo",
                         help="demo data, the pipeline with FaceNet, the pushed model served and asked over gRPC")

@@ -7,13 +7,14 @@ import tensorflow as tf
 
 
 def versions(base_path: str) -> list[int]:
-    """Numeric version folders that hold a complete SavedModel (saved_model.pb is written last)."""
+    """Numeric (ASCII digits only: int() refuses "²", which isdigit() accepts) version folders that
+    hold a SavedModel."""
     if not tf.io.gfile.isdir(base_path):
         return []
     out = []
     for name in tf.io.gfile.listdir(base_path):
         name = name.rstrip("/")
-        if name.isdigit() and tf.io.gfile.exists(os.path.join(base_path, name, "saved_model.pb")):
+        if name.isascii() and name.isdigit() and tf.io.gfile.exists(os.path.join(base_path, name, "saved_model.pb")):
             out.append(int(name))
     return sorted(out)
 

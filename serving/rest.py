@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from http.server import BaseHTTPRequestHandler
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import numpy as np
@@ -147,18 +148,101 @@ def status_json(resp: get_model_status_pb2.GetModelStatusResponse) -> dict:
                     "error_message": s.status.error_message}} for s in resp.model_version_status]}
 
 
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, as ThreadingHTTPServer, but at most max_connections of them: one
+    more is answered 503 at once and closed, instead of a thread (and its buffers) each without end.
+    It also counts requests being handled (a connection's first from its accept, later ones from
+    their request line: an idle kept-alive connection is not a request), so a drain can wait for
+    them (wait_idle)."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_connections: int):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._busy = 0
+        self._idle = threading.Condition()
+        self.draining = False
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            _refuse(request, f"server overloaded: more than {self._slots._initial_value} open REST connections "
+                             "(max_rest_connections); retry")
+            self.shutdown_request(request)
+            return
+        self.request_started()  # from accept on, so a drain waits for a request not yet parsed
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.request_done()
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def request_started(self) -> None:
+        with self._idle:
+            self._busy += 1
+
+    def request_done(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True once no request is being handled (False: timeout_s passed first)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout_s)
+
+
+def _refuse(sock, message: str) -> None:
+    """HTTP 503 on a connection no handler thread will read: TF Serving's body, sent best effort."""
+    body = json.dumps({"error": message}).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(head + body)
+    except OSError:
+        pass
+
+
 def rest_handler(manager, gate, cfg):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = cfg.rest_read_timeout_seconds  # socket timeout: a stalled client frees its thread
 
-        def log_message(self, *args):  # one line per request would drown the test and bench output
-            pass
+        def setup(self):
+            super().setup()
+            self._counted = True  # the connection's first request was counted when it was accepted
+
+        def parse_request(self):
+            if not self._counted:  # a later request on a kept-alive connection: counted once it arrives
+                self.server.request_started()
+                self._counted = True
+            if self.server.draining:
+                self.close_connection = True
+            return super().parse_request()
+
+        def handle_one_request(self):
+            try:
+                super().handle_one_request()
+            finally:
+                if self._counted:
+                    self._counted = False
+                    self.server.request_done()
 
         def _send(self, code: int, obj: dict):
             data = json.dumps(obj).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection or self.server.draining:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
@@ -186,9 +270,11 @@ def rest_handler(manager, gate, cfg):
             try:
                 if self.path == "/healthz":
                     ready = manager.ready()
+                    ok = all(ready.values()) and manager.poller_alive()
                     models = {n: status_json(manager.status(self._model_spec({"name": n})))["model_version_status"]
                               if manager._versions[n] else [] for n in manager.configs}
-                    self._send(200 if all(ready.values()) else 503, {"ready": all(ready.values()), "models": models})
+                    self._send(200 if ok else 503, {"ready": ok, "models": models,
+                                                    "poll_errors": manager.poll_errors()})
                     return
                 m = _URL.match(self.path)
                 if not m or m["verb"]:
@@ -219,7 +305,12 @@ def rest_handler(manager, gate, cfg):
                     self.close_connection = True  # the unread body must not be parsed as the next request
                     raise ServingError(Code.INVALID_ARGUMENT,
                                        f"request body of {length} bytes is over the {cfg.max_request_bytes}-byte limit")
-                body = self.rfile.read(length)
+                try:
+                    body = self.rfile.read(length)
+                except TimeoutError:
+                    self.close_connection = True
+                    self._send(408, {"error": f"request body not received within {cfg.rest_read_timeout_seconds} s"})
+                    return
                 m = _URL.match(self.path)
                 if not m or m["verb"] != "predict":
                     if m and m["verb"] in ("classify", "regress"):

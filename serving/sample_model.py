@@ -17,7 +17,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
 from deepattraction.serving import warmup
-from deepattraction.serving.warmup import push_version
+from deepattraction.serving.push import push_version
 from deepattraction.trainer import features, preprocessing
 from deepattraction.trainer.model import ModelConfig, build_model
 from deepattraction.trainer.train import export

@@ -2,6 +2,9 @@
 Serving reads them from saved_model.pb, TF Serving's checks and status codes on every input."""
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 import os
 
 import grpc
@@ -27,12 +30,71 @@ class ServingError(Exception):
         self.code, self.message = code, message
 
 
+MAX_PHOTO_BYTES = 8 << 20  # one encoded photo
+MAX_PHOTOS_PER_REQUEST = 64  # the client sends 16 by default; TF Serving's batching would split more anyway
+# Decoded pixels of all photos of one request together (header-declared, GIF frames counted): a
+# request of many photos, each under the per-photo limit, must not add up to gigabytes of RGB.
+MAX_PIXELS_PER_REQUEST = 1 << 27
+
+# TensorProto value fields per dtype, for counting the values a proto carries before it is expanded.
+_VALUE_FIELDS = {
+    types_pb2.DT_STRING: "string_val", types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val", types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val", types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val", types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_HALF: "half_val", types_pb2.DT_BFLOAT16: "half_val",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    """What one Predict request may carry; each refusal is INVALID_ARGUMENT naming its limit."""
+
+    max_photo_bytes: int = MAX_PHOTO_BYTES
+    max_photos: int = MAX_PHOTOS_PER_REQUEST
+    max_pixels: int = MAX_PIXELS_PER_REQUEST
+
+
+def check_element_count(alias: str, proto) -> int:
+    """The element count a TensorProto declares, once it is known to equal the values it carries.
+
+    tf.make_ndarray pads a proto that carries fewer values than its shape declares with copies of
+    the last one: shape [N] with one photo becomes N photos, a few kB turned into gigabytes. TF
+    Serving's own parser refuses such a proto; so do we, before anything is expanded."""
+    if proto.tensor_shape.unknown_rank or any(d.size < 0 for d in proto.tensor_shape.dim):
+        raise ServingError(Code.INVALID_ARGUMENT, f"input {alias!r}: TensorProto shape must be fully defined")
+    declared = math.prod(d.size for d in proto.tensor_shape.dim)
+    if proto.tensor_content:
+        if proto.dtype == types_pb2.DT_STRING:
+            raise ServingError(Code.INVALID_ARGUMENT, f"input {alias!r}: strings cannot be sent as tensor_content")
+        itemsize = tf.dtypes.as_dtype(proto.dtype).size
+        carried, rest = divmod(len(proto.tensor_content), itemsize)
+        carried = carried if not rest else -1
+    elif proto.dtype in _VALUE_FIELDS:
+        carried = len(getattr(proto, _VALUE_FIELDS[proto.dtype]))
+    else:
+        raise ServingError(Code.INVALID_ARGUMENT, f"input {alias!r}: dtype {DTYPE_NAMES.get(proto.dtype)} "
+                                                  "is not accepted")
+    if carried != declared:
+        raise ServingError(Code.INVALID_ARGUMENT, (
+            f"input {alias!r}: TensorProto declares {declared:,} elements (shape "
+            f"{[d.size for d in proto.tensor_shape.dim]}) but carries {carried if carried >= 0 else 'a partial'} "
+            "value(s); every element must be sent"))
+    return declared
+
+
+@functools.cache
+def _declared_pixels():
+    return tf.function(lambda photo: tf.reduce_prod(faces.declared_size(photo)),
+                       input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+
+
 class Servable:
     """One loaded version: its SignatureDefs (from saved_model.pb, as TF Serving reads them) and
     concrete functions."""
 
-    def __init__(self, name: str, version: int, path: str, max_photo_bytes: int):
-        self.name, self.version, self.path, self.max_photo_bytes = name, version, path, max_photo_bytes
+    def __init__(self, name: str, version: int, path: str, limits: RequestLimits = RequestLimits()):
+        self.name, self.version, self.path, self.limits = name, version, path, limits
         sm = saved_model_pb2.SavedModel()
         with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
             sm.ParseFromString(f.read())
@@ -84,6 +146,11 @@ class Servable:
             raise ServingError(Code.INVALID_ARGUMENT, (
                 f"Expects arg[0] to be {DTYPE_NAMES.get(info.dtype, info.dtype)} but "
                 f"{DTYPE_NAMES.get(proto.dtype, proto.dtype)} is provided (input {alias!r})"))
+        count = check_element_count(alias, proto)
+        if alias == IMAGE_BYTES_INPUT and count > self.limits.max_photos:
+            raise ServingError(Code.INVALID_ARGUMENT, (
+                f"{alias}: {count:,} photos is over the {self.limits.max_photos}-photo-per-request limit "
+                "(max_photos); send them in several requests"))
         try:
             value = tf.make_ndarray(proto)
         except Exception as e:  # malformed TensorProto: sizes that do not match the content
@@ -94,11 +161,17 @@ class Servable:
             raise ServingError(Code.INVALID_ARGUMENT, (
                 f"input {alias!r}: shape {list(value.shape)} does not match the signature's {want} (-1: any)"))
         if alias == IMAGE_BYTES_INPUT:
+            pixels = 0
             for i, photo in enumerate(value.reshape(-1)):
-                if len(photo) > self.max_photo_bytes:
+                if len(photo) > self.limits.max_photo_bytes:
                     raise ServingError(Code.INVALID_ARGUMENT, (
-                        f"{alias}[{i}]: {len(photo)} bytes is over the {self.max_photo_bytes}-byte photo limit"))
+                        f"{alias}[{i}]: {len(photo)} bytes is over the {self.limits.max_photo_bytes}-byte photo limit"))
                 problem = not_a_photo(photo)
                 if problem:
                     raise ServingError(Code.INVALID_ARGUMENT, f"{alias}[{i}]: {problem}")
+                pixels += int(_declared_pixels()(tf.constant(photo)))
+                if pixels > self.limits.max_pixels:
+                    raise ServingError(Code.INVALID_ARGUMENT, (
+                        f"{alias}: photos 0-{i} declare {pixels:,} pixels, over the {self.limits.max_pixels:,}-"
+                        "pixel-per-request limit (max_pixels); send fewer or smaller photos per request"))
         return tf.constant(value)

@@ -20,10 +20,10 @@ from conftest import encode
 from deepattraction.serving import warmup
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient, ServingError
 from deepattraction.serving.predict import LocalModel
+from deepattraction.serving.push import push_version
 from deepattraction.serving.rest import _json_depth_ok
 from deepattraction.serving.servable import ServingError as ServableError
 from deepattraction.serving.server import LocalServer, ServerConfig, State, _Gate, model_config, parse_model_config_file
-from deepattraction.serving.warmup import push_version
 
 MODEL = "deepattraction"
 

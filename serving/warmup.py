@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-from tfx.utils import io_utils
 
 from deepattraction.trainer.features import IMAGE_BYTES_INPUT, SERVING_DEFAULT
 
@@ -95,11 +94,3 @@ def read(saved_model_dir: str) -> list[prediction_log_pb2.PredictionLog]:
 
 WARMUP_PHOTOS = 4  # procedural faces: real JPEG/PNG requests with no external data
 
-
-def push_version(model_path: str, serving_path: str, model_name: str) -> str:
-    """Copies the SavedModel into serving_path with the warmup file, saved_model.pb last: TF Serving
-    takes saved_model.pb as the sign that a version is complete and may load it at once."""
-    io_utils.copy_dir(model_path, serving_path, deny_regex_patterns=[r"saved_model\.pb"])
-    write(serving_path, warmup_logs(model_name, demo_photos(WARMUP_PHOTOS)))
-    io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(serving_path, "saved_model.pb"))
-    return serving_path

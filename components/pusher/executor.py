@@ -1,7 +1,8 @@
 """Pushes a blessed model like TFX's Pusher, plus TF Serving's warmup file.
 
-The warmup file must be in place before saved_model.pb, because TF Serving treats saved_model.pb
-as the sign that a version is complete and may start loading it at once."""
+TF Serving takes every numeric folder under the base for a version, so the version is written
+under a staging name and published in one step, with its number taken by this push alone and
+one push per serving base at a time (serving.push)."""
 from __future__ import annotations
 
 import os
@@ -14,8 +15,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from deepattraction.serving import model_dir
-from deepattraction.serving.warmup import push_version
+from deepattraction.serving.push import push_model
 
 
 def same_model(a: str, b: str) -> bool:
@@ -49,18 +49,13 @@ class Executor(tfx_executor.Executor):
         fs = dest.filesystem
         if fs.versioning not in (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP):
             raise NotImplementedError(f"versioning {fs.versioning}")
-        versions = model_dir.versions(fs.base_directory)
-        if versions and same_model(model_path, os.path.join(fs.base_directory, str(versions[-1]))):
-            # A rerun on unchanged data blesses the model already served: no duplicate version.
-            version = str(versions[-1])
-        else:
-            version = str(int(time.time()))
-        serving_path = os.path.join(fs.base_directory, version)
-        if fileio.exists(serving_path):
-            logging.info("%s already exists, skipping the copy", serving_path)
-        else:
-            model_name = os.path.basename(fs.base_directory.rstrip("/"))
-            push_version(model_path, serving_path, model_name)
-            logging.info("Model with warmup requests written to %s", serving_path)
+        base = fs.base_directory
+        model_name = os.path.basename(base.rstrip("/"))
+        # A rerun on unchanged data blesses the model already served: no duplicate version.
+        number, pushed = push_model(model_path, base, model_name, first=int(time.time()),
+                                    reuse=lambda newest: same_model(model_path, newest))
+        version = str(number)
+        serving_path = os.path.join(base, version)
+        logging.info("%s %s", "Model with warmup requests written to" if pushed else "Already served as", serving_path)
         io_utils.copy_dir(serving_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
