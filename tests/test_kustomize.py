@@ -17,6 +17,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from deepattraction.cli import main as cli_main
 from deepattraction.pipeline import submission
+from deepattraction.serving import server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUSTOMIZE = os.path.join(ROOT, "kustomize")
@@ -125,6 +126,10 @@ def test_tf_serving_ports_flags_and_config_files(overlay, rendered):
     annotations = one(docs, "Deployment", "tf-serving")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/path"] == metrics and annotations["prometheus.io/port"] == "8501"
     assert "enable: true" in mounted[f["monitoring_config_file"]]
+    # TF Serving reads requests no larger than the local server does (serving.server), so a request
+    # refused in development is refused in production, and memory holds the largest one.
+    assert f["grpc_channel_arguments"] == server.TF_SERVING_GRPC_ARGS
+    assert pod["terminationGracePeriodSeconds"] >= server.DRAIN_SECONDS
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
