@@ -34,6 +34,9 @@ NOISE_LINES = re.compile("|".join((
     r"To enable the following instructions: .* rebuild TensorFlow",
     r"TF-TRT Warning: Could not find TensorRT",
     r"computation placer already registered",
+    r"oneDNN supports DT_UINT8 only on platforms with AVX-512",
+    r"Compiled the loaded model, but the compiled metrics have yet to be built",
+    r"Examples artifact does not have payload_format custom property",
 )))
 
 
