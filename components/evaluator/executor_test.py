@@ -115,7 +115,7 @@ def test_group_figures_and_the_gap_gate_score_the_last_blessed_model_on_the_same
     gate = GateConfig(min_group_photos=1, bootstrap_resamples=200, eval_split="train")  # test: 2 photos
     executor.Executor().Do({"examples": [examples], "model": [model], "baseline_model": [last]},
                            {"evaluation": [evaluation], "blessing": [blessing]},
-                           {executor.GATE_CONFIG: gate.to_json()})
+                           executor.gate_properties(gate))
     with open(os.path.join(evaluation.uri, executor.METRICS_FILE)) as f:
         m = json.load(f)
     gap = m["group_gap"]
