@@ -86,6 +86,13 @@ def test_features_choice_and_blocks(faceres_weights):
     assert len(starts) == len(faceres.BLOCKS) and backbone.layers[starts[-1]].name == faceres.DESCRIPTOR_LAYER
     trainable = finetune.set_trainable(model, "faceres", 2, batch_norm=False)
     assert trainable == 4  # two blocks: a depthwise and a pointwise conv each
+    frozen, _, top = finetune.split_for_fine_tuning(model, "faceres", 2)  # what the Trainer computes once
+    assert frozen.layers[-1].name == "conv_pw_11_relu" and not frozen.trainable_weights
+    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    scaled = model.get_layer("pixels")(x)
+    whole, parts = model(x, training=False), top(frozen(scaled, training=False), training=False)
+    for k in whole:
+        np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="faceres_features"):
         ModelConfig(backbone="faceres", faceres_features="logits")
     with pytest.raises(ValueError, match="no ImageNet weights"):
