@@ -7,6 +7,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from conftest import SCUT_DIR
@@ -59,21 +60,33 @@ def test_every_graph_weight_is_copied(faceres_weights, graph):
 
 
 def test_reproduces_the_package_runtime_on_real_faces(faceres_weights):
-    """The trainer's own backbone (build_model's pixels layer included) on the photos TF.js ran."""
+    """The converted graph, fed as the package feeds it, on the photos TF.js ran."""
     assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR} (../shared beside the checkout)"
     with open(REFERENCE_FILE) as f:
         ref = json.load(f)
     names, x = reference_photos()
     assert names == ref["photos"]
-    model = build_model(ModelConfig(backbone="faceres", weights=faceres_weights, task="ratio"), 224)
-    descriptor = np.asarray(model.get_layer("pixels")(x))
-    descriptor = finetune.backbone_of(model)(descriptor, training=False).numpy()
-    np.testing.assert_allclose(descriptor, ref["descriptor"], atol=DESCRIPTOR_ATOL, rtol=0)
-    net = faceres.faceres()
+    net = faceres.faceres(source_input=False)
     net.load_weights(faceres_weights)
+    descriptor = tf.keras.Model(net.input, net.get_layer(faceres.DESCRIPTOR_LAYER).output)(x).numpy()
+    np.testing.assert_allclose(descriptor, ref["descriptor"], atol=DESCRIPTOR_ATOL, rtol=0)
     male, age = (o.numpy() for o in net(x, training=False))
     np.testing.assert_allclose(male[:, 0], ref["male_probability"], atol=PROBABILITY_ATOL)
     np.testing.assert_allclose(age, ref["age_softmax"], atol=PROBABILITY_ATOL)
+
+
+def test_the_trainer_feeds_the_graph_as_its_source_trained_it(faceres_weights):
+    """build_model's pixels layer and backbone: the same graph on BGR pixels minus the means."""
+    _, x = reference_photos()
+    x = x[:2]
+    model = build_model(ModelConfig(backbone="faceres", weights=faceres_weights, task="ratio"), 224)
+    got = finetune.backbone_of(model)(model.get_layer("pixels")(x), training=False).numpy()
+    plain = faceres.faceres(source_input=False)
+    plain.load_weights(faceres_weights)
+    plain = tf.keras.Model(plain.input, plain.get_layer(faceres.DESCRIPTOR_LAYER).output)
+    np.testing.assert_allclose(got, plain(x[..., ::-1] - np.float32(faceres.CAFFE_BGR_MEAN)).numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert np.abs(got - plain(x).numpy()).max() > 0.1  # not the package's own input
 
 
 def test_features_choice_and_blocks(faceres_weights):

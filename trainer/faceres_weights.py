@@ -21,7 +21,7 @@ from deepattraction.weights import register, sha256
 WEIGHTS_FILE = "faceres.h5"
 MANIFEST_FILE = "faceres.json"
 TFJS_DIR = "faceres-tfjs"  # the package's model.json, shard and LICENSE, kept for audits
-INPUT_RANGE = (0.0, 255.0)  # what the package's runtime feeds (its `enhance`: crop in [0, 1] times 255)
+INPUT_RANGE = (0.0, 255.0)  # RGB pixel values, as the package's runtime feeds them (its `enhance`)
 MODEL_LICENSE = ("npm @vladmandic/human is MIT (package/LICENSE, copied beside the weights); the network is "
                  "HSE-FaceRes by A. Savchenko (HSE University), whose source repository HSE-asavchenko/"
                  "HSE_FaceRec_tf states no licence of its own; trained on VGGFace2 identities, then age and "
@@ -175,6 +175,9 @@ def fetch(out_dir: str, tarball: str | None = None) -> str:
         "quantization": {dtype: f"{n} tensors stored as {dtype}" for dtype, n in quantization.items()},
         "batch_norm": "folded into the convolutions by the TF.js conversion: each conv has a bias, no BN layer",
         "input_range": list(INPUT_RANGE),
+        "input_note": "RGB pixels 0-255; the model's first layer (faceres.SourceInput) makes them BGR minus the "
+                      "ImageNet means, as the source trained it; the package's runtime feeds RGB 0-255 to the "
+                      "graph directly (faceres.faceres(source_input=False) is that graph)",
         "image_size": 224,
         "weights_file": WEIGHTS_FILE,
         "weights_sha256": sha256(weights_path),
