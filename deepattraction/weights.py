@@ -55,7 +55,8 @@ def _load_fetchers() -> None:
     """Importing the converter modules registers them; each module names one backbone."""
     import importlib
 
-    for module in ("deepattraction.trainer.facenet_weights", "deepattraction.trainer.inception_weights"):
+    for module in ("deepattraction.trainer.facenet_weights", "deepattraction.trainer.inception_weights",
+                   "deepattraction.trainer.faceres_weights"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -64,9 +64,14 @@ class Backbone:
 
 # FaceNet was trained on tight MTCNN crops; on SCUT a ridge regression on its pooled features
 # correlates 0.908 with the mean score at margin 0.1, 0.899 at 0.2 and 0.866 at 0.35 (README).
+# FaceRes (HSE-FaceRes, from npm @vladmandic/human) takes 224 px and pixel values 0-255 (its first
+# layer makes them BGR minus the ImageNet means, as its source trained it: trainer/faceres.py); its
+# crop is the face detector's box enlarged 1.4 times (human's default for its own detector), i.e. a
+# margin of 0.2 a side.
 BACKBONES = {
     "inception_v3": Backbone("inception_v3", 299, (-1.0, 1.0), 0.2),
     "facenet": Backbone("facenet", 160, (-1.0, 1.0), 0.1),
+    "faceres": Backbone("faceres", 224, (0.0, 255.0), 0.2),
 }
 MIN_IMAGE_SIZE = 75  # Keras InceptionV3 refuses smaller inputs
 

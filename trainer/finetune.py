@@ -10,6 +10,7 @@ import tensorflow as tf
 BLOCK_ENDS = {
     "inception_v3": re.compile(r"^mixed\d+$"),  # mixed0 .. mixed10: the Inception modules' concats
     "facenet": re.compile(r"^(Mixed_6a|Mixed_7a|Block(35|17|8)_\d+_ScaleSum)$"),  # residual sums; a ReLU may follow
+    "faceres": re.compile(r"^conv_pw_\d+_relu$"),  # MobileNet v1's 13 depthwise-separable blocks
 }
 
 

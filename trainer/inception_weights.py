@@ -68,6 +68,13 @@ class TfjsModel:
 
 def read_tfjs(model_json: str) -> TfjsModel:
     """Decodes model.json and its shards as the weights manifest declares them."""
+    model, tensors, quantization = read_weights(model_json)
+    return TfjsModel(model["modelTopology"]["model_config"]["config"]["layers"], tensors, quantization)
+
+
+def read_weights(model_json: str) -> tuple[dict, dict[str, np.ndarray], dict[str, int]]:
+    """(model.json, name -> weight dequantized, quantized dtype -> tensor count) of a TF.js
+    layers or graph model: its shards decoded as the weights manifest declares them."""
     with open(model_json) as f:
         model = json.load(f)
     folder, tensors, quantization = os.path.dirname(model_json), {}, {}
@@ -87,17 +94,18 @@ def read_tfjs(model_json: str) -> TfjsModel:
                 raise ValueError(f"{model_json}: shards end before {spec['name']} ({len(data)} < {end} bytes)")
             raw = np.frombuffer(data, dtype, n, offset)
             offset = end
+            if quant:
+                quantization[stored] = quantization.get(stored, 0) + 1
             if quant and stored == "float16":
                 value = raw.astype(np.float32)
             elif quant:
                 value = quant["min"] + quant["scale"] * raw.astype(np.float64)
-                quantization[stored] = quantization.get(stored, 0) + 1
             else:
                 value = raw
             tensors[spec["name"]] = value.astype(_DTYPES[spec["dtype"]]).reshape(spec["shape"])
         if offset != len(data):
             raise ValueError(f"{model_json}: {len(data) - offset} bytes of {group['paths']} not in the manifest")
-    return TfjsModel(model["modelTopology"]["model_config"]["config"]["layers"], tensors, quantization)
+    return model, tensors, quantization
 
 
 def _creation_order(layers: list[dict], class_name: str) -> list[str]:

@@ -7,7 +7,7 @@ import tempfile
 
 import tensorflow as tf
 
-from deepattraction.trainer import facenet, features, metrics
+from deepattraction.trainer import facenet, faceres, features, metrics
 
 TASKS = ("ratio", "gender", "both")
 # Where FaceNet's head sits. "pool": its penultimate layer, the 1792-d average pool under the
@@ -15,6 +15,9 @@ TASKS = ("ratio", "gender", "both")
 # embedding itself, trained to tell identities apart, which keeps less of what the ratio needs
 # (README, Training: on SCUT a ridge regression on each correlates 0.875 and 0.900 with the mean score).
 FACENET_FEATURES = ("pool", "embedding")
+# Where FaceRes's head sits. "descriptor": its 1024-d global pool, the identity descriptor (MobileNet
+# trained on VGGFace2 identities); "feats": the 256-d ReLU layer its age and gender outputs share.
+FACERES_FEATURES = ("descriptor", "feats")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,7 @@ class ModelConfig:
     head_width: int = 256
     dropout: float = 0.2
     facenet_features: str = "pool"
+    faceres_features: str = "descriptor"
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -36,6 +40,11 @@ class ModelConfig:
             raise ValueError(f"unknown backbone {self.backbone!r}")
         if self.facenet_features not in FACENET_FEATURES:
             raise ValueError(f"facenet_features {self.facenet_features!r} not in {FACENET_FEATURES}")
+        if self.faceres_features not in FACERES_FEATURES:
+            raise ValueError(f"faceres_features {self.faceres_features!r} not in {FACERES_FEATURES}")
+        if self.backbone == "faceres" and self.weights == "imagenet":
+            raise ValueError("backbone 'faceres' has no ImageNet weights: use weights=none or the file from "
+                             "`deepattraction weights fetch faceres DIR` (DIR/faceres.h5)")
         if self.backbone == "facenet" and self.weights == "imagenet":
             raise ValueError("backbone 'facenet' has no ImageNet weights: use weights=none or the file from "
                              "`deepattraction weights fetch facenet DIR` (DIR/facenet_inception_resnet_v1.h5)")
@@ -57,9 +66,12 @@ def _local_copy(uri: str) -> str:
 
 def build_backbone(cfg: ModelConfig, image_size: int) -> tf.keras.Model:
     """The backbone up to its penultimate layer: InceptionV3's global pool; FaceNet's global pool
-    or its 128-d embedding (cfg.facenet_features)."""
+    or its 128-d embedding (cfg.facenet_features); FaceRes's descriptor or its age/gender
+    features (cfg.faceres_features)."""
     if cfg.backbone == "facenet":
         base = facenet.inception_resnet_v1(image_size)
+    elif cfg.backbone == "faceres":
+        base = faceres.faceres(image_size)
     else:
         keras_weights = "imagenet" if cfg.weights == "imagenet" else None
         base = tf.keras.applications.InceptionV3(
@@ -72,6 +84,9 @@ def build_backbone(cfg: ModelConfig, image_size: int) -> tf.keras.Model:
         base.load_weights(_local_copy(cfg.weights))  # the whole network, as the file stores it
     if cfg.backbone == "facenet" and cfg.facenet_features == "pool":
         return tf.keras.Model(base.input, base.get_layer(facenet.POOL_LAYER).output, name=base.name)
+    if cfg.backbone == "faceres":
+        layer = faceres.DESCRIPTOR_LAYER if cfg.faceres_features == "descriptor" else faceres.FEATS_LAYER
+        return tf.keras.Model(base.input, base.get_layer(layer).output, name=base.name)
     return base
 
 
