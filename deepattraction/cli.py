@@ -16,6 +16,7 @@ from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, PipelineConfig, wit
 from deepattraction.pipeline.params import parse_hparams
 from deepattraction.pipeline.run_lock import PipelineRootBusy
 from deepattraction.pipeline.schema import schema_text
+from deepattraction.serving import batching
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
 from deepattraction.serving.predict import LocalModel, predict_paths
 from deepattraction.serving.server import LocalServer, ServerConfig, model_config, parse_model_config_file
@@ -131,8 +132,12 @@ def cmd_serve(a) -> int:
         raise SystemExit("serve: give --model-base DIR [--model-name NAME] or --model-config-file FILE")
     configs = (parse_model_config_file(a.model_config_file) if a.model_config_file
                else [model_config(a.model_name, os.path.abspath(a.model_base))])
+    if a.batching_parameters_file and not a.enable_batching:
+        raise SystemExit("serve: --batching-parameters-file needs --enable-batching (as in TF Serving)")
+    params = (batching.read_batching_config(a.batching_parameters_file) if a.batching_parameters_file
+              else batching.BatchingParameters()) if a.enable_batching else None
     srv = LocalServer(configs, ServerConfig(host=a.host, grpc_port=a.grpc_port, rest_port=a.rest_port,
-                                            poll_seconds=a.poll_seconds)).start()
+                                            poll_seconds=a.poll_seconds, batching_parameters=params)).start()
     print(f"serve: gRPC {srv.grpc_target}, REST {srv.rest_url if srv.rest_port >= 0 else 'off'}; "
           f"models {', '.join(c.name for c in configs)} (loading; readiness: GET /healthz)", flush=True)
     try:
@@ -226,6 +231,10 @@ def main(argv=None) -> int:
     sv.add_argument("--rest-port", type=int, default=8501, help="-1: no REST server")
     sv.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     sv.add_argument("--ready-timeout", type=float, default=600.0)
+    sv.add_argument("--enable-batching", "--enable_batching", action="store_true",
+                    help="batch concurrent requests as TF Serving does (serving/batching.py)")
+    sv.add_argument("--batching-parameters-file", "--batching_parameters_file",
+                    help="TF Serving's batching.config (text BatchingParameters); default: its defaults")
 
     dm = sub.add_parser("demo",
                         help="demo data, the pipeline with FaceNet, the pushed model served and asked over gRPC")

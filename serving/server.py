@@ -26,7 +26,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from deepattraction.serving import model_dir
+from deepattraction.serving import batching, model_dir
 from deepattraction.serving.rest import rest_handler
 from deepattraction.serving.servable import Code, Servable, ServingError
 
@@ -44,6 +44,7 @@ class ServerConfig:
     max_request_bytes: int = 32 << 20  # gRPC message and REST body limit
     max_photo_bytes: int = 8 << 20  # one encoded photo
     max_json_depth: int = 16  # REST bodies nest 4 levels at most; deeper is an attack or a bug
+    batching_parameters: batching.BatchingParameters | None = None  # --enable_batching: requests batched
 
 
 def parse_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
@@ -90,6 +91,7 @@ class ModelManager:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.batcher = batching.Batcher(cfg.batching_parameters) if cfg.batching_parameters else None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="model-poller", daemon=True)
@@ -99,6 +101,8 @@ class ModelManager:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=60)
+        if self.batcher:
+            self.batcher.stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -135,6 +139,7 @@ class ModelManager:
             self._versions[name][version] = _Version(State.LOADING)
         try:
             servable = Servable(name, version, path, self.cfg.max_photo_bytes)
+            servable.batcher = self.batcher
             servable.warm_up()
             new = _Version(State.AVAILABLE, servable)
         except Exception as e:  # a broken version must not stop the others from serving

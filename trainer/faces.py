@@ -480,39 +480,54 @@ def decode(data):
     return apply_orientation(img, exif_orientation(data))
 
 
-def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None,
-                  chunk: int = 16):
-    """[B] encoded photos -> canvases [B, H, W, 3] (each photo at the top left, mid-grey beyond it:
-    what the package's crops see beyond a photo's edge; H, W the batch's largest fitted photo),
-    each photo's (h, w) on it, detections in canvas pixels, and the canvas/original factor.
-
-    Detection runs in chunks of `chunk` photos, which bounds the NMS matrices for any batch size."""
-    detector = detector or Detector(cfg)
+def photo_canvas(image_bytes, canvas: int):
+    """[B] encoded photos -> canvases [B, H, W, 3] float (each photo, shrunk to fit `canvas` when
+    larger, at the top left, mid-grey beyond it: what the package's crops see beyond a photo's
+    edge; H, W those of the batch's largest fitted photo), each photo's (h, w) on it, and the
+    canvas/original factor."""
 
     def one(data):
-        img, hw, factor = fit(decode(data), cfg.canvas)
+        img, hw, factor = fit(decode(data), canvas)
         return tf.RaggedTensor.from_tensor(img), hw, factor
 
     photos, hws, factors = tf.map_fn(one, image_bytes, fn_output_signature=(
         tf.RaggedTensorSpec([None, None, 3], tf.float32, ragged_rank=1), tf.TensorSpec([2], tf.float32),
         tf.TensorSpec([], tf.float32)))
-    b = tf.shape(image_bytes)[0]
-    canvases = photos.to_tensor(127.5, shape=[None, None, None, 3])
-    canvases = tf.ensure_shape(canvases, [None, None, None, 3])
+    # One mid-grey row and column beyond the largest photo: a crop sampling just past any photo's
+    # edge then blends with grey whatever photos share its batch (the Transform's batches and a
+    # serving request's differ), and a batch of no photo still has a 1 x 1 canvas.
+    canvases = tf.pad(photos.to_tensor(127.5, shape=[None, None, None, 3]), [[0, 0], [0, 1], [0, 1], [0, 0]],
+                      constant_values=127.5)
+    return tf.ensure_shape(canvases, [None, None, None, 3]), hws, factors
+
+
+def detect_canvases(canvases, hws, detector: "Detector", chunk: int = 16):
+    """Detector.detect over a batch in as few equal chunks of at most `chunk` photos as it takes
+    (which bounds the NMS matrices for any batch size): a batch of 1 or 8 runs as one chunk of its
+    own size, never padded to `chunk` with blank canvases P-Net would read too."""
+    b = tf.shape(canvases)[0]
     side = tf.shape(canvases)[1:3]
-    pad = (chunk - b % chunk) % chunk
+    n = tf.maximum((b + chunk - 1) // chunk, 1)
+    size = tf.maximum((b + n - 1) // n, 1)
+    pad = n * size - b
     padded_c = tf.concat([canvases, tf.fill(tf.concat([[pad], side, [3]], 0), 127.5)], 0)
     padded_hw = tf.concat([hws, tf.ones([pad, 2])], 0)
-    n = (b + pad) // chunk
 
     def run(args):
         c, hw = args
         return detector.detect(c, hw)
 
-    spec = {"count": tf.TensorSpec([chunk], tf.int64), "boxes": tf.TensorSpec([chunk, MAX_FACES, 4], tf.float32),
-            "confidence": tf.TensorSpec([chunk, MAX_FACES], tf.float32),
-            "landmarks": tf.TensorSpec([chunk, MAX_FACES, 10], tf.float32)}
-    out = tf.map_fn(run, (tf.reshape(padded_c, tf.concat([[n, chunk], side, [3]], 0)),
-                          tf.reshape(padded_hw, [n, chunk, 2])), fn_output_signature=spec)
-    dets = {k: tf.reshape(v, tf.concat([[n * chunk], tf.shape(v)[2:]], 0))[:b] for k, v in out.items()}
-    return canvases, hws, factors, dets
+    spec = {"count": tf.TensorSpec([None], tf.int64), "boxes": tf.TensorSpec([None, MAX_FACES, 4], tf.float32),
+            "confidence": tf.TensorSpec([None, MAX_FACES], tf.float32),
+            "landmarks": tf.TensorSpec([None, MAX_FACES, 10], tf.float32)}
+    out = tf.map_fn(run, (tf.reshape(padded_c, tf.concat([[n, size], side, [3]], 0)),
+                          tf.reshape(padded_hw, [n, size, 2])), fn_output_signature=spec)
+    return {k: tf.reshape(v, tf.concat([[n * size], tf.shape(v)[2:]], 0))[:b] for k, v in out.items()}
+
+
+def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None,
+                  chunk: int = 16):
+    """[B] encoded photos -> canvases (photo_canvas), each photo's (h, w) on them, detections in
+    canvas pixels, and the canvas/original factor."""
+    canvases, hws, factors = photo_canvas(image_bytes, cfg.canvas)
+    return canvases, hws, factors, detect_canvases(canvases, hws, detector or Detector(cfg), chunk)

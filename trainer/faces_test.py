@@ -51,6 +51,24 @@ def test_small_faces_in_large_photos_get_the_packages_count(detector):
     assert parity.boxes_iou_ok == parity.faces_both == sum(map(len, theirs))
 
 
+def test_a_photos_faces_and_crop_do_not_depend_on_the_photos_batched_with_it():
+    """The batch canvas is as large as the batch's largest photo: the Transform's Beam batches and
+    a serving request group photos differently, and neither may change a photo's answer."""
+    scut = [b for _, b in face_parity.scut_photos(SCUT_DIR, 1, seed=5)]
+    small = _encode(Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 30, 3)).astype(np.uint8)), "PNG")
+    big = face_parity.group_photos(SCUT_DIR, 640, 1, seed=1)[0][1]
+    backbone = features.BACKBONES["facenet"]
+    alone = [preprocessing.face_inputs(tf.constant([p]), 75, backbone, features.FACE_CANVAS) for p in (small, scut[0])]
+    together = preprocessing.face_inputs(tf.constant([small, scut[0], big]), 75, backbone, features.FACE_CANVAS)
+    for i, one in enumerate(alone):
+        assert one[features.FACE_COUNT_XF].numpy()[0] == together[features.FACE_COUNT_XF].numpy()[i]
+        diff = np.abs(one[features.IMAGE_XF].numpy()[0] - together[features.IMAGE_XF].numpy()[i])
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (i, diff.max(), (diff > 0).mean())
+        np.testing.assert_allclose(one[features.FACE_BOX_XF].numpy()[0], together[features.FACE_BOX_XF].numpy()[i],
+                                   atol=0.05)
+    assert together[features.FACE_COUNT_XF].numpy()[1] == 1
+
+
 def test_package_weights_are_read_from_the_installed_package():
     w = faces.load_package_weights("onet")
     assert [a.shape for a in w][:2] == [(3, 3, 3, 32), (32,)] and len(w) == 21
