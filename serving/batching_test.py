@@ -2,6 +2,7 @@
 photo failing only its own request, and the timeout flushing a partial batch. No timing assertions:
 a batch fills or times out by the scheduler's own rule; the tests wait on futures and events."""
 import os
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import copy_version
 from deepattraction.serving import batching
 from deepattraction.serving.client import ClientConfig, ServingClient, ServingError
 from deepattraction.serving.sample_model import MODEL_NAME
@@ -140,7 +140,7 @@ def test_the_server_batches_concurrent_clients_and_a_bad_photo_fails_only_its_re
     own request."""
     base = str(tmp_path / MODEL_NAME)
     os.makedirs(base)
-    copy_version(tiny_model, os.path.join(base, "1"))
+    shutil.copytree(tiny_model, os.path.join(base, "1"))
     params = batching.BatchingParameters(max_batch_size=8, batch_timeout_micros=20_000, num_batch_threads=1)
     truncated = photos[0][:len(photos[0]) // 2]
     with LocalServer([model_config(MODEL_NAME, base)], ServerConfig(grpc_port=0, rest_port=-1,

@@ -206,7 +206,15 @@ class Detector(tf.Module):
             small = tf.image.resize(img[:h, :w], target, method="area")
             return _pad_to(small, level_side)
 
-        return tf.map_fn(one, (canvas, sizes), fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
+        def together():  # photos of one size (a batch of 1; the Transform's SCUT batches): one resize op
+            hw = sizes[0]
+            h, w = tf.cast(hw[0], tf.int32), tf.cast(hw[1], tf.int32)
+            target = tf.maximum(tf.cast(tf.cast(hw, tf.float64) * scale, tf.int32), 1)
+            small = tf.image.resize(canvas[:, :h, :w], target, method="area")
+            return tf.pad(small, [[0, 0], [0, level_side[0] - target[0]], [0, level_side[1] - target[1]], [0, 0]])
+
+        return tf.cond(tf.reduce_all(tf.equal(sizes, sizes[:1])), together, lambda: tf.map_fn(
+            one, (canvas, sizes), fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32)))
 
     def _pnet(self, canvas, sizes):
         """Proposals from every pyramid level: image id, box, score (package: StagePNet)."""
@@ -339,8 +347,9 @@ def exif_orientation(data):
     ifd = tf.cast(tf.maximum(ifd, 0), tf.int32)
     entries = tf.reshape(tf.io.decode_raw(tf.strings.substr(tiff, ifd + 2, 12 * 32), tf.uint8), [32, 12])
     count = tf.minimum(_uint(tf.io.decode_raw(tf.strings.substr(tiff, ifd, 2), tf.uint8), little), 32)
-    tags = tf.map_fn(lambda e: _uint(e[0:2], little), entries, fn_output_signature=tf.int64)
-    values = tf.map_fn(lambda e: _uint(e[8:10], little), entries, fn_output_signature=tf.int64)
+    two = tf.where(little, tf.constant([1, 256], tf.int64), tf.constant([256, 1], tf.int64))  # all rows at once
+    tags = tf.reduce_sum(tf.cast(entries[:, 0:2], tf.int64) * two, axis=1)
+    values = tf.reduce_sum(tf.cast(entries[:, 8:10], tf.int64) * two, axis=1)
     hit = tf.equal(tags, 0x0112) & (tf.range(32, dtype=tf.int64) < count)
     value = tf.reduce_max(tf.where(hit, values, 0))
     valid = (tf.size(parts) == 2) & (value >= 1) & (value <= 8)
@@ -486,18 +495,27 @@ def photo_canvas(image_bytes, canvas: int):
     edge; H, W those of the batch's largest fitted photo), each photo's (h, w) on it, and the
     canvas/original factor."""
 
-    def one(data):
-        img, hw, factor = fit(decode(data), canvas)
-        return tf.RaggedTensor.from_tensor(img), hw, factor
+    n = tf.shape(image_bytes)[0]
 
-    photos, hws, factors = tf.map_fn(one, image_bytes, fn_output_signature=(
-        tf.RaggedTensorSpec([None, None, 3], tf.float32, ragged_rank=1), tf.TensorSpec([2], tf.float32),
-        tf.TensorSpec([], tf.float32)))
+    def body(i, pixels, sizes, factors):  # photos of any sizes, their pixels one flat list
+        img, hw, factor = fit(decode(image_bytes[i]), canvas)
+        return i + 1, pixels.write(i, tf.reshape(img, [-1, 3])), sizes.write(i, hw), factors.write(i, factor)
+
+    _, pixels, sizes, factors = tf.while_loop(lambda i, *_: i < n, body, (
+        0, tf.TensorArray(tf.float32, n, infer_shape=False, element_shape=[None, 3]),
+        tf.TensorArray(tf.float32, n, element_shape=[2]), tf.TensorArray(tf.float32, n, element_shape=[])))
+    hws, factors = sizes.stack(), factors.stack()
+    flat = tf.concat([pixels.concat(), tf.fill([1, 3], 127.5)], 0)  # never empty
+    h, w = tf.cast(hws[:, 0], tf.int32)[:, None, None], tf.cast(hws[:, 1], tf.int32)[:, None, None]
     # One mid-grey row and column beyond the largest photo: a crop sampling just past any photo's
     # edge then blends with grey whatever photos share its batch (the Transform's batches and a
     # serving request's differ), and a batch of no photo still has a 1 x 1 canvas.
-    canvases = tf.pad(photos.to_tensor(127.5, shape=[None, None, None, 3]), [[0, 0], [0, 1], [0, 1], [0, 0]],
-                      constant_values=127.5)
+    side = tf.reduce_max(tf.concat([tf.cast(hws, tf.int32), tf.zeros([1, 2], tf.int32)], 0), axis=0) + 1
+    rows, cols = tf.range(side[0])[None, :, None], tf.range(side[1])[None, None, :]
+    start = tf.cumsum(tf.reshape(h * w, [-1]), exclusive=True)[:, None, None]
+    inside = (rows < h) & (cols < w)
+    index = tf.where(inside, start + rows * w + cols, tf.shape(flat)[0] - 1)
+    canvases = tf.gather(flat, index)
     return tf.ensure_shape(canvases, [None, None, None, 3]), hws, factors
 
 
