@@ -1,8 +1,11 @@
 """Face-detection benchmark: the in-graph MTCNN against the `mtcnn` package on the same photos,
-in one run. Prints images/s for each (the package in its fastest, batch mode), their ratio,
-count and box parity, and the peak memory of the graph version on an 8000x8000 photo.
+in one run, per photo size: 350 px SCUT photos (plus the composites), and 640 and 1080 px group
+photos of 1-4 real faces 24-96 px wide (face_parity.group_photos). Prints images/s for each (the
+package in its fastest, batch mode), their ratio, count and box parity, the same for the named
+faster setting (features.FACE_CANVAS_FAST, which gives up small faces in large photos), and the
+peak memory of the graph version on an 8000x8000 photo.
 
-    python bench/faces.py [--scut ../shared/data/scut-fbp5500-train] [--photos 300]
+    python bench/faces.py [--scut ../shared/data/scut-fbp5500-train] [--photos 300] [--group 48]
 """
 from __future__ import annotations
 
@@ -48,33 +51,68 @@ print(len(d([data])[0]), base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
     return int(out[1]) / 1024.0, int(out[2]) / 1024.0
 
 
+def _size_set(scut: str, size: int, photos: int, group: int) -> list[tuple[str, bytes]]:
+    from deepattraction import face_parity
+
+    if size == 350:
+        return face_parity.scut_photos(scut, photos) + face_parity.composites(scut)
+    return face_parity.group_photos(scut, size, group, seed=size)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--scut", default=DEFAULT_SCUT)
     p.add_argument("--photos", type=int, default=300)
+    p.add_argument("--group", type=int, default=48, help="group photos at each of 640 and 1080 px")
+    p.add_argument("--sizes", type=int, nargs="+", default=[350, 640, 1080])
     p.add_argument("--huge", type=int, default=8000)
     a = p.parse_args(argv)
     # after parsing: --help needs neither TensorFlow nor mtcnn
     from mtcnn import MTCNN
 
     from deepattraction import face_parity
+    from deepattraction.trainer import faces, features
 
-    photo_set = face_parity.scut_photos(a.scut, a.photos) + face_parity.composites(a.scut)
-    names, photos = [n for n, _ in photo_set], [b for _, b in photo_set]
-    graph, pkg = face_parity.GraphDetector(), MTCNN()
-    graph(photos[:BATCH])  # trace and warm up both
-    pkg.detect_faces(photos[:BATCH])
-    ours, ours_ips = _timed(graph, photos, BATCH)
-    theirs, pkg_ips = _timed(lambda batch: pkg.detect_faces(list(batch)), photos, BATCH)
-    parity = face_parity.compare(names, ours, theirs)
+    graph, fast, pkg = (face_parity.GraphDetector(), face_parity.GraphDetector(
+        faces.DetectorConfig(canvas=features.FACE_CANVAS_FAST)), MTCNN())
+    totals = {"graph": 0.0, "package": 0.0, "photos": 0, "counts": 0, "faces": 0, "iou95": 0, "iou90": 0}
+    for size in a.sizes:
+        photo_set = _size_set(a.scut, size, a.photos, a.group)
+        names, photos = [n for n, _ in photo_set], [b for _, b in photo_set]
+        for d in (graph, fast):
+            d(photos[:BATCH])  # trace and warm up all three
+        pkg.detect_faces(photos[:BATCH])
+        ours, ours_ips = _timed(graph, photos, BATCH)
+        theirs, pkg_ips = _timed(lambda batch: pkg.detect_faces(list(batch)), photos, BATCH)
+        quick, fast_ips = _timed(fast, photos, BATCH)
+        parity = face_parity.compare(names, ours, theirs, min_iou=0.95)
+        loose = face_parity.compare(names, ours, theirs, min_iou=0.9)
+        fast_parity = face_parity.compare(names, quick, theirs, min_iou=0.95)
+        n_faces = sum(map(len, theirs))
+        print(f"faces {size} px: {len(photos)} photos, {n_faces} faces found by the package; count mismatches "
+              f"(photo, graph, package): {parity.mismatches[:5]}")
+        print(f"faces {size} px: graph {ours_ips:.1f} img/s, package {pkg_ips:.1f} img/s, "
+              f"ratio {ours_ips / pkg_ips:.2f}, "
+              f"counts equal {parity.counts_pct:.1f}%, boxes IoU>=0.95 {parity.boxes_pct:.1f}% "
+              f"(>=0.9 {loose.boxes_pct:.1f}%); fast (canvas {features.FACE_CANVAS_FAST}): {fast_ips:.1f} img/s, "
+              f"ratio {fast_ips / pkg_ips:.2f}, counts equal {fast_parity.counts_pct:.1f}%, "
+              f"faces found {sum(map(len, quick))} of {n_faces}", flush=True)
+        totals["graph"] += len(photos) / ours_ips
+        totals["package"] += len(photos) / pkg_ips
+        totals["photos"] += len(photos)
+        totals["counts"] += parity.counts_equal
+        totals["faces"] += parity.faces_both
+        totals["iou95"] += parity.boxes_iou_ok
+        totals["iou90"] += loose.boxes_iou_ok
     base, peak = huge_photo_peak_mb(a.huge)
-    print(f"photos: {len(photos)} ({a.photos} SCUT-FBP5500 + {len(photos) - a.photos} composites: "
-          f"astronaut, 2 and 3 faces, 2 without faces), batches of {BATCH}, {os.cpu_count()} cores")
-    print(f"count mismatches (photo, graph, package): {parity.mismatches}")
+    print(f"photos: {totals['photos']} ({a.photos} SCUT-FBP5500 + composites at 350 px, {a.group} group photos "
+          f"at each of 640 and 1080 px), batches of {BATCH}, {os.cpu_count()} cores")
     print(f"graph peak RSS on a {a.huge}x{a.huge} JPEG: {peak:.0f} MiB ({peak - base:.0f} MiB above "
           f"the warmed-up process)")
-    print(f"faces: graph {ours_ips:.1f} img/s, package {pkg_ips:.1f} img/s, ratio {ours_ips / pkg_ips:.2f}, "
-          f"counts equal {parity.counts_pct:.1f}%, boxes IoU>=0.9 {parity.boxes_pct:.1f}%")
+    g, k, n = totals["photos"] / totals["graph"], totals["photos"] / totals["package"], max(totals["faces"], 1)
+    print(f"faces: graph {g:.1f} img/s, package {k:.1f} img/s, ratio {g / k:.2f}, counts equal "
+          f"{100.0 * totals['counts'] / totals['photos']:.1f}%, boxes IoU>=0.95 {100.0 * totals['iou95'] / n:.1f}% "
+          f"(>=0.9 {100.0 * totals['iou90'] / n:.1f}%)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,18 @@
-"""Serving load benchmark: the local TF-Serving-compatible server on loopback, bounded clients and time.
+"""Serving benchmark on the model users serve: the demo's FaceNet model (build/demo's pushed model
+when `make demo` ran; else the same recipe exported here: the Transform's in-graph MTCNN, FaceNet
+with the converted weights in build/weights, trainer.train.export). In one run, on real 350 px
+SCUT JPEGs:
 
-1. Overhead: one client, calls alternating between the in-process SavedModel and the server on the
-   same photos (alternating, so CPU load from other processes hits both alike); p50 ratio.
-2. Load: N concurrent gRPC clients for T seconds; p50, p99, throughput, errors.
-The server runs in its own process (`deepattraction serve`), as it would in production.
-Last line: `serving: p50 <a> ms, p99 <b> ms, <q> req/s, errors <e>, overhead <r>x`."""
+1. Served cost per photo at batch 1 and 8: one client, requests of 1 and of 8 photos to the local
+   server without batching, alternating with FaceNet's own forward pass on 160 px crops at the
+   same batch (the physical anchor: no server can cost less), so load from other processes hits
+   both alike.
+2. Batching: N concurrent clients, one photo per request, for T seconds against the server with
+   --enable_batching (bench/serving_batching.config unless --batching-parameters-file): photos/s,
+   as a share of the served throughput at batch 8 from step 1, and errors.
+The servers run in their own processes (`deepattraction serve`), as they would in production.
+Last line: `serving: batch 1 <a> ms/photo (<x>x backbone), batch 8 <b> ms/photo (<y>x backbone);
+4 clients batched <q> photos/s (<p>% of batch 8), errors <e>`."""
 from __future__ import annotations
 
 import argparse
@@ -19,25 +27,46 @@ import time
 import numpy as np
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
-from deepattraction.serving import warmup
-from deepattraction.serving.client import ClientConfig, ServingClient
-from deepattraction.serving.predict import LocalModel
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DEMO_MODEL = os.path.join(ROOT, "build", "demo", "pipeline", "serving", "deepattraction")
+WEIGHTS = os.path.join(ROOT, "build", "weights", "facenet_inception_resnet_v1.h5")
+SCUT = os.path.join(ROOT, "..", "shared", "data", "scut-fbp5500-train")
+BATCHING_CONFIG = os.path.join(HERE, "serving_batching.config")
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-    model_base: str = ""  # a TF Serving model base path; empty: export the sample model into workdir
+    model_base: str = ""  # a TF Serving model base path; empty: the demo's, else a FaceNet model exported here
     workdir: str = "build/bench/serving"
     clients: int = 4
     seconds: float = 20.0
-    batch: int = 1  # photos per request
-    overhead_calls: int = 40
+    calls: int = 12  # per batch size, each alternating with the backbone alone
     photos: int = 16
+    batching_parameters_file: str = BATCHING_CONFIG
 
 
-def _start_server(base: str) -> tuple[subprocess.Popen, str]:
+def facenet_model_base(cfg: BenchConfig) -> str:
+    if cfg.model_base:
+        return cfg.model_base
+    if os.path.isdir(DEMO_MODEL) and any(v.isdigit() for v in os.listdir(DEMO_MODEL)):
+        return DEMO_MODEL
+    from deepattraction.serving.sample_model import MODEL_NAME, export_model  # loads TFX: only when exporting
+
+    base = os.path.join(os.path.abspath(cfg.workdir), "facenet")
+    if not os.path.exists(os.path.join(base, MODEL_NAME, "1", "saved_model.pb")):
+        if not os.path.exists(WEIGHTS):
+            raise SystemExit(f"bench: no demo model at {DEMO_MODEL} and no FaceNet weights at {WEIGHTS}: "
+                             "run `deepattraction weights fetch facenet build/weights` (or make demo) first")
+        print(f"bench: exporting the demo's FaceNet recipe to {base}", flush=True)
+        export_model(base, 1, backbone="facenet", weights=WEIGHTS, image_size=0)
+    return os.path.join(base, MODEL_NAME)
+
+
+def _start_server(base: str, *extra: str) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "deepattraction", "serve", "--model-base", base, "--grpc-port", "0",
-           "--rest-port", "-1", "--poll-seconds", "5"]
+           "--rest-port", "-1", "--poll-seconds", "30", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     target = None
     for line in proc.stdout:
@@ -48,54 +77,71 @@ def _start_server(base: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"server exited with {proc.wait()} before it was ready")
 
 
-def run(cfg: BenchConfig) -> dict:
-    base = cfg.model_base
-    if not base:
-        from deepattraction.serving.sample_model import MODEL_NAME, export_model  # loads TFX: only without a model
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
 
-        base = os.path.join(os.path.abspath(cfg.workdir), MODEL_NAME)
-        if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
-            print(f"bench: exporting the sample model to {base}", flush=True)
-            export_model(os.path.abspath(cfg.workdir), 1)
-    photos = warmup.demo_photos(cfg.photos, size=160, seed=11)
-    batches = [[photos[(i + k) % len(photos)] for k in range(cfg.batch)] for i in range(len(photos))]
+
+def run(cfg: BenchConfig) -> dict:
+    import tensorflow as tf
+
+    from deepattraction import face_parity
+    from deepattraction.serving.client import ClientConfig, ServingClient
+    from deepattraction.trainer import features
+    from deepattraction.trainer.model import ModelConfig, build_model
+
+    base = facenet_model_base(cfg)
+    photos = [b for _, b in face_parity.scut_photos(SCUT, cfg.photos, seed=11)]
+    size = features.BACKBONES["facenet"].image_size
+    backbone = build_model(ModelConfig(backbone="facenet", weights=WEIGHTS if os.path.exists(WEIGHTS) else "none"),
+                           size)
+    forward = tf.function(lambda x: backbone({features.IMAGE_XF: x}, training=False))
+    crops = {b: tf.constant(np.random.default_rng(b).uniform(0, 255, (b, size, size, 3)).astype(np.float32))
+             for b in (1, 8)}
+    served, anchor = {}, {}
     proc, target = _start_server(base)
     try:
-        local = LocalModel(base)
         client = ServingClient(ClientConfig(target, retries=0))
-        for b in batches[:3]:  # first-call costs out of the way on both sides
-            local.predict_bytes(b), client.predict(b)
-        t_local, t_remote = [], []
-        for i in range(cfg.overhead_calls):
-            b = batches[i % len(batches)]
-            t0 = time.perf_counter()
-            local.predict_bytes(b)
-            t1 = time.perf_counter()
-            client.predict(b)
-            t_local.append(t1 - t0)
-            t_remote.append(time.perf_counter() - t1)
-        overhead = float(np.median(t_remote) / np.median(t_local))
-        print(f"bench: sequential p50 in-process {1e3 * np.median(t_local):.1f} ms, "
-              f"through the server {1e3 * np.median(t_remote):.1f} ms", flush=True)
+        for b in (1, 8):
+            batches = [[photos[(i * b + k) % len(photos)] for k in range(b)] for i in range(cfg.calls)]
+            for warm in batches[:2]:  # first-call costs out of the way on both sides
+                client.predict(warm), forward(crops[b])
+            t_served, t_anchor = [], []
+            for batch in batches:
+                t0 = time.perf_counter()
+                tf.nest.flatten(forward(crops[b]))[0].numpy()
+                t1 = time.perf_counter()
+                client.predict(batch)
+                t_anchor.append(t1 - t0)
+                t_served.append(time.perf_counter() - t1)
+            served[b], anchor[b] = 1e3 * np.median(t_served) / b, 1e3 * np.median(t_anchor) / b
+            print(f"bench: batch {b}: served {served[b]:.1f} ms/photo, FaceNet forward alone {anchor[b]:.1f} "
+                  f"ms/photo ({served[b] / anchor[b]:.2f}x)", flush=True)
+        client.close()
+    finally:
+        _stop(proc)
 
-        lat: list[float] = []
-        errors: list[str] = []
-        lock = threading.Lock()
+    proc, target = _start_server(base, "--enable-batching", "--batching-parameters-file", cfg.batching_parameters_file)
+    done, errors = [0], []
+    lock = threading.Lock()
+    try:
+        warm = ServingClient(ClientConfig(target, retries=0))
+        warm.predict(photos[:1])
+        warm.close()
         stop_at = time.perf_counter() + cfg.seconds
 
         def worker(k: int):
             c = ServingClient(ClientConfig(target, retries=0))
             i = k
             while time.perf_counter() < stop_at:
-                t0 = time.perf_counter()
                 try:
-                    c.predict(batches[i % len(batches)])
+                    c.predict([photos[i % len(photos)]])
                     with lock:
-                        lat.append(time.perf_counter() - t0)
+                        done[0] += 1
                 except Exception as e:  # counted, never hidden
                     with lock:
                         errors.append(str(e))
-                i += 1
+                i += cfg.clients
             c.close()
 
         t0 = time.perf_counter()
@@ -106,12 +152,12 @@ def run(cfg: BenchConfig) -> dict:
             t.join()
         wall = time.perf_counter() - t0
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-    lat_ms = np.array(lat) * 1e3
-    return {"p50_ms": float(np.percentile(lat_ms, 50)), "p99_ms": float(np.percentile(lat_ms, 99)),
-            "req_s": len(lat) / wall, "errors": len(errors), "overhead": overhead, "first_errors": errors[:3],
-            "clients": cfg.clients, "seconds": cfg.seconds, "batch": cfg.batch, "cpus": os.cpu_count()}
+        _stop(proc)
+    batched = done[0] / wall
+    return {"served": served, "anchor": anchor, "batched_photos_s": batched,
+            "share_of_batch8": 100.0 * batched / (1e3 / served[8]), "errors": len(errors),
+            "first_errors": errors[:3], "clients": cfg.clients, "seconds": cfg.seconds, "model": base,
+            "cpus": os.cpu_count()}
 
 
 def main(argv=None) -> int:
@@ -122,16 +168,20 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default=d.workdir)
     p.add_argument("--clients", type=int, default=d.clients)
     p.add_argument("--seconds", type=float, default=d.seconds)
-    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--calls", type=int, default=d.calls)
+    p.add_argument("--batching-parameters-file", default=d.batching_parameters_file)
     a = p.parse_args(argv)
-    if not 1 <= a.clients <= 64 or not 0 < a.seconds <= 300:
-        p.error("clients must be 1..64 and seconds 0..300: the benchmark stays bounded")
+    if not 1 <= a.clients <= 64 or not 0 < a.seconds <= 300 or not 1 <= a.calls <= 200:
+        p.error("clients must be 1..64, seconds 0..300 and calls 1..200: the benchmark stays bounded")
     r = run(BenchConfig(model_base=a.model_base, workdir=a.workdir, clients=a.clients, seconds=a.seconds,
-                        batch=a.batch))
-    print(f"bench: {r['clients']} clients x {r['seconds']:.0f} s, batch {r['batch']}, {r['cpus']} CPUs"
-          + (f"; first errors: {r['first_errors']}" if r["errors"] else ""))
-    print(f"serving: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['req_s']:.1f} req/s, "
-          f"errors {r['errors']}, overhead {r['overhead']:.2f}x")
+                        calls=a.calls, batching_parameters_file=a.batching_parameters_file))
+    print(f"bench: model {r['model']}; {r['clients']} clients x {r['seconds']:.0f} s with "
+          f"{a.batching_parameters_file}; {r['cpus']} CPUs" + (f"; first errors: {r['first_errors']}"
+                                                                if r["errors"] else ""))
+    s, b = r["served"], r["anchor"]
+    print(f"serving: batch 1 {s[1]:.1f} ms/photo ({s[1] / b[1]:.2f}x backbone), batch 8 {s[8]:.1f} ms/photo "
+          f"({s[8] / b[8]:.2f}x backbone); {r['clients']} clients batched {r['batched_photos_s']:.1f} photos/s "
+          f"({r['share_of_batch8']:.0f}% of batch 8), errors {r['errors']}")
     return 0
 
 

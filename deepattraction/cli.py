@@ -17,6 +17,7 @@ from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, from_recipe, with_a
 from deepattraction.pipeline.params import parse_hparams
 from deepattraction.pipeline.run_lock import PipelineRootBusy
 from deepattraction.pipeline.schema import schema_text
+from deepattraction.serving import batching
 from deepattraction.serving.client import ClientConfig, RestClient, ServingClient
 from deepattraction.serving.predict import LocalModel, predict_paths
 from deepattraction.serving.server import (
@@ -177,10 +178,15 @@ def cmd_serve(a) -> int:
         raise SystemExit("serve: give --model-base DIR [--model-name NAME] or --model-config-file FILE")
     configs = (parse_model_config_file(a.model_config_file) if a.model_config_file
                else [model_config(a.model_name, os.path.abspath(a.model_base))])
+    if a.batching_parameters_file and not a.enable_batching:
+        raise SystemExit("serve: --batching-parameters-file needs --enable-batching (as in TF Serving)")
+    params = (batching.read_batching_config(a.batching_parameters_file) if a.batching_parameters_file
+              else batching.BatchingParameters()) if a.enable_batching else None
     srv = LocalServer(configs, ServerConfig(host=a.host, grpc_port=a.grpc_port, rest_port=a.rest_port,
                                             poll_seconds=a.poll_seconds,
                                             load_retry_interval_seconds=a.load_retry_interval_seconds,
-                                            drain_seconds=a.drain_seconds)).start()
+                                            drain_seconds=a.drain_seconds,
+                                            batching_parameters=params)).start()
     print(f"serve: gRPC {srv.grpc_target}, REST {srv.rest_url if srv.rest_port >= 0 else 'off'}; "
           f"models {', '.join(c.name for c in configs)} (loading; readiness: GET /healthz)", flush=True)
     drained = srv.serve_until_signalled(a.ready_timeout, lambda: print("serve: ready", flush=True),
@@ -261,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="wait before a failed version load is retried (TF Serving's --load_retry_interval_micros)")
     sv.add_argument("--drain-seconds", type=float, default=DRAIN_SECONDS,
                     help="on SIGTERM, how long in-flight requests may take to finish")
+    sv.add_argument("--enable-batching", "--enable_batching", action="store_true",
+                    help="batch concurrent requests as TF Serving does (serving/batching.py)")
+    sv.add_argument("--batching-parameters-file", "--batching_parameters_file",
+                    help="TF Serving's batching.config (text BatchingParameters); default: its defaults")
 
     dm = sub.add_parser("demo",
                         help="demo data, the pipeline with FaceNet, the pushed model served and asked over gRPC")

@@ -40,6 +40,47 @@ def composites(folder: str, seed: int = 0) -> list[tuple[str, bytes]]:
             ("rocket_no_face.jpg", encode_jpeg(data.rocket()))]
 
 
+FACE_WIDTHS = (24, 32, 48, 64, 96)  # about how wide each pasted face is, in the photo's pixels
+PHOTO_SIZES = {640: (480, 640), 1080: (810, 1080)}  # long side -> (h, w) of the group photos
+_FACE_CROP = (50, 30, 300, 330)  # x1, y1, x2, y2 of a SCUT photo around its face
+_FACE_IN_CROP = 190  # about how wide MTCNN finds a SCUT face (its box), in the crop's pixels
+
+
+def group_photo(faces_: list[np.ndarray], widths: list[int], hw: tuple[int, int], rng) -> np.ndarray:
+    """Real faces pasted, each scaled to about its width, on distinct cells of a grid over a
+    blurred real background (scikit-image's coffee, which holds no face)."""
+    from skimage import data
+
+    h, w = hw
+    canvas = np.asarray(Image.fromarray(data.coffee()).resize((w, h), Image.BILINEAR)).copy()
+    rows, cols = 2, 3
+    cells = rng.choice(rows * cols, size=len(faces_), replace=False)
+    for face, width, cell in zip(faces_, widths, cells):
+        crop = Image.fromarray(face).crop(_FACE_CROP)
+        fw = max(2, round(width * crop.width / _FACE_IN_CROP))
+        fh = max(2, round(fw * crop.height / crop.width))
+        small = np.asarray(crop.resize((fw, fh), Image.LANCZOS))
+        ch, cw = h // rows, w // cols
+        y = (cell // cols) * ch + int(rng.integers(0, max(1, ch - fh)))
+        x = (cell % cols) * cw + int(rng.integers(0, max(1, cw - fw)))
+        canvas[y:y + fh, x:x + fw] = small[:h - y, :w - x]
+    return canvas
+
+
+def group_photos(folder: str, long_side: int, count: int, seed: int = 0) -> list[tuple[str, bytes]]:
+    """`count` JPEGs of `long_side` px (PHOTO_SIZES) holding 1 to 4 real SCUT faces each, of
+    widths drawn from FACE_WIDTHS (the smallest the package finds at its defaults is ~24 px)."""
+    rng = np.random.default_rng(seed)
+    pool = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for _, b in scut_photos(folder, 4 * count, seed + 7)]
+    out = []
+    for i in range(count):
+        n = int(rng.integers(1, 5))
+        widths = [int(FACE_WIDTHS[(i + k) % len(FACE_WIDTHS)]) for k in range(n)]
+        img = group_photo(pool[4 * i:4 * i + n], widths, PHOTO_SIZES[long_side], rng)
+        out.append((f"group{long_side}_{i}_{'-'.join(map(str, widths))}px.jpg", encode_jpeg(img)))
+    return out
+
+
 def iou_xywh(a, b) -> float:
     ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     iw, ih = max(0.0, min(ax2, bx2) - max(a[0], b[0])), max(0.0, min(ay2, by2) - max(a[1], b[1]))

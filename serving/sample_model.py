@@ -25,8 +25,11 @@ from deepattraction.trainer.train import export
 MODEL_NAME = "deepattraction"
 
 
-def export_model(base: str, version: int, task: str = "both") -> str:
-    """<base>/deepattraction/<version>, warmup file included; returns that folder."""
+def export_model(base: str, version: int, task: str = "both", backbone: str = "inception_v3",
+                 weights: str = "none", image_size: int = 75) -> str:
+    """<base>/deepattraction/<version>, warmup file included; returns that folder. backbone,
+    weights and image_size 0 (the backbone's own) give the recipe `make demo` serves:
+    facenet with build/weights/facenet_inception_resnet_v1.h5 at 160 px."""
     photos = warmup.demo_photos(8, size=64, seed=1)
     raw = [{features.USER_ID_KEY: f"u{i}".encode(), features.IMAGE_KEY: p,
             features.GENDER_KEY: features.GENDERS[i % 2].encode(), features.LIKE_RATIO_KEY: 0.1 * i,
@@ -36,10 +39,12 @@ def export_model(base: str, version: int, task: str = "both") -> str:
     tft_dir = tempfile.mkdtemp(prefix="tft_")
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         transform_fn = (raw, meta) | tft_beam.AnalyzeDataset(
-            lambda x: preprocessing.preprocessing_fn(x, {"image_size": 75}))
+            lambda x: preprocessing.preprocessing_fn(x, {"image_size": image_size, "backbone": backbone}))
         _ = transform_fn | tft_beam.WriteTransformFn(tft_dir)
     metadata_io.write_metadata(meta, os.path.join(tft_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
-    model = build_model(ModelConfig(task=task), 75, ratio_prior=0.3, male_prior=0.6)
+    size = image_size or features.BACKBONES[backbone].image_size
+    model = build_model(ModelConfig(task=task, backbone=backbone, weights=weights), size, ratio_prior=0.3,
+                        male_prior=0.6)
     rng = np.random.default_rng(0)
     for w in model.trainable_weights:  # untrained heads are constant; random ones make outputs depend on the photo
         if "kernel" in w.name and not np.any(w.numpy()):

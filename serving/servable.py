@@ -102,6 +102,7 @@ class Servable:
         self.signature_defs = {k: v for k, v in self.meta_graph.signature_def.items() if not k.startswith("__")}
         self._loaded = tf.saved_model.load(path)
         self._fns = {k: self._loaded.signatures[k] for k in self.signature_defs}
+        self.batcher = None  # a serving.batching.Batcher when the server batches requests (--enable_batching)
 
     def warm_up(self) -> int:
         """Replays assets.extra/tf_serving_warmup_requests; a failing record fails the load, as in TF Serving."""
@@ -130,7 +131,8 @@ class Servable:
                     f"{{{','.join(sorted(sig.outputs))}}}."))
         args = {alias: self._input(alias, sig.inputs[alias], request.inputs[alias]) for alias in sorted(sent)}
         try:
-            out = self._fns[sig_name](**args)
+            fn = self._fns[sig_name]
+            out = fn(**args) if self.batcher is None else self.batcher.run(fn, {k: v.numpy() for k, v in args.items()})
         except tf.errors.InvalidArgumentError as e:
             raise ServingError(Code.INVALID_ARGUMENT, faces.refusal(e.message) or e.message.splitlines()[0]) from None
         keep = set(request.output_filter) or set(out)

@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from deepattraction.serving import model_dir
+from deepattraction.serving import batching, model_dir
 from deepattraction.serving.rest import BoundedHTTPServer, rest_handler
 from deepattraction.serving.servable import (
     MAX_PHOTO_BYTES,
@@ -77,6 +77,7 @@ class ServerConfig:
     @property
     def limits(self) -> RequestLimits:
         return RequestLimits(self.max_photo_bytes, self.max_photos, self.max_pixels)
+    batching_parameters: batching.BatchingParameters | None = None  # --enable_batching: requests batched
 
 
 def parse_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
@@ -136,6 +137,7 @@ class ModelManager:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.batcher = batching.Batcher(cfg.batching_parameters) if cfg.batching_parameters else None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="model-poller", daemon=True)
@@ -145,6 +147,8 @@ class ModelManager:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=60)
+        if self.batcher:
+            self.batcher.stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -213,6 +217,7 @@ class ModelManager:
             self._versions[name][version] = _Version(State.LOADING, attempts=attempts)
         try:
             servable = Servable(name, version, path, self.cfg.limits)
+            servable.batcher = self.batcher
             servable.warm_up()
             new = _Version(State.AVAILABLE, servable)
         except Exception as e:  # a broken version must not stop the others from serving

@@ -6,13 +6,16 @@ pretrained weights that package ships, read from the installed package when the 
 and stored in the graph as constants. Unlike the package (NumPy between stages), everything here
 is graph ops on a whole batch at once: no tf.py_function, no NumPy at run time.
 
-Every photo is placed, without upscaling, at the top-left of a fixed black canvas (photos larger
-than the canvas are first shrunk to fit), as the package pads batches. A fixed canvas gives a fixed
-pyramid, static shapes and bounded memory whatever the photo's size.
+The pyramid starts, as the package's does, at min_face_size on the photo's own pixels, so a photo
+gets the package's count whatever its size. Photos are placed, without upscaling, at the top-left of
+a batch canvas as large as the batch's largest photo (the package pads a batch the same way); only a
+photo whose longer side exceeds DetectorConfig.canvas is first shrunk to fit, which bounds memory and
+the pyramid's static list of levels whatever the photo's size.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.resources
 import math
 
@@ -26,9 +29,11 @@ MAX_FACES = 8  # faces reported per photo (the most confident); face_count count
 
 @dataclasses.dataclass(frozen=True)
 class DetectorConfig:
-    """The package's defaults, plus the canvas that fixes the pyramid."""
+    """The package's defaults, plus the longest photo side detection reads (canvas): photos up to
+    it keep the package's count; a larger photo is shrunk to fit, and its smallest countable face
+    grows with the shrink (features.FACE_CANVAS_FAST names the old, faster, 384 px setting)."""
 
-    canvas: int = 384
+    canvas: int = features.FACE_CANVAS
     min_face_size: int = 20
     scale_factor: float = 0.709
     threshold_pnet: float = 0.6
@@ -41,7 +46,8 @@ class DetectorConfig:
     max_proposals: int = 4096  # per pyramid level and batch: bounds the NMS matrices
 
     def scales(self) -> list[float]:
-        """The package's pyramid (build_scale_pyramid) for the canvas, keeping levels P-Net can read."""
+        """The package's pyramid (build_scale_pyramid) for a photo of the canvas's size, keeping the
+        levels P-Net can read; a batch of smaller photos skips the levels it is too small for."""
         count = round(-(math.log(self.canvas / 12) / math.log(self.scale_factor) + 1))
         m = 12 / self.min_face_size
         return [m * self.scale_factor ** k for k in range(count) if int(self.canvas * m * self.scale_factor ** k) >= 12]
@@ -167,12 +173,18 @@ def _regress(boxes, offsets):
 def _patches(canvas, image_ids, boxes, sizes, out: int):
     """Crops as the package's extract_patches: it normalises by the photo's own size (H, W), so
     the pixel a coordinate lands on is c * (H - 1) / H; on the canvas that is c_norm * (S - 1)."""
-    s = tf.cast(tf.shape(canvas)[1] - 1, tf.float32)
+    s = tf.cast(tf.maximum(tf.shape(canvas)[1:3] - 1, 1), tf.float32)
     hw = tf.gather(sizes, image_ids)
     h, w = hw[:, 0], hw[:, 1]
     x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
-    norm = tf.stack([y1 * (h - 1) / h, x1 * (w - 1) / w, y2 * (h - 1) / h, x2 * (w - 1) / w], axis=1) / s
+    norm = tf.stack([y1 * (h - 1) / h / s[0], x1 * (w - 1) / w / s[1],
+                     y2 * (h - 1) / h / s[0], x2 * (w - 1) / w / s[1]], axis=1)
     return tf.image.crop_and_resize(canvas, norm, image_ids, [out, out])
+
+
+def _no_proposals():
+    """A pyramid level no photo of the batch is large enough for."""
+    return tf.zeros([0], tf.int32), tf.zeros([0, 4]), tf.zeros([0])
 
 
 class Detector(tf.Module):
@@ -183,49 +195,65 @@ class Detector(tf.Module):
         self.cfg = cfg
         self.nets = MtcnnNets()
 
-    def _level(self, canvas, sizes, scale: float):
+    def _level(self, canvas, sizes, scale: float, level_side):
         """One pyramid level: each photo area-resized by its own size (as the package resizes
-        each photo), then placed on the level's fixed canvas for one batched P-Net call."""
-        size = int(self.cfg.canvas * scale)
+        each photo), then placed on the level's canvas for one batched P-Net call."""
 
         def one(args):
             img, hw = args
             h, w = tf.cast(hw[0], tf.int32), tf.cast(hw[1], tf.int32)
             target = tf.maximum(tf.cast(tf.cast(hw, tf.float64) * scale, tf.int32), 1)  # truncated, as the package
             small = tf.image.resize(img[:h, :w], target, method="area")
-            return _pad_to(small, size)
+            return _pad_to(small, level_side)
 
-        return tf.map_fn(one, (canvas, sizes), fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        def together():  # photos of one size (a batch of 1; the Transform's SCUT batches): one resize op
+            hw = sizes[0]
+            h, w = tf.cast(hw[0], tf.int32), tf.cast(hw[1], tf.int32)
+            target = tf.maximum(tf.cast(tf.cast(hw, tf.float64) * scale, tf.int32), 1)
+            small = tf.image.resize(canvas[:, :h, :w], target, method="area")
+            return tf.pad(small, [[0, 0], [0, level_side[0] - target[0]], [0, level_side[1] - target[1]], [0, 0]])
+
+        return tf.cond(tf.reduce_all(tf.equal(sizes, sizes[:1])), together, lambda: tf.map_fn(
+            one, (canvas, sizes), fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32)))
 
     def _pnet(self, canvas, sizes):
         """Proposals from every pyramid level: image id, box, score (package: StagePNet)."""
         c = self.cfg
         ids, boxes, scores = [], [], []
+        canvas_hw = tf.shape(canvas)[1:3]
         for scale in c.scales():
-            level_hw = tf.maximum(tf.cast(tf.cast(sizes, tf.float64) * scale, tf.int32), 1)
-            reg, prob = nonempty(self.nets.pnet, self._level(canvas, sizes, scale), level_hw)
-            # Only windows inside the photo, where the package's valid convolutions reach.
-            out_hw = (level_hw - 1) // 2 - 4  # ceil((n - 2) / 2) - 4
-            rows, cols = tf.range(tf.shape(prob)[1]), tf.range(tf.shape(prob)[2])
-            inside = (rows[None, :, None] < out_hw[:, 0, None, None]) & (cols[None, None, :] < out_hw[:, 1, None, None])
-            prob = tf.where(inside, prob, 0.0)
-            k = tf.minimum(tf.size(prob), c.max_proposals)
-            flat = tf.reshape(prob, [-1])
-            top = tf.math.top_k(flat, k=k)
-            keep = tf.boolean_mask(top.indices, top.values > c.threshold_pnet)
-            where = tf.transpose(tf.unravel_index(keep, tf.shape(prob, out_type=tf.int32)))  # [n, 3] b, row, col
-            r = tf.gather_nd(reg, where)
-            col, row = tf.cast(where[:, 2], tf.float32), tf.cast(where[:, 1], tf.float32)
-            b = tf.stack([col * 2 + 1 + r[:, 0] * 11, row * 2 + 1 + r[:, 1] * 11,
-                          col * 2 + 12 + r[:, 2] * 11, row * 2 + 12 + r[:, 3] * 11], axis=1) / scale
-            sc = tf.gather(flat, keep)
-            kept = nms(where[:, 0], b, sc, c.nms_pnet_scale)
-            ids.append(tf.gather(where[:, 0], kept))
-            boxes.append(tf.gather(b, kept))
-            scores.append(tf.gather(sc, kept))
+            level_side = tf.cast(tf.cast(canvas_hw, tf.float64) * scale, tf.int32)
+            i, b, sc = tf.cond(tf.reduce_min(level_side) >= 12, functools.partial(
+                self._level_proposals, canvas, sizes, scale, level_side), _no_proposals)
+            ids.append(i)
+            boxes.append(b)
+            scores.append(sc)
         ids, boxes, scores = tf.concat(ids, 0), tf.concat(boxes, 0), tf.concat(scores, 0)
         kept = nms(ids, boxes, scores, c.nms_pnet)
         return tf.gather(ids, kept), _square(tf.gather(boxes, kept))
+
+    def _level_proposals(self, canvas, sizes, scale: float, level_side):
+        """One level's proposals after its own NMS (package: generate_bounding_box, nms_pnet1)."""
+        c = self.cfg
+        level_hw = tf.maximum(tf.cast(tf.cast(sizes, tf.float64) * scale, tf.int32), 1)
+        reg, prob = nonempty(self.nets.pnet, self._level(canvas, sizes, scale, level_side), level_hw)
+        # Only windows inside the photo, where the package's valid convolutions reach.
+        out_hw = (level_hw - 1) // 2 - 4  # ceil((n - 2) / 2) - 4
+        rows, cols = tf.range(tf.shape(prob)[1]), tf.range(tf.shape(prob)[2])
+        inside = (rows[None, :, None] < out_hw[:, 0, None, None]) & (cols[None, None, :] < out_hw[:, 1, None, None])
+        prob = tf.where(inside, prob, 0.0)
+        k = tf.minimum(tf.size(prob), c.max_proposals)
+        flat = tf.reshape(prob, [-1])
+        top = tf.math.top_k(flat, k=k)
+        keep = tf.boolean_mask(top.indices, top.values > c.threshold_pnet)
+        where = tf.transpose(tf.unravel_index(keep, tf.shape(prob, out_type=tf.int32)))  # [n, 3] b, row, col
+        r = tf.gather_nd(reg, where)
+        col, row = tf.cast(where[:, 2], tf.float32), tf.cast(where[:, 1], tf.float32)
+        b = tf.stack([col * 2 + 1 + r[:, 0] * 11, row * 2 + 1 + r[:, 1] * 11,
+                      col * 2 + 12 + r[:, 2] * 11, row * 2 + 12 + r[:, 3] * 11], axis=1) / scale
+        sc = tf.gather(flat, keep)
+        kept = nms(where[:, 0], b, sc, c.nms_pnet_scale)
+        return tf.gather(where[:, 0], kept), tf.gather(b, kept), tf.gather(sc, kept)
 
     def _rnet(self, canvas, sizes, ids, boxes):
         reg, prob = nonempty(self.nets.rnet, _patches(canvas, ids, boxes, sizes, 24))
@@ -247,7 +275,7 @@ class Detector(tf.Module):
         return tuple(tf.gather(t, kept) for t in (ids, boxes, marks, prob))
 
     def detect(self, canvas, sizes):
-        """canvas: [B, S, S, 3] pixels in [0, 255] (photo at top-left); sizes: [B, 2] its (h, w).
+        """canvas: [B, H, W, 3] pixels in [0, 255] (photo at top-left); sizes: [B, 2] its (h, w).
 
         Returns per photo: count [B], boxes [B, MAX_FACES, 4] (x1, y1, x2, y2, clipped to the photo),
         confidence [B, MAX_FACES], landmarks [B, MAX_FACES, 10] (x1..x5, y1..y5), most confident first.
@@ -284,16 +312,16 @@ def _per_photo(ids, boxes, marks, prob, batch):
     }
 
 
-def to_canvas(image, canvas: int):
-    """One decoded photo [h, w, 3] -> (canvas [S, S, 3] float, its (h, w) on the canvas, the factor
-    from original to canvas pixels). Large photos shrink to fit; small ones are not enlarged.
-    The rest of the canvas is mid-grey (0 once normalised): what the package's crops see beyond
-    a photo's edge."""
+def fit(image, canvas: int):
+    """One decoded photo [h, w, 3] -> (float pixels [h', w', 3], (h', w'), the factor from original
+    to fitted pixels). A photo whose longer side exceeds `canvas` shrinks to fit; others are
+    unchanged (the package reads them at their own size)."""
     hw = tf.cast(tf.shape(image)[:2], tf.float32)
     factor = tf.minimum(1.0, canvas / tf.reduce_max(hw))
     new_hw = tf.maximum(tf.cast(tf.math.floor(hw * factor), tf.int32), 1)
-    img = tf.image.resize(tf.cast(image, tf.float32), new_hw, method="area")
-    return tf.ensure_shape(_pad_to(img, canvas, 127.5), [canvas, canvas, 3]), tf.cast(new_hw, tf.float32), factor
+    img = tf.cast(image, tf.float32)
+    img = tf.cond(factor < 1.0, lambda: tf.image.resize(img, new_hw, method="area"), lambda: img)
+    return img, tf.cast(new_hw, tf.float32), factor
 
 
 _EXIF_SEARCH = 65536  # APP1 (EXIF) comes right after the JPEG's start marker
@@ -319,19 +347,21 @@ def exif_orientation(data):
     ifd = tf.cast(tf.maximum(ifd, 0), tf.int32)
     entries = tf.reshape(tf.io.decode_raw(tf.strings.substr(tiff, ifd + 2, 12 * 32), tf.uint8), [32, 12])
     count = tf.minimum(_uint(tf.io.decode_raw(tf.strings.substr(tiff, ifd, 2), tf.uint8), little), 32)
-    tags = tf.map_fn(lambda e: _uint(e[0:2], little), entries, fn_output_signature=tf.int64)
-    values = tf.map_fn(lambda e: _uint(e[8:10], little), entries, fn_output_signature=tf.int64)
+    two = tf.where(little, tf.constant([1, 256], tf.int64), tf.constant([256, 1], tf.int64))  # all rows at once
+    tags = tf.reduce_sum(tf.cast(entries[:, 0:2], tf.int64) * two, axis=1)
+    values = tf.reduce_sum(tf.cast(entries[:, 8:10], tf.int64) * two, axis=1)
     hit = tf.equal(tags, 0x0112) & (tf.range(32, dtype=tf.int64) < count)
     value = tf.reduce_max(tf.where(hit, values, 0))
     valid = (tf.size(parts) == 2) & (value >= 1) & (value <= 8)
     return tf.where(valid, value, 1)
 
 
-def _pad_to(image, side: int, value: float = 0.0):
-    """[h, w, c] -> [side, side, c], the photo at the top left. tf.pad, unlike
-    tf.image.pad_to_bounding_box, adds no Assert ops (see apply_orientation)."""
+def _pad_to(image, side, value: float = 0.0):
+    """[h, w, c] -> [side_h, side_w, c] (side: one int or a (h, w) pair), the photo at the top left.
+    tf.pad, unlike tf.image.pad_to_bounding_box, adds no Assert ops (see apply_orientation)."""
     shape = tf.shape(image)
-    return tf.pad(image, [[0, side - shape[0]], [0, side - shape[1]], [0, 0]], constant_values=value)
+    side = side * tf.ones([2], tf.int32)
+    return tf.pad(image, [[0, side[0] - shape[0]], [0, side[1] - shape[1]], [0, 0]], constant_values=value)
 
 
 def apply_orientation(image, orientation):
@@ -459,34 +489,63 @@ def decode(data):
     return apply_orientation(img, exif_orientation(data))
 
 
-def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None,
-                  chunk: int = 16):
-    """[B] encoded photos -> canvases, detections in canvas pixels, and the canvas/original factor.
+def photo_canvas(image_bytes, canvas: int):
+    """[B] encoded photos -> canvases [B, H, W, 3] float (each photo, shrunk to fit `canvas` when
+    larger, at the top left, mid-grey beyond it: what the package's crops see beyond a photo's
+    edge; H, W those of the batch's largest fitted photo), each photo's (h, w) on it, and the
+    canvas/original factor."""
 
-    Detection runs in chunks of `chunk` photos, which bounds the NMS matrices for any batch size."""
-    detector = detector or Detector(cfg)
-    s = cfg.canvas
+    n = tf.shape(image_bytes)[0]
 
-    def one(data):
-        canvas, hw, factor = to_canvas(decode(data), s)
-        return canvas, hw, factor
+    def body(i, pixels, sizes, factors):  # photos of any sizes, their pixels one flat list
+        img, hw, factor = fit(decode(image_bytes[i]), canvas)
+        return i + 1, pixels.write(i, tf.reshape(img, [-1, 3])), sizes.write(i, hw), factors.write(i, factor)
 
-    canvases, hws, factors = tf.map_fn(one, image_bytes, fn_output_signature=(
-        tf.TensorSpec([s, s, 3], tf.float32), tf.TensorSpec([2], tf.float32), tf.TensorSpec([], tf.float32)))
-    b = tf.shape(image_bytes)[0]
-    pad = (chunk - b % chunk) % chunk
-    padded_c = tf.concat([canvases, tf.zeros([pad, s, s, 3])], 0)
+    _, pixels, sizes, factors = tf.while_loop(lambda i, *_: i < n, body, (
+        0, tf.TensorArray(tf.float32, n, infer_shape=False, element_shape=[None, 3]),
+        tf.TensorArray(tf.float32, n, element_shape=[2]), tf.TensorArray(tf.float32, n, element_shape=[])))
+    hws, factors = sizes.stack(), factors.stack()
+    flat = tf.concat([pixels.concat(), tf.fill([1, 3], 127.5)], 0)  # never empty
+    h, w = tf.cast(hws[:, 0], tf.int32)[:, None, None], tf.cast(hws[:, 1], tf.int32)[:, None, None]
+    # One mid-grey row and column beyond the largest photo: a crop sampling just past any photo's
+    # edge then blends with grey whatever photos share its batch (the Transform's batches and a
+    # serving request's differ), and a batch of no photo still has a 1 x 1 canvas.
+    side = tf.reduce_max(tf.concat([tf.cast(hws, tf.int32), tf.zeros([1, 2], tf.int32)], 0), axis=0) + 1
+    rows, cols = tf.range(side[0])[None, :, None], tf.range(side[1])[None, None, :]
+    start = tf.cumsum(tf.reshape(h * w, [-1]), exclusive=True)[:, None, None]
+    inside = (rows < h) & (cols < w)
+    index = tf.where(inside, start + rows * w + cols, tf.shape(flat)[0] - 1)
+    canvases = tf.gather(flat, index)
+    return tf.ensure_shape(canvases, [None, None, None, 3]), hws, factors
+
+
+def detect_canvases(canvases, hws, detector: "Detector", chunk: int = 16):
+    """Detector.detect over a batch in as few equal chunks of at most `chunk` photos as it takes
+    (which bounds the NMS matrices for any batch size): a batch of 1 or 8 runs as one chunk of its
+    own size, never padded to `chunk` with blank canvases P-Net would read too."""
+    b = tf.shape(canvases)[0]
+    side = tf.shape(canvases)[1:3]
+    n = tf.maximum((b + chunk - 1) // chunk, 1)
+    size = tf.maximum((b + n - 1) // n, 1)
+    pad = n * size - b
+    padded_c = tf.concat([canvases, tf.fill(tf.concat([[pad], side, [3]], 0), 127.5)], 0)
     padded_hw = tf.concat([hws, tf.ones([pad, 2])], 0)
-    n = (b + pad) // chunk
 
     def run(args):
         c, hw = args
         return detector.detect(c, hw)
 
-    spec = {"count": tf.TensorSpec([chunk], tf.int64), "boxes": tf.TensorSpec([chunk, MAX_FACES, 4], tf.float32),
-            "confidence": tf.TensorSpec([chunk, MAX_FACES], tf.float32),
-            "landmarks": tf.TensorSpec([chunk, MAX_FACES, 10], tf.float32)}
-    out = tf.map_fn(run, (tf.reshape(padded_c, [n, chunk, s, s, 3]), tf.reshape(padded_hw, [n, chunk, 2])),
-                    fn_output_signature=spec)
-    dets = {k: tf.reshape(v, tf.concat([[n * chunk], tf.shape(v)[2:]], 0))[:b] for k, v in out.items()}
-    return canvases, hws, factors, dets
+    spec = {"count": tf.TensorSpec([None], tf.int64), "boxes": tf.TensorSpec([None, MAX_FACES, 4], tf.float32),
+            "confidence": tf.TensorSpec([None, MAX_FACES], tf.float32),
+            "landmarks": tf.TensorSpec([None, MAX_FACES, 10], tf.float32)}
+    out = tf.map_fn(run, (tf.reshape(padded_c, tf.concat([[n, size], side, [3]], 0)),
+                          tf.reshape(padded_hw, [n, size, 2])), fn_output_signature=spec)
+    return {k: tf.reshape(v, tf.concat([[n * size], tf.shape(v)[2:]], 0))[:b] for k, v in out.items()}
+
+
+def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None,
+                  chunk: int = 16):
+    """[B] encoded photos -> canvases (photo_canvas), each photo's (h, w) on them, detections in
+    canvas pixels, and the canvas/original factor."""
+    canvases, hws, factors = photo_canvas(image_bytes, cfg.canvas)
+    return canvases, hws, factors, detect_canvases(canvases, hws, detector or Detector(cfg), chunk)

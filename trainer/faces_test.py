@@ -36,6 +36,39 @@ def test_counts_and_boxes_match_the_package(detector, photo_set):
     assert len(by_name["two_faces.jpg"]) == 2 and len(by_name["three_faces.jpg"]) == 3
 
 
+def test_small_faces_in_large_photos_get_the_packages_count(detector):
+    """Group photos of 640 and 1080 px with real faces from ~24 px wide: the pyramid starts at
+    min_face_size on the photo's own pixels, as the package's does. The old fixed 384 px canvas
+    (features.FACE_CANVAS_FAST) shrank a 1080 px photo 2.8x first and lost faces here."""
+    photo_set = face_parity.group_photos(SCUT_DIR, 640, 2, seed=1) + face_parity.group_photos(SCUT_DIR, 1080, 2, seed=2)
+    names, photos = [n for n, _ in photo_set], [b for _, b in photo_set]
+    pkg = MTCNN()
+    theirs = [pkg.detect_faces(b) for b in photos]
+    widths = [f["box"][2] for faces_ in theirs for f in faces_]
+    assert sum(map(len, theirs)) >= 8 and min(widths) < 1080 * faces.DetectorConfig().min_face_size / 384
+    parity = face_parity.compare(names, detector(photos), theirs, min_iou=0.95)
+    assert parity.counts_equal == parity.photos, parity.mismatches
+    assert parity.boxes_iou_ok == parity.faces_both == sum(map(len, theirs))
+
+
+def test_a_photos_faces_and_crop_do_not_depend_on_the_photos_batched_with_it():
+    """The batch canvas is as large as the batch's largest photo: the Transform's Beam batches and
+    a serving request group photos differently, and neither may change a photo's answer."""
+    scut = [b for _, b in face_parity.scut_photos(SCUT_DIR, 1, seed=5)]
+    small = _encode(Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 30, 3)).astype(np.uint8)), "PNG")
+    big = face_parity.group_photos(SCUT_DIR, 640, 1, seed=1)[0][1]
+    backbone = features.BACKBONES["facenet"]
+    alone = [preprocessing.face_inputs(tf.constant([p]), 75, backbone, features.FACE_CANVAS) for p in (small, scut[0])]
+    together = preprocessing.face_inputs(tf.constant([small, scut[0], big]), 75, backbone, features.FACE_CANVAS)
+    for i, one in enumerate(alone):
+        assert one[features.FACE_COUNT_XF].numpy()[0] == together[features.FACE_COUNT_XF].numpy()[i]
+        diff = np.abs(one[features.IMAGE_XF].numpy()[0] - together[features.IMAGE_XF].numpy()[i])
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (i, diff.max(), (diff > 0).mean())
+        np.testing.assert_allclose(one[features.FACE_BOX_XF].numpy()[0], together[features.FACE_BOX_XF].numpy()[i],
+                                   atol=0.05)
+    assert together[features.FACE_COUNT_XF].numpy()[1] == 1
+
+
 def test_package_weights_are_read_from_the_installed_package():
     w = faces.load_package_weights("onet")
     assert [a.shape for a in w][:2] == [(3, 3, 3, 32), (32,)] and len(w) == 21
@@ -138,10 +171,14 @@ def test_nms_drops_boxes_overlapping_any_better_box_of_the_same_photo():
     assert sorted(keep.tolist()) == [0, 3]
 
 
-def test_pyramid_is_fixed_by_the_canvas():
-    scales = faces.DetectorConfig(canvas=384).scales()
-    assert scales[0] == pytest.approx(0.6) and all(384 * s >= 12 for s in scales)
-    assert np.allclose(np.diff(np.log(scales)), np.log(0.709))
+def test_pyramid_starts_at_min_face_size_on_the_photos_own_pixels():
+    """The package's scales (12 / min_face_size, then x0.709) whatever the canvas: the canvas
+    only bounds how many levels a photo of its size needs."""
+    for canvas in (features.FACE_CANVAS_FAST, features.FACE_CANVAS):
+        scales = faces.DetectorConfig(canvas=canvas).scales()
+        assert scales[0] == pytest.approx(0.6) and all(canvas * s >= 12 for s in scales)
+        assert np.allclose(np.diff(np.log(scales)), np.log(0.709))
+    assert len(faces.DetectorConfig().scales()) == 12 and len(faces.DetectorConfig(canvas=384).scales()) == 9
 
 
 def _encode(img, fmt, **kw):

@@ -43,7 +43,10 @@ FACE_LANDMARKS_KEY = "face_landmarks"  # x of the 5 landmarks, then y (eyes, nos
 # those would make the starred subset depend on noise.
 FACE_MIN_CONFIDENCE = 0.9
 FACE_MIN_FRACTION = 0.1  # face width over the photo's shorter side
-FACE_CANVAS = 384  # detection canvas: larger photos are shrunk to fit (see trainer/faces.py)
+FACE_CANVAS = 1080  # longest photo side detection reads at full size: larger photos shrink to fit (trainer/faces.py)
+# The old fixed 384 px canvas: faster on large photos, but a face must be ~20/384 of the photo's longer side
+# (33 px at 640 px, 56 px at 1080 px) to be found. A named setting (PreprocessConfig.face_canvas), never the default.
+FACE_CANVAS_FAST = 384
 # The most pixels a photo may have (width x height from its header). A decoded photo costs 3 bytes a
 # pixel and its float copy for the canvas 12 more, so 2^26 (67 MP: 8192 x 8192, or a 50 MP camera's
 # 8160 x 6120) bounds one photo near 1 GB; a few-kB PNG or GIF can declare 2^32 pixels.

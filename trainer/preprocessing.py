@@ -50,7 +50,9 @@ def face_inputs(image_bytes: tf.Tensor, size: int, backbone: features.Backbone, 
     full_side, fcx, fcy = tf.maximum(h, w), w / 2, h / 2
     single = features.is_starred(face_count)
     side, cx, cy = tf.where(single, side, full_side), tf.where(single, cx, fcx), tf.where(single, cy, fcy)
-    region = tf.stack([cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2], axis=1) / float(canvas - 1)
+    last = tf.cast(tf.maximum(tf.shape(canvases)[1:3] - 1, 1), tf.float32)  # the batch canvas's last row and column
+    region = tf.stack([(cy - side / 2) / last[0], (cx - side / 2) / last[1],
+                       (cy + side / 2) / last[0], (cx + side / 2) / last[1]], axis=1)
     # Mid-grey beyond the canvas too, so every letterbox band and off-photo margin looks the same.
     crops = tf.image.crop_and_resize(canvases, region, tf.range(tf.shape(canvases)[0]), [size, size],
                                      extrapolation_value=127.5)
