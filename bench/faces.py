@@ -36,7 +36,7 @@ def huge_photo_peak_mb(side: int) -> tuple[float, float]:
 import io, os, resource
 import numpy as np
 from PIL import Image
-from deepattraction import face_parity
+from bench import face_parity
 d = face_parity.GraphDetector()
 small = np.asarray(Image.fromarray(np.zeros((8, 8, 3), np.uint8)))
 d([face_parity.encode_jpeg(small)])
@@ -52,7 +52,7 @@ print(len(d([data])[0]), base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 
 
 def _size_set(scut: str, size: int, photos: int, group: int) -> list[tuple[str, bytes]]:
-    from deepattraction import face_parity
+    from bench import face_parity
 
     if size == 350:
         return face_parity.scut_photos(scut, photos) + face_parity.composites(scut)
@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     # after parsing: --help needs neither TensorFlow nor mtcnn
     from mtcnn import MTCNN
 
-    from deepattraction import face_parity
+    from bench import face_parity
     from deepattraction.trainer import faces, features
 
     graph, fast, pkg = (face_parity.GraphDetector(), face_parity.GraphDetector(

@@ -92,7 +92,7 @@ def main(argv=None) -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)
-    from deepattraction import face_parity
+    from bench import face_parity
     from deepattraction.trainer import features
     from deepattraction.trainer.model import ModelConfig, build_model
 

@@ -85,7 +85,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def run(cfg: BenchConfig) -> dict:
     import tensorflow as tf
 
-    from deepattraction import face_parity
+    from bench import face_parity
     from deepattraction.serving.client import ClientConfig, ServingClient
     from deepattraction.trainer import features
     from deepattraction.trainer.model import ModelConfig, build_model

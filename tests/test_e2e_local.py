@@ -28,9 +28,9 @@ from deepattraction.components.data_gate.validation import BASELINE_DIR, VERDICT
 from deepattraction.components.evaluator.evaluation import GateConfig
 from deepattraction.components.report import browser
 from deepattraction.demo_data import DemoDataConfig, data_tables, make_demo_data
-from deepattraction.face_parity import encode_jpeg
 from deepattraction.pipeline import local_runner, results
 from deepattraction.pipeline.configs import PipelineConfig
+from deepattraction.sample_photos import encode_jpeg
 from deepattraction.serving import model_dir
 from deepattraction.serving.predict import LocalModel
 from deepattraction.trainer import features

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import SCUT_DIR, encode
-from deepattraction import face_parity
+from deepattraction import sample_photos
 from deepattraction.pipeline import transform_only as transform
 from deepattraction.trainer import faces, features, train
 from deepattraction.trainer.model import ModelConfig, build_model
@@ -22,7 +22,7 @@ def materialised(tmp_path_factory):
     executor, configured as the pipeline configures it."""
     assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR}"
     root = tmp_path_factory.mktemp("transform")
-    photos = {f"scut{i}": p for i, (_, p) in enumerate(face_parity.scut_photos(SCUT_DIR, 2, seed=5))}
+    photos = {f"scut{i}": p for i, (_, p) in enumerate(sample_photos.scut_photos(SCUT_DIR, 2, seed=5))}
     rng = np.random.default_rng(0)
     photos.update({"jpeg": encode(rng.integers(0, 255, (40, 60, 3)), "JPEG"),
                    "png": encode(rng.integers(0, 255, (50, 30, 3)), "PNG")})

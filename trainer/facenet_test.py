@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import SCUT_DIR
-from deepattraction import face_parity
+from deepattraction import sample_photos
 from deepattraction.trainer import facenet, features, preprocessing
 from deepattraction.trainer import facenet_weights as conversion
 from deepattraction.trainer.model import ModelConfig, build_backbone, build_model
@@ -160,7 +160,7 @@ def test_pretrained_embeddings_tell_real_faces_apart_far_better_than_random(pret
     """SCUT photos through the Transform's own face crop, at a margin; two views of each: a
     centred crop, and a shifted, mirrored, brightness- and contrast-changed one."""
     assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR} (../shared beside the checkout)"
-    photos = face_parity.scut_photos(SCUT_DIR, 24, seed=7)
+    photos = sample_photos.scut_photos(SCUT_DIR, 24, seed=7)
     margin = 20
     crops = preprocessing.face_inputs(tf.constant([b for _, b in photos]), SIZE + margin,
                                       features.BACKBONES["facenet"], features.FACE_CANVAS)

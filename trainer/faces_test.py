@@ -1,62 +1,22 @@
-"""The in-graph MTCNN against the `mtcnn` package on a small fixed set of real and composite photos."""
-import os
+"""The in-graph MTCNN: its nets, its outputs and their independence of the batch. Its parity with
+the `mtcnn` package on real, composite and group photos is the lab's check: bench/face_parity_test.py."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from mtcnn import MTCNN
 from PIL import Image
 
 from conftest import SCUT_DIR
-from deepattraction import face_parity
+from deepattraction import sample_photos
 from deepattraction.trainer import faces, features, preprocessing
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return face_parity.GraphDetector()
-
-
-@pytest.fixture(scope="module")
-def photo_set():
-    assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR} (../shared beside the checkout)"
-    return face_parity.scut_photos(SCUT_DIR, 6, seed=5) + face_parity.composites(SCUT_DIR, seed=5)
-
-
-def test_counts_and_boxes_match_the_package(detector, photo_set):
-    names, photos = [n for n, _ in photo_set], [b for _, b in photo_set]
-    pkg = MTCNN()
-    theirs = [pkg.detect_faces(b) for b in photos]
-    ours = detector(photos)
-    parity = face_parity.compare(names, ours, theirs)
-    assert parity.counts_equal == parity.photos, parity.mismatches
-    assert parity.boxes_iou_ok == parity.faces_both > 0
-    by_name = dict(zip(names, ours))
-    assert len(by_name["astronaut.jpg"]) == 1 and len(by_name["coffee_no_face.jpg"]) == 0
-    assert len(by_name["two_faces.jpg"]) == 2 and len(by_name["three_faces.jpg"]) == 3
-
-
-def test_small_faces_in_large_photos_get_the_packages_count(detector):
-    """Group photos of 640 and 1080 px with real faces from ~24 px wide: the pyramid starts at
-    min_face_size on the photo's own pixels, as the package's does. The old fixed 384 px canvas
-    (features.FACE_CANVAS_FAST) shrank a 1080 px photo 2.8x first and lost faces here."""
-    photo_set = face_parity.group_photos(SCUT_DIR, 640, 2, seed=1) + face_parity.group_photos(SCUT_DIR, 1080, 2, seed=2)
-    names, photos = [n for n, _ in photo_set], [b for _, b in photo_set]
-    pkg = MTCNN()
-    theirs = [pkg.detect_faces(b) for b in photos]
-    widths = [f["box"][2] for faces_ in theirs for f in faces_]
-    assert sum(map(len, theirs)) >= 8 and min(widths) < 1080 * faces.DetectorConfig().min_face_size / 384
-    parity = face_parity.compare(names, detector(photos), theirs, min_iou=0.95)
-    assert parity.counts_equal == parity.photos, parity.mismatches
-    assert parity.boxes_iou_ok == parity.faces_both == sum(map(len, theirs))
 
 
 def test_a_photos_faces_and_crop_do_not_depend_on_the_photos_batched_with_it():
     """The batch canvas is as large as the batch's largest photo: the Transform's Beam batches and
     a serving request group photos differently, and neither may change a photo's answer."""
-    scut = [b for _, b in face_parity.scut_photos(SCUT_DIR, 1, seed=5)]
+    scut = [b for _, b in sample_photos.scut_photos(SCUT_DIR, 1, seed=5)]
     small = _encode(Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 30, 3)).astype(np.uint8)), "PNG")
-    big = face_parity.group_photos(SCUT_DIR, 640, 1, seed=1)[0][1]
+    big = sample_photos.group_photos(SCUT_DIR, 640, 1, seed=1)[0][1]
     backbone = features.BACKBONES["facenet"]
     alone = [preprocessing.face_inputs(tf.constant([p]), 75, backbone, features.FACE_CANVAS) for p in (small, scut[0])]
     together = preprocessing.face_inputs(tf.constant([small, scut[0], big]), 75, backbone, features.FACE_CANVAS)

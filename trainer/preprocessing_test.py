@@ -10,7 +10,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
 from conftest import SCUT_DIR
-from deepattraction import face_parity
+from deepattraction import sample_photos
 from deepattraction.trainer import features, preprocessing
 
 
@@ -31,7 +31,7 @@ def test_the_crop_shows_the_backbones_margin_around_the_face():
     """The same SCUT face cropped with margins 0.1 and 0.3: the tight crop is the wide one's
     centre (1 + 2 * 0.1) / (1 + 2 * 0.3) of it, resized."""
     assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR}"
-    photo = tf.constant([face_parity.scut_photos(SCUT_DIR, 1, seed=3)[0][1]])
+    photo = tf.constant([sample_photos.scut_photos(SCUT_DIR, 1, seed=3)[0][1]])
     tight, wide = (dataclasses.replace(features.BACKBONES["facenet"], face_margin=m) for m in (0.1, 0.3))
     a, b = (preprocessing.face_inputs(photo, 96, bb, 384) for bb in (tight, wide))
     assert a[features.FACE_COUNT_XF].numpy().tolist() == [1]
