@@ -26,10 +26,13 @@ def _package_tree() -> set[str]:
     for top, prefix in [("deepattraction", "deepattraction")] + [(p, f"deepattraction/{p}") for p in PARTS]:
         for folder, dirs, files in os.walk(os.path.join(ROOT, top)):
             dirs[:] = [d for d in dirs if d != "__pycache__"]
+            # Modules of packages only: a folder without __init__.py (test data and the script that
+            # makes it) is no package; its data files are listed in DATA where the package ships them.
+            package = os.path.exists(os.path.join(folder, "__init__.py"))
             rel = os.path.relpath(folder, os.path.join(ROOT, top))
             for name in files:
                 path = os.path.normpath(os.path.join(rel, name))
-                if name.endswith(".py") or f"{top}/{path}" in DATA:
+                if (package and name.endswith(".py")) or f"{top}/{path}" in DATA:
                     out.add(os.path.normpath(os.path.join(prefix, path)))
     return out
 
