@@ -37,6 +37,9 @@ NOISE_LINES = re.compile("|".join((
     r"oneDNN supports DT_UINT8 only on platforms with AVX-512",
     r"Compiled the loaded model, but the compiled metrics have yet to be built",
     r"Examples artifact does not have payload_format custom property",
+    r"Couldn't find python-snappy so the implementation of _TFRecordUtil",
+    # libjpeg on a corrupt photo: the photo check rejects it and rejects.csv names it and why
+    r"^Input file read error$",
 )))
 
 
