@@ -99,3 +99,11 @@ def test_run_stops_naming_the_path_when_the_named_weights_are_missing(tmp_path):
 def _run_args(tmp_path, extra: list[str]):
     return build_parser().parse_args(["run", "--users", str(tmp_path / "u.csv"), "--swipes", str(tmp_path / "s.csv"),
                                       "--pipeline-root", str(tmp_path / "root"), "--weights-dir", WEIGHTS_DIR, *extra])
+
+
+def test_every_recipe_gates_on_the_group_gap_with_the_products_tolerance():
+    """A retrain's noise (+0.02 on SCUT) passes; a group whose error grows past a twentieth of the
+    split's does not (components/evaluator/fairness_test.py holds the rule itself)."""
+    assert 0 < recipes.GROUP_GAP_TOLERANCE < 0.1
+    for r in recipes.RECIPES.values():
+        assert r.gate.max_group_gap_regression == recipes.GROUP_GAP_TOLERANCE, r.name
