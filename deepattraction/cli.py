@@ -10,7 +10,7 @@ import time
 
 from deepattraction import demo, recipes
 from deepattraction.components.data_gate import policy as validation
-from deepattraction.components.evaluator.evaluation import GateConfig
+from deepattraction.components.evaluator.evaluation import GATE_SPLIT_FIELDS, GateConfig
 from deepattraction.demo import NUM_USERS
 from deepattraction.demo_data import LIKE_RULES, DemoDataConfig, data_tables, make_demo_data
 from deepattraction.pipeline.configs import LOCAL_BEAM_ARGS, from_recipe, with_absolute_paths
@@ -58,7 +58,7 @@ GATE_HELP = {
     "bootstrap_seed": "seed of the bootstrap resamples",
 }
 # The gate's values a command line sets; which splits it scores on stay the pipeline's.
-GATE_FLAGS = tuple(f for f in dataclasses.fields(GateConfig) if f.name not in ("eval_split", "baseline_split"))
+GATE_FLAGS = tuple(f for f in dataclasses.fields(GateConfig) if f.name not in GATE_SPLIT_FIELDS)
 
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
@@ -109,9 +109,8 @@ def pipeline_config(a: argparse.Namespace, hparams_defaults: dict | None = None)
     if not users or not swipes:
         raise SystemExit("give --data DIR, or both --users and --swipes")
     hparams = {**(hparams_defaults or {}), **_parse_hparams(a.hparam)}
-    weights = hparams.pop("weights", None) or recipes.get(a.recipe).weights
     try:
-        weights_file = recipes.ensure_weights(weights, a.weights_dir)
+        weights_file, hparams = recipes.resolve_weights(a.recipe, hparams, a.weights_dir)
         return with_absolute_paths(from_recipe(
             a.recipe, pipeline_root=a.pipeline_root, users_uri=users, swipes_uri=swipes,
             serving_base=a.serving_base or os.path.join(a.pipeline_root, "serving"), weights_file=weights_file,

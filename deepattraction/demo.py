@@ -126,8 +126,7 @@ def run(cfg: DemoConfig, log=print) -> int:
         s = make_demo_data(DemoDataConfig(out_dir=cfg.data_dir, source=cfg.source, num_users=cfg.num_users,
                                           seed=cfg.seed, like_rule=cfg.like_rule))
         log(s.line(cfg.data_dir))
-    hparams = dict(cfg.hparams)
-    weights = recipes.ensure_weights(hparams.pop("weights", None) or recipes.get(cfg.recipe).weights, cfg.weights_dir)
+    weights, hparams = recipes.resolve_weights(cfg.recipe, cfg.hparams, cfg.weights_dir)
     pcfg = pipeline_config(dataclasses.replace(cfg, hparams=hparams), weights)
     t0 = time.time()
     log(f"run: {pcfg.recipe_line()}")

@@ -134,6 +134,13 @@ def ensure_weights(weights: str, weights_dir: str) -> str:
     return fetch(weights, weights_dir)
 
 
+def resolve_weights(recipe: str, hparams: dict, weights_dir: str) -> tuple[str, dict]:
+    """(the weights file on this machine, the other hyperparameters): a `weights` hparam overrides
+    the recipe's, and either is fetched or checked by ensure_weights."""
+    rest = dict(hparams)
+    return ensure_weights(rest.pop("weights", None) or get(recipe).weights, weights_dir), rest
+
+
 def gate_with(gate: GateConfig, overrides: dict) -> GateConfig:
     """The recipe's gate with the values a command line set (None: the recipe's)."""
     return dataclasses.replace(gate, **{k: v for k, v in overrides.items() if v is not None})
@@ -147,9 +154,8 @@ def differences(recipe: Recipe, hparams: dict, gate: dict | None = None, image_s
     run = _flat(TrainConfig.from_dict({**hparams, "weights": "none"}))
     out = {k: {"recipe": ref[k], "run": run[k]} for k in sorted(ref) if k != "weights" and ref[k] != run[k]}
     weights = str(hparams.get("weights", "none") or "none")
-    same_weights = (weights == recipe.weights if not recipe.pretrained
-                    else weights == recipe.weights or os.path.basename(weights) == _output_name(recipe.weights))
-    if not same_weights:
+    own_file = os.path.basename(weights_file(recipe.weights, "")) if recipe.pretrained else None
+    if weights != recipe.weights and os.path.basename(weights) != own_file:
         out["weights"] = {"recipe": recipe.weights, "run": weights}
     if gate is not None:
         ref_gate = dataclasses.asdict(recipe.gate)
@@ -162,14 +168,6 @@ def differences(recipe: Recipe, hparams: dict, gate: dict | None = None, image_s
 
 def _flat(cfg: TrainConfig) -> dict:
     return {**dataclasses.asdict(cfg.model), **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "model"}}
-
-
-def _output_name(weights: str) -> str | None:
-    if weights in NO_WEIGHTS or is_uri_or_path(weights):
-        return os.path.basename(weights)
-    from deepattraction.weights import output_file
-
-    return output_file(weights)
 
 
 def describe(name: str, diffs: dict) -> str:

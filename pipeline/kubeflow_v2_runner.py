@@ -20,6 +20,7 @@ from tfx.orchestration import data_types
 
 from deepattraction import recipes
 from deepattraction.components.evaluator.component import GATE_PARAMETERS
+from deepattraction.components.evaluator.evaluation import GATE_SPLIT_FIELDS
 from deepattraction.components.hparams_gen.component import HPARAM_TYPES
 from deepattraction.pipeline import pipeline
 from deepattraction.pipeline.cluster import BEAM_STEPS, DEFAULT_IMAGE, BeamConfig, ClusterConfig, cluster_from_args
@@ -35,7 +36,7 @@ COMPILE_TIME_HPARAMS = frozenset({"backbone", "precision", "shuffle_buffer", "bn
                                   "frozen_cache", "deterministic", "seed"})
 RUNTIME_HPARAMS = tuple(name for name in HPARAM_TYPES if name not in COMPILE_TIME_HPARAMS)
 # The blessing rule's values are runtime parameters too; which splits it scores on is compiled in.
-RUNTIME_GATE = tuple(name for name in GATE_PARAMETERS if name not in ("eval_split", "baseline_split"))
+RUNTIME_GATE = tuple(name for name in GATE_PARAMETERS if name not in GATE_SPLIT_FIELDS)
 KFP_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 __all__ = ["DEFAULT_IMAGE", "ClusterConfig", "BeamConfig", "compile_pipeline", "kfp_config"]
 

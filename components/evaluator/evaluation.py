@@ -14,6 +14,10 @@ SWIPE_BUCKETS = ((1, 9), (10, 29), (30, None))
 CALIBRATION_BINS = 10  # equal-count bins of the predicted like ratio
 
 
+# Which splits the gate scores and fits baselines on: compiled into a pipeline, never a run's flag.
+GATE_SPLIT_FIELDS = ("eval_split", "baseline_split")
+
+
 @dataclasses.dataclass(frozen=True)
 class GateConfig:
     """When a model is blessed. Both rules apply to the tasks the model has.
