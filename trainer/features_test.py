@@ -14,8 +14,5 @@ def test_keys_are_unique_and_transformed_names_do_not_collide():
 
 def test_starred_rule_and_backbone_sizes():
     assert features.is_starred(1) and not features.is_starred(0) and not features.is_starred(3)
-    # A small or unsure detection does not count as a face.
-    assert features.counts_as_face(0.99, 100, 350) and not features.counts_as_face(0.99, 20, 350)
-    assert not features.counts_as_face(0.85, 100, 350)
     assert features.BACKBONES["inception_v3"].image_size == 299 and features.BACKBONES["facenet"].image_size == 160
     assert features.GENDERS.index("male") == 1

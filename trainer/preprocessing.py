@@ -38,11 +38,8 @@ def face_inputs(image_bytes: tf.Tensor, size: int, backbone: features.Backbone, 
     when exactly one face counts, else the whole photo letterboxed, so unstarred photos still train."""
     canvases, hws, factors, d = faces.detect_photos(image_bytes, faces.DetectorConfig(canvas=canvas))
     h, w = hws[:, 0], hws[:, 1]
-    boxes = d["boxes"]
-    counted = features.counts_as_face(d["confidence"], boxes[..., 2] - boxes[..., 0], tf.minimum(h, w)[:, None])
-    face_count = tf.reduce_sum(tf.cast(counted, tf.int64), axis=1)
-    first = tf.argmax(tf.cast(counted, tf.int32), axis=1, output_type=tf.int32)  # most confident counted
-    box = tf.gather(boxes, first, batch_dims=1)
+    face_count = d["count"]  # every face, also beyond the MAX_FACES slots
+    box = d["boxes"][:, 0]  # the most confident
     has_face = face_count > 0
     x1, y1, x2, y2 = tf.unstack(box, axis=1)
     side = tf.maximum(x2 - x1, y2 - y1) * (1 + 2 * backbone.face_margin)
@@ -58,12 +55,12 @@ def face_inputs(image_bytes: tf.Tensor, size: int, backbone: features.Backbone, 
                                      extrapolation_value=127.5)
     zero = tf.zeros_like(box)
     inv = (1.0 / factors)[:, None]
-    marks = tf.gather(d["landmarks"], first, batch_dims=1)
+    marks = d["landmarks"][:, 0]
     return {
         features.IMAGE_XF: to_pixels(crops),
         features.FACE_COUNT_XF: face_count,
         features.FACE_BOX_XF: tf.where(has_face[:, None], box * inv, zero),
-        features.FACE_CONFIDENCE_XF: tf.where(has_face, tf.gather(d["confidence"], first, batch_dims=1), 0.0),
+        features.FACE_CONFIDENCE_XF: tf.where(has_face, d["confidence"][:, 0], 0.0),
         features.FACE_LANDMARKS_XF: tf.where(has_face[:, None], marks * inv, tf.zeros_like(marks)),
     }
 

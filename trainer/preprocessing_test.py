@@ -44,6 +44,20 @@ def test_the_crop_shows_the_backbones_margin_around_the_face():
     assert features.BACKBONES["facenet"].face_margin < features.BACKBONES["inception_v3"].face_margin
 
 
+def test_face_count_counts_every_pasted_face_down_to_24_px_in_large_photos():
+    """Group photos of 640 and 1080 px holding 1-4 real faces about 24-96 px wide: face_count is
+    how many were pasted (the `mtcnn` package's count at its defaults), and a photo is starred only
+    when it holds one. A floor of a tenth of the shorter side counted 6 of 60 such photos right."""
+    assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR}"
+    group = sample_photos.group_photos(SCUT_DIR, 640, 3, seed=11) + sample_photos.group_photos(SCUT_DIR, 1080, 3, seed=12)
+    widths = [[int(w) for w in name.rsplit("_", 1)[1][:-len("px.jpg")].split("-")] for name, _ in group]
+    assert min(min(w) for w in widths) <= 24 and max(map(len, widths)) >= 3
+    out = preprocessing.face_inputs(tf.constant([b for _, b in group]), 96, features.BACKBONES["facenet"],
+                                    features.FACE_CANVAS)
+    counts = out[features.FACE_COUNT_XF].numpy().tolist()
+    assert counts == [len(w) for w in widths], list(zip([n for n, _ in group], counts))
+
+
 def test_undecodable_image_raises():
     with pytest.raises(tf.errors.InvalidArgumentError):
         preprocessing.face_inputs(tf.constant([b"not an image"]), 75, features.BACKBONES["inception_v3"], 384)

@@ -293,9 +293,7 @@ def _require_photos(count: int, split: str, cfg: TrainConfig) -> None:
     if count:
         return
     if cfg.starred_only:
-        raise ValueError(f"starred_only=1 left no {split} photos: none has exactly one face that counts "
-                         f"(confidence >= {features.FACE_MIN_CONFIDENCE}, width >= "
-                         f"{features.FACE_MIN_FRACTION} of the shorter side)")
+        raise ValueError(f"starred_only=1 left no {split} photos: none has exactly one face")
     raise ValueError(f"the {split} split has no photos")
 
 

@@ -35,8 +35,9 @@ photos and swipes are used; no other identity data is kept. Demo runs use synthe
 benchmarks use SCUT-FBP5500 (research use only), whose 60 raters stand in for swipers: a rating
 s becomes a like with probability (s - 1) / 4 by default (README, Benchmarks), so those swipes are
 simulated from ratings, not observed.
-The **starred subset** is the photos in which exactly one face counts (MTCNN, confidence and size
-rules in trainer/features.py), as in the study; the slices `starred` and `unstarred` report it.
+The **starred subset** is the photos in which MTCNN finds exactly one face (the `mtcnn` package's
+count at its defaults, down to faces about 20 px wide; trainer/features.py), as in the study; the
+slices `starred` and `unstarred` report it.
 
 ## Known limits
 Trained from the data of one app and its users: the like ratio encodes their tastes, which differ
