@@ -49,7 +49,7 @@ def test_face_count_counts_every_pasted_face_down_to_24_px_in_large_photos():
     how many were pasted (the `mtcnn` package's count at its defaults), and a photo is starred only
     when it holds one. A floor of a tenth of the shorter side counted 6 of 60 such photos right."""
     assert os.path.isdir(SCUT_DIR), f"SCUT-FBP5500 faces expected at {SCUT_DIR}"
-    group = sample_photos.group_photos(SCUT_DIR, 640, 3, seed=11) + sample_photos.group_photos(SCUT_DIR, 1080, 3, seed=12)
+    group = [p for side, seed in ((640, 11), (1080, 12)) for p in sample_photos.group_photos(SCUT_DIR, side, 3, seed)]
     widths = [[int(w) for w in name.rsplit("_", 1)[1][:-len("px.jpg")].split("-")] for name, _ in group]
     assert min(min(w) for w in widths) <= 24 and max(map(len, widths)) >= 3
     out = preprocessing.face_inputs(tf.constant([b for _, b in group]), 96, features.BACKBONES["facenet"],
