@@ -97,7 +97,7 @@ golden: install
 
 # In-graph MTCNN against the mtcnn package on the same photos (needs ../shared's SCUT faces).
 bench-faces: install
-	$(BIN)/python bench/faces.py
+	$(BIN)/python -m bench.faces
 
 clean:
 	rm -rf build $(VENV) *.egg-info

@@ -65,7 +65,8 @@ def _prelu(x, alpha):
 
 
 def _conv(x, w, b):
-    return tf.nn.conv2d(x, w, strides=1, padding="VALID") + b
+    """BiasAdd, not an Add: Grappler fuses Conv2D + BiasAdd into one kernel."""
+    return tf.nn.bias_add(tf.nn.conv2d(x, w, strides=1, padding="VALID"), b)
 
 
 def nonempty(net, *batches):
@@ -91,6 +92,9 @@ class MtcnnNets(tf.Module):
     def __init__(self):
         super().__init__()
         self.p = [tf.constant(a, tf.float32) for a in load_package_weights("pnet")]
+        # P-Net's two 1x1 heads (box offsets: 4, face/not: 2) as one convolution: one pass over
+        # the largest feature maps of every pyramid level instead of two.
+        self.p_heads = (tf.concat([self.p[9], self.p[11]], -1), tf.concat([self.p[10], self.p[12]], -1))
         self.r = [tf.constant(a, tf.float32) for a in load_package_weights("rnet")]
         self.o = [tf.constant(a, tf.float32) for a in load_package_weights("onet")]
 
@@ -106,7 +110,8 @@ class MtcnnNets(tf.Module):
         x = tf.nn.max_pool2d(x, 2, 2, "SAME")
         x = _prelu(_conv(x, w[3], w[4]), w[5])
         x = _prelu(_conv(x, w[6], w[7]), w[8])
-        return _conv(x, w[9], w[10]), tf.nn.softmax(_conv(x, w[11], w[12]))[..., 1]
+        heads = _conv(x, *self.p_heads)
+        return heads[..., :4], tf.nn.softmax(heads[..., 4:])[..., 1]
 
     def rnet(self, x):
         w = self.r
@@ -242,10 +247,13 @@ class Detector(tf.Module):
         rows, cols = tf.range(tf.shape(prob)[1]), tf.range(tf.shape(prob)[2])
         inside = (rows[None, :, None] < out_hw[:, 0, None, None]) & (cols[None, None, :] < out_hw[:, 1, None, None])
         prob = tf.where(inside, prob, 0.0)
-        k = tf.minimum(tf.size(prob), c.max_proposals)
         flat = tf.reshape(prob, [-1])
-        top = tf.math.top_k(flat, k=k)
-        keep = tf.boolean_mask(top.indices, top.values > c.threshold_pnet)
+        keep = tf.cast(tf.where(flat > c.threshold_pnet)[:, 0], tf.int32)
+        # Sorting only what passes the threshold: a top_k over every window of a level cost more
+        # than P-Net's last layers. Beyond max_proposals, the most probable are kept.
+        keep = tf.cond(tf.size(keep) > c.max_proposals,
+                       lambda: tf.gather(keep, tf.math.top_k(tf.gather(flat, keep), k=c.max_proposals).indices),
+                       lambda: keep)
         where = tf.transpose(tf.unravel_index(keep, tf.shape(prob, out_type=tf.int32)))  # [n, 3] b, row, col
         r = tf.gather_nd(reg, where)
         col, row = tf.cast(where[:, 2], tf.float32), tf.cast(where[:, 1], tf.float32)
@@ -520,27 +528,31 @@ def photo_canvas(image_bytes, canvas: int):
 
 
 def detect_canvases(canvases, hws, detector: "Detector", chunk: int = 16):
-    """Detector.detect over a batch in as few equal chunks of at most `chunk` photos as it takes
-    (which bounds the NMS matrices for any batch size): a batch of 1 or 8 runs as one chunk of its
-    own size, never padded to `chunk` with blank canvases P-Net would read too."""
+    """Detector.detect over a batch in as few chunks of at most `chunk` photos as it takes (which
+    bounds the NMS matrices for any batch size), one after another. The photos go into chunks by
+    area, and each chunk reads only as much of the canvas as its largest photo (plus the grey row
+    and column): a batch that mixes a 1080 px photo with 350 px ones no longer runs the 1080 px
+    pyramid over every photo. A batch of 1 or 8 is one chunk of its own size, never padded."""
     b = tf.shape(canvases)[0]
-    side = tf.shape(canvases)[1:3]
     n = tf.maximum((b + chunk - 1) // chunk, 1)
     size = tf.maximum((b + n - 1) // n, 1)
-    pad = n * size - b
-    padded_c = tf.concat([canvases, tf.fill(tf.concat([[pad], side, [3]], 0), 127.5)], 0)
-    padded_hw = tf.concat([hws, tf.ones([pad, 2])], 0)
+    order = tf.argsort(hws[:, 0] * hws[:, 1], stable=True)
+    sizes = tf.cast(hws, tf.int32)
+    keys = ("count", "boxes", "confidence", "landmarks")
+    shapes = {"count": [], "boxes": [MAX_FACES, 4], "confidence": [MAX_FACES], "landmarks": [MAX_FACES, 10]}
+    dtypes = {"count": tf.int64, "boxes": tf.float32, "confidence": tf.float32, "landmarks": tf.float32}
 
-    def run(args):
-        c, hw = args
-        return detector.detect(c, hw)
+    def body(k, *arrays):
+        idx = order[k * size:tf.minimum((k + 1) * size, b)]
+        side = tf.clip_by_value(tf.reduce_max(tf.gather(sizes, idx), axis=0) + 1, 1, tf.shape(canvases)[1:3])
+        d = detector.detect(tf.gather(canvases, idx)[:, :side[0], :side[1]], tf.gather(hws, idx))
+        return (k + 1, *(a.write(k, d[key]) for a, key in zip(arrays, keys)))
 
-    spec = {"count": tf.TensorSpec([None], tf.int64), "boxes": tf.TensorSpec([None, MAX_FACES, 4], tf.float32),
-            "confidence": tf.TensorSpec([None, MAX_FACES], tf.float32),
-            "landmarks": tf.TensorSpec([None, MAX_FACES, 10], tf.float32)}
-    out = tf.map_fn(run, (tf.reshape(padded_c, tf.concat([[n, size], side, [3]], 0)),
-                          tf.reshape(padded_hw, [n, size, 2])), fn_output_signature=spec)
-    return {k: tf.reshape(v, tf.concat([[n * size], tf.shape(v)[2:]], 0))[:b] for k, v in out.items()}
+    arrays = tuple(tf.TensorArray(dtypes[key], size=n, infer_shape=False, element_shape=[None, *shapes[key]])
+                   for key in keys)
+    _, *arrays = tf.while_loop(lambda k, *_: k < n, body, (0, *arrays), parallel_iterations=1)
+    back = tf.math.invert_permutation(order)  # sorted by area -> the batch's order
+    return {key: tf.gather(a.concat(), back) for key, a in zip(keys, arrays)}
 
 
 def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None,

@@ -29,6 +29,38 @@ def test_a_photos_faces_and_crop_do_not_depend_on_the_photos_batched_with_it():
     assert together[features.FACE_COUNT_XF].numpy()[1] == 1
 
 
+def test_a_batch_runs_in_chunks_of_similar_photos_and_answers_in_its_own_order():
+    """Photos go into chunks by area, each chunk on a canvas as large as its own largest photo:
+    with chunks of 2, a 640 px group photo, a SCUT face and a small PNG given in any order each get
+    the faces they get alone, in the order they were given."""
+    scut = [b for _, b in sample_photos.scut_photos(SCUT_DIR, 2, seed=5)]
+    small = _encode(Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 30, 3)).astype(np.uint8)), "PNG")
+    name, group = sample_photos.group_photos(SCUT_DIR, 640, 1, seed=1)[0]
+    pasted = len(name.rsplit("_", 1)[1].split("-"))
+    photos = [group, scut[0], small, scut[1], group]
+    det = faces.Detector()
+    alone = [faces.detect_photos(tf.constant([p]), detector=det)[3] for p in photos]
+    chunked = faces.detect_photos(tf.constant(photos), detector=det, chunk=2)[3]
+    assert chunked["count"].numpy().tolist() == [a["count"].numpy()[0] for a in alone]
+    assert chunked["count"].numpy().tolist() == [pasted, 1, 0, 1, pasted] and pasted > 1
+    for i, a in enumerate(alone):
+        np.testing.assert_allclose(chunked["boxes"].numpy()[i], a["boxes"].numpy()[0], atol=0.05)
+        np.testing.assert_allclose(chunked["confidence"].numpy()[i], a["confidence"].numpy()[0], atol=1e-4)
+
+
+def test_a_level_keeps_its_most_probable_windows_beyond_max_proposals():
+    """The cap bounds the NMS matrices: past it, the most probable windows are kept."""
+    photo = tf.constant([sample_photos.scut_photos(SCUT_DIR, 1, seed=5)[0][1]])
+    canvases, hws, _ = faces.photo_canvas(photo, features.FACE_CANVAS)
+    norm = (canvases - 127.5) / 128.0
+    scale = faces.DetectorConfig().scales()[0]
+    side = tf.cast(tf.cast(tf.shape(canvases)[1:3], tf.float64) * scale, tf.int32)
+    every, capped = (faces.Detector(faces.DetectorConfig(max_proposals=m))._level_proposals(norm, hws, scale, side)
+                     for m in (4096, 1))
+    assert len(every[2]) > 1 == len(capped[2])
+    assert capped[2].numpy().max() == every[2].numpy().max()
+
+
 def test_package_weights_are_read_from_the_installed_package():
     w = faces.load_package_weights("onet")
     assert [a.shape for a in w][:2] == [(3, 3, 3, 32), (32,)] and len(w) == 21
