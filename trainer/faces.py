@@ -104,14 +104,19 @@ class MtcnnNets(tf.Module):
         w = self.p
         x = _prelu(_conv(x, w[0], w[1]), w[2])
         valid = level_hw - 2
-        rows, cols = tf.range(tf.shape(x)[1]), tf.range(tf.shape(x)[2])
-        inside = (rows[None, :, None] < valid[:, 0, None, None]) & (cols[None, None, :] < valid[:, 1, None, None])
-        x = tf.where(inside[..., None], x, -1e9)
+
+        def masked():
+            rows, cols = tf.range(tf.shape(x)[1]), tf.range(tf.shape(x)[2])
+            inside = (rows[None, :, None] < valid[:, 0, None, None]) & (cols[None, None, :] < valid[:, 1, None, None])
+            return tf.where(inside[..., None], x, -1e9)
+
+        # A level of photos of one size fills its canvas exactly (Detector._level): nothing to mask.
+        x = tf.cond(tf.reduce_any(valid < tf.shape(x)[1:3]), masked, lambda: x)
         x = tf.nn.max_pool2d(x, 2, 2, "SAME")
         x = _prelu(_conv(x, w[3], w[4]), w[5])
         x = _prelu(_conv(x, w[6], w[7]), w[8])
         heads = _conv(x, *self.p_heads)
-        return heads[..., :4], tf.nn.softmax(heads[..., 4:])[..., 1]
+        return heads[..., :4], tf.sigmoid(heads[..., 5] - heads[..., 4])  # softmax's face probability
 
     def rnet(self, x):
         w = self.r
@@ -202,7 +207,8 @@ class Detector(tf.Module):
 
     def _level(self, canvas, sizes, scale: float, level_side):
         """One pyramid level: each photo area-resized by its own size (as the package resizes
-        each photo), then placed on the level's canvas for one batched P-Net call."""
+        each photo), then placed on the level's canvas for one batched P-Net call; photos of one
+        size make a canvas of exactly their size."""
 
         def one(args):
             img, hw = args
@@ -215,8 +221,7 @@ class Detector(tf.Module):
             hw = sizes[0]
             h, w = tf.cast(hw[0], tf.int32), tf.cast(hw[1], tf.int32)
             target = tf.maximum(tf.cast(tf.cast(hw, tf.float64) * scale, tf.int32), 1)
-            small = tf.image.resize(canvas[:, :h, :w], target, method="area")
-            return tf.pad(small, [[0, 0], [0, level_side[0] - target[0]], [0, level_side[1] - target[1]], [0, 0]])
+            return tf.image.resize(canvas[:, :h, :w], target, method="area")  # the level's whole canvas
 
         return tf.cond(tf.reduce_all(tf.equal(sizes, sizes[:1])), together, lambda: tf.map_fn(
             one, (canvas, sizes), fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32)))
@@ -527,23 +532,41 @@ def photo_canvas(image_bytes, canvas: int):
     return tf.ensure_shape(canvases, [None, None, None, 3]), hws, factors
 
 
+# Photos share a detection chunk only when they fall in the same size bucket (each side's
+# floor(log_CHUNK_SIDE_RATIO)): a chunk's pyramid is as large as its largest photo, for every photo
+# in it, so a 350 px face must not pay for a 1080 px photo's levels.
+CHUNK_SIDE_RATIO = 1.25
+
+
+def chunk_ids(hws, chunk: int):
+    """[B, 2] photo sizes -> (order, chunk of each photo in that order, chunk count): photos
+    sorted by size bucket, a new chunk wherever the bucket changes or a chunk holds `chunk`."""
+    b = tf.shape(hws)[0]
+    bucket = tf.cast(tf.floor(tf.math.log(tf.maximum(hws, 1.0)) / math.log(CHUNK_SIDE_RATIO)), tf.int32)
+    order = tf.argsort(bucket[:, 0] * 4096 + bucket[:, 1], stable=True)
+    key = tf.gather(bucket[:, 0] * 4096 + bucket[:, 1], order)
+    pos = tf.range(b)
+    new_run = tf.concat([[True], key[1:] != key[:-1]], 0)[:b]
+    run = tf.cumsum(tf.cast(new_run, tf.int32)) - 1
+    start = tf.gather(tf.math.unsorted_segment_min(pos, run, tf.maximum(tf.reduce_max(run) + 1, 1)), run)
+    ids = tf.cumsum(tf.cast(new_run | tf.equal((pos - start) % chunk, 0), tf.int32)) - 1
+    return order, ids, tf.maximum(tf.reduce_max(ids) + 1, 1)
+
+
 def detect_canvases(canvases, hws, detector: "Detector", chunk: int = 16):
-    """Detector.detect over a batch in as few chunks of at most `chunk` photos as it takes (which
-    bounds the NMS matrices for any batch size), one after another. The photos go into chunks by
-    area, and each chunk reads only as much of the canvas as its largest photo (plus the grey row
-    and column): a batch that mixes a 1080 px photo with 350 px ones no longer runs the 1080 px
-    pyramid over every photo. A batch of 1 or 8 is one chunk of its own size, never padded."""
+    """Detector.detect over a batch in chunks of at most `chunk` photos of about one size
+    (chunk_ids), one after another: that bounds the NMS matrices for any batch size, and each
+    chunk reads only as much of the canvas as its largest photo (plus the grey row and column).
+    A batch of 1, or of 8 photos of one size, is one chunk of its own size, never padded."""
     b = tf.shape(canvases)[0]
-    n = tf.maximum((b + chunk - 1) // chunk, 1)
-    size = tf.maximum((b + n - 1) // n, 1)
-    order = tf.argsort(hws[:, 0] * hws[:, 1], stable=True)
+    order, ids, n = chunk_ids(hws, chunk)
     sizes = tf.cast(hws, tf.int32)
     keys = ("count", "boxes", "confidence", "landmarks")
     shapes = {"count": [], "boxes": [MAX_FACES, 4], "confidence": [MAX_FACES], "landmarks": [MAX_FACES, 10]}
     dtypes = {"count": tf.int64, "boxes": tf.float32, "confidence": tf.float32, "landmarks": tf.float32}
 
     def body(k, *arrays):
-        idx = order[k * size:tf.minimum((k + 1) * size, b)]
+        idx = tf.boolean_mask(order, tf.equal(ids, k))
         side = tf.clip_by_value(tf.reduce_max(tf.gather(sizes, idx), axis=0) + 1, 1, tf.shape(canvases)[1:3])
         d = detector.detect(tf.gather(canvases, idx)[:, :side[0], :side[1]], tf.gather(hws, idx))
         return (k + 1, *(a.write(k, d[key]) for a, key in zip(arrays, keys)))
@@ -551,8 +574,8 @@ def detect_canvases(canvases, hws, detector: "Detector", chunk: int = 16):
     arrays = tuple(tf.TensorArray(dtypes[key], size=n, infer_shape=False, element_shape=[None, *shapes[key]])
                    for key in keys)
     _, *arrays = tf.while_loop(lambda k, *_: k < n, body, (0, *arrays), parallel_iterations=1)
-    back = tf.math.invert_permutation(order)  # sorted by area -> the batch's order
-    return {key: tf.gather(a.concat(), back) for key, a in zip(keys, arrays)}
+    back = tf.math.invert_permutation(order)  # chunk order -> the batch's order
+    return {key: tf.gather(a.concat(), back)[:b] for key, a in zip(keys, arrays)}
 
 
 def detect_photos(image_bytes, cfg: DetectorConfig = DetectorConfig(), detector: "Detector | None" = None,

@@ -48,6 +48,16 @@ def test_a_batch_runs_in_chunks_of_similar_photos_and_answers_in_its_own_order()
         np.testing.assert_allclose(chunked["confidence"].numpy()[i], a["confidence"].numpy()[0], atol=1e-4)
 
 
+def test_chunks_hold_photos_of_about_one_size_and_at_most_chunk_of_them():
+    hws = tf.constant([[350, 350], [810, 1080], [350, 350], [480, 640], [350, 350], [360, 340]], tf.float32)
+    order, ids, n = faces.chunk_ids(hws, 2)
+    chunks = {}
+    for photo, chunk in zip(order.numpy().tolist(), ids.numpy().tolist()):
+        chunks.setdefault(chunk, []).append(photo)
+    assert int(n) == len(chunks) == 4 and sorted(map(sorted, chunks.values())) == [[0, 2], [1], [3], [4, 5]]
+    assert int(faces.chunk_ids(tf.zeros([0, 2]), 2)[2]) == 1  # no photo: one empty chunk
+
+
 def test_a_level_keeps_its_most_probable_windows_beyond_max_proposals():
     """The cap bounds the NMS matrices: past it, the most probable windows are kept."""
     photo = tf.constant([sample_photos.scut_photos(SCUT_DIR, 1, seed=5)[0][1]])
