@@ -1,11 +1,11 @@
 """Serving benchmark on the model users serve: the demo's FaceNet model (build/demo's pushed model
 when `make demo` ran; else the same recipe exported here: the Transform's in-graph MTCNN, FaceNet
-with the converted weights in build/weights, trainer.train.export). In one run, on real 350 px
-SCUT JPEGs:
+with the converted weights in build/weights, trainer.train.export), or with --recipe NAME that
+product recipe's backbone and weights, exported the same way. In one run, on real 350 px SCUT JPEGs:
 
 1. Served cost per photo at batch 1 and 8: one client, requests of 1 and of 8 photos to the local
-   server without batching, alternating with FaceNet's own forward pass on 160 px crops at the
-   same batch (the physical anchor: no server can cost less), so load from other processes hits
+   server without batching, alternating with the backbone's own forward pass (with the head) on
+   crops of its size at the same batch (the physical anchor: no server can cost less), so load from other processes hits
    both alike.
 2. Batching: N concurrent clients, one photo per request, for T seconds against the server with
    --enable_batching (bench/serving_batching.config unless --batching-parameters-file): photos/s,
@@ -38,7 +38,8 @@ BATCHING_CONFIG = os.path.join(HERE, "serving_batching.config")
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-    model_base: str = ""  # a TF Serving model base path; empty: the demo's, else a FaceNet model exported here
+    model_base: str = ""  # a TF Serving model base path; empty: the demo's, else the recipe's model exported here
+    recipe: str = ""  # a product recipe (deepattraction/recipes.py) to export and serve; empty: the demo's FaceNet
     workdir: str = "build/bench/serving"
     clients: int = 4
     seconds: float = 20.0
@@ -47,20 +48,30 @@ class BenchConfig:
     batching_parameters_file: str = BATCHING_CONFIG
 
 
-def facenet_model_base(cfg: BenchConfig) -> str:
+def recipe_backbone(cfg: BenchConfig) -> tuple[str, str]:
+    """(backbone, weights file) of the model served: the recipe's, or the demo's FaceNet."""
+    if not cfg.recipe:
+        return "facenet", WEIGHTS
+    from deepattraction import recipes
+
+    r = recipes.get(cfg.recipe)
+    return r.backbone, recipes.weights_file(r.weights, os.path.dirname(WEIGHTS))
+
+
+def model_base(cfg: BenchConfig) -> str:
     if cfg.model_base:
         return cfg.model_base
-    if os.path.isdir(DEMO_MODEL) and any(v.isdigit() for v in os.listdir(DEMO_MODEL)):
+    if not cfg.recipe and os.path.isdir(DEMO_MODEL) and any(v.isdigit() for v in os.listdir(DEMO_MODEL)):
         return DEMO_MODEL
     from deepattraction.serving.sample_model import MODEL_NAME, export_model  # loads TFX: only when exporting
 
-    base = os.path.join(os.path.abspath(cfg.workdir), "facenet")
+    backbone, weights = recipe_backbone(cfg)
+    base = os.path.join(os.path.abspath(cfg.workdir), cfg.recipe or "facenet")
     if not os.path.exists(os.path.join(base, MODEL_NAME, "1", "saved_model.pb")):
-        if not os.path.exists(WEIGHTS):
-            raise SystemExit(f"bench: no demo model at {DEMO_MODEL} and no FaceNet weights at {WEIGHTS}: "
-                             "run `deepattraction weights fetch facenet build/weights` (or make demo) first")
-        print(f"bench: exporting the demo's FaceNet recipe to {base}", flush=True)
-        export_model(base, 1, backbone="facenet", weights=WEIGHTS, image_size=0)
+        if weights != "none" and not os.path.exists(weights):
+            raise SystemExit(f"bench: no weights at {weights}: run `make weights` (or make demo) first")
+        print(f"bench: exporting {backbone} ({cfg.recipe or 'the demo recipe'}) to {base}", flush=True)
+        export_model(base, 1, backbone=backbone, weights=weights, image_size=0)
     return os.path.join(base, MODEL_NAME)
 
 
@@ -90,11 +101,11 @@ def run(cfg: BenchConfig) -> dict:
     from deepattraction.trainer import features
     from deepattraction.trainer.model import ModelConfig, build_model
 
-    base = facenet_model_base(cfg)
+    base = model_base(cfg)
     photos = [b for _, b in face_parity.scut_photos(SCUT, cfg.photos, seed=11)]
-    size = features.BACKBONES["facenet"].image_size
-    backbone = build_model(ModelConfig(backbone="facenet", weights=WEIGHTS if os.path.exists(WEIGHTS) else "none"),
-                           size)
+    name, weights = recipe_backbone(cfg)
+    size = features.BACKBONES[name].image_size
+    backbone = build_model(ModelConfig(backbone=name, weights=weights if os.path.exists(weights) else "none"), size)
     forward = tf.function(lambda x: backbone({features.IMAGE_XF: x}, training=False))
     crops = {b: tf.constant(np.random.default_rng(b).uniform(0, 255, (b, size, size, 3)).astype(np.float32))
              for b in (1, 8)}
@@ -115,7 +126,7 @@ def run(cfg: BenchConfig) -> dict:
                 t_anchor.append(t1 - t0)
                 t_served.append(time.perf_counter() - t1)
             served[b], anchor[b] = 1e3 * np.median(t_served) / b, 1e3 * np.median(t_anchor) / b
-            print(f"bench: batch {b}: served {served[b]:.1f} ms/photo, FaceNet forward alone {anchor[b]:.1f} "
+            print(f"bench: batch {b}: served {served[b]:.1f} ms/photo, {name} forward alone {anchor[b]:.1f} "
                   f"ms/photo ({served[b] / anchor[b]:.2f}x)", flush=True)
         client.close()
     finally:
@@ -156,7 +167,7 @@ def run(cfg: BenchConfig) -> dict:
     batched = done[0] / wall
     return {"served": served, "anchor": anchor, "batched_photos_s": batched,
             "share_of_batch8": 100.0 * batched / (1e3 / served[8]), "errors": len(errors),
-            "first_errors": errors[:3], "clients": cfg.clients, "seconds": cfg.seconds, "model": base,
+            "first_errors": errors[:3], "clients": cfg.clients, "seconds": cfg.seconds, "model": base, "backbone": name,
             "cpus": os.cpu_count()}
 
 
@@ -165,6 +176,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = BenchConfig()
     p.add_argument("--model-base", default=d.model_base)
+    p.add_argument("--recipe", default=d.recipe, help="export and serve this product recipe's model (default: the "
+                   "demo's FaceNet)")
     p.add_argument("--workdir", default=d.workdir)
     p.add_argument("--clients", type=int, default=d.clients)
     p.add_argument("--seconds", type=float, default=d.seconds)
@@ -173,9 +186,14 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if not 1 <= a.clients <= 64 or not 0 < a.seconds <= 300 or not 1 <= a.calls <= 200:
         p.error("clients must be 1..64, seconds 0..300 and calls 1..200: the benchmark stays bounded")
-    r = run(BenchConfig(model_base=a.model_base, workdir=a.workdir, clients=a.clients, seconds=a.seconds,
-                        calls=a.calls, batching_parameters_file=a.batching_parameters_file))
-    print(f"bench: model {r['model']}; {r['clients']} clients x {r['seconds']:.0f} s with "
+    if a.recipe:
+        from deepattraction import recipes
+
+        if a.recipe not in recipes.RECIPES:
+            p.error(f"unknown recipe {a.recipe!r}; known: {', '.join(recipes.RECIPES)}")
+    r = run(BenchConfig(model_base=a.model_base, recipe=a.recipe, workdir=a.workdir, clients=a.clients,
+                        seconds=a.seconds, calls=a.calls, batching_parameters_file=a.batching_parameters_file))
+    print(f"bench: model {r['model']} ({r['backbone']}); {r['clients']} clients x {r['seconds']:.0f} s with "
           f"{a.batching_parameters_file}; {r['cpus']} CPUs" + (f"; first errors: {r['first_errors']}"
                                                                 if r["errors"] else ""))
     s, b = r["served"], r["anchor"]
