@@ -5,7 +5,7 @@ take out the TF.js graph model `models/faceres.json` + `faceres.bin` with the pa
 FaceRes is HSE-FaceRes (A. Savchenko, HSE University; github.com/HSE-asavchenko/HSE_FaceRec_tf): a
 MobileNet v1 trained to tell VGGFace2's identities apart, then frozen under a dense age and gender
 head trained on IMDB-Wiki faces. The package converted it to TF.js and ships it under its MIT
-licence; the source repository carries no licence file of its own (see docs/faceres.md)."""
+licence; the network's own repository licenses its weights under Apache-2.0 (docs/faceres.md)."""
 from __future__ import annotations
 
 import os

@@ -23,9 +23,9 @@ MANIFEST_FILE = "faceres.json"
 TFJS_DIR = "faceres-tfjs"  # the package's model.json, shard and LICENSE, kept for audits
 INPUT_RANGE = (0.0, 255.0)  # RGB pixel values, as the package's runtime feeds them (its `enhance`)
 MODEL_LICENSE = ("npm @vladmandic/human is MIT (package/LICENSE, copied beside the weights); the network is "
-                 "HSE-FaceRes by A. Savchenko (HSE University), whose source repository HSE-asavchenko/"
-                 "HSE_FaceRec_tf states no licence of its own; trained on VGGFace2 identities, then age and "
-                 "gender on IMDB-Wiki faces")
+                 "HSE-FaceRes by A. Savchenko (HSE University), whose repository HSE-asavchenko/HSE_FaceRec_tf "
+                 "(commit 53b11e1) ships its weights under Apache-2.0; trained on VGGFace2 identities, then age and "
+                 "gender on IMDB-Wiki faces, whose own terms were not read")
 
 
 def _conv_chain(nodes: dict, conv: dict) -> tuple[str, str, str]:
