@@ -1,5 +1,5 @@
 """The in-graph detector alone on the batches it meets, ms per photo (best of N): one-size SCUT
-batches of 8 and 1, a Transform-like batch of 32 mixing 28 SCUT faces with 4 composites up to
+batches of 64 (as the Transform's), 8 and 1, a Transform-like batch of 32 mixing 28 SCUT faces with 4 composites up to
 1050 px, and 8 group photos of 640 px. Run it once per code version to compare versions
 (docs/faces-profile.md).
 
@@ -23,8 +23,8 @@ def batches(scut: str) -> dict[str, tuple[list[bytes], int]]:
     one_size = [b for _, b in face_parity.scut_photos(scut, 64, seed=4)]
     mixed = ([b for _, b in face_parity.scut_photos(scut, 28, seed=9)]
              + [b for _, b in face_parity.composites(scut)][:4])
-    return {"scut b8": (one_size, 8), "scut b1": (one_size[:16], 1), "mixed b32": (mixed, 32),
-            "640 b8": ([b for _, b in face_parity.group_photos(scut, 640, 8, seed=3)], 8)}
+    return {"scut b64": (one_size, 64), "scut b8": (one_size, 8), "scut b1": (one_size[:16], 1),
+            "mixed b32": (mixed, 32), "640 b8": ([b for _, b in face_parity.group_photos(scut, 640, 8, seed=3)], 8)}
 
 
 def measure(scut: str, repeats: int) -> dict[str, float]:

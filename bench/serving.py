@@ -5,8 +5,8 @@ product recipe's backbone and weights, exported the same way. In one run, on rea
 
 1. Served cost per photo at batch 1 and 8: one client, requests of 1 and of 8 photos to the local
    server without batching, alternating with the backbone's own forward pass (with the head) on
-   crops of its size at the same batch (the physical anchor: no server can cost less), so load from other processes hits
-   both alike.
+   crops of its size at the same batch, and on their mirrors too for a recipe that serves mirrored
+   (the physical anchor: no server can cost less), so load from other processes hits both alike.
 2. Batching: N concurrent clients, one photo per request, for T seconds against the server with
    --enable_batching (bench/serving_batching.config unless --batching-parameters-file): photos/s,
    as a share of the served throughput at batch 8 from step 1, and errors.
@@ -48,14 +48,16 @@ class BenchConfig:
     batching_parameters_file: str = BATCHING_CONFIG
 
 
-def recipe_backbone(cfg: BenchConfig) -> tuple[str, str]:
-    """(backbone, weights file) of the model served: the recipe's, or the demo's FaceNet."""
+def recipe_backbone(cfg: BenchConfig) -> tuple[str, str, bool]:
+    """(backbone, weights file, mirrored) of the model served: the recipe's, or the demo's FaceNet.
+    mirrored: the recipe serves the mean over each crop and its mirror (serve_mirrored)."""
     if not cfg.recipe:
-        return "facenet", WEIGHTS
+        return "facenet", WEIGHTS, False
     from deepattraction import recipes
 
     r = recipes.get(cfg.recipe)
-    return r.backbone, recipes.weights_file(r.weights, os.path.dirname(WEIGHTS))
+    return (r.backbone, recipes.weights_file(r.weights, os.path.dirname(WEIGHTS)),
+            bool(r.train_config().serve_mirrored))
 
 
 def model_base(cfg: BenchConfig) -> str:
@@ -65,13 +67,13 @@ def model_base(cfg: BenchConfig) -> str:
         return DEMO_MODEL
     from deepattraction.serving.sample_model import MODEL_NAME, export_model  # loads TFX: only when exporting
 
-    backbone, weights = recipe_backbone(cfg)
+    backbone, weights, mirrored = recipe_backbone(cfg)
     base = os.path.join(os.path.abspath(cfg.workdir), cfg.recipe or "facenet")
     if not os.path.exists(os.path.join(base, MODEL_NAME, "1", "saved_model.pb")):
         if weights != "none" and not os.path.exists(weights):
             raise SystemExit(f"bench: no weights at {weights}: run `make weights` (or make demo) first")
         print(f"bench: exporting {backbone} ({cfg.recipe or 'the demo recipe'}) to {base}", flush=True)
-        export_model(base, 1, backbone=backbone, weights=weights, image_size=0)
+        export_model(base, 1, backbone=backbone, weights=weights, image_size=0, mirrored=mirrored)
     return os.path.join(base, MODEL_NAME)
 
 
@@ -103,10 +105,12 @@ def run(cfg: BenchConfig) -> dict:
 
     base = model_base(cfg)
     photos = [b for _, b in face_parity.scut_photos(SCUT, cfg.photos, seed=11)]
-    name, weights = recipe_backbone(cfg)
+    name, weights, mirrored = recipe_backbone(cfg)
     size = features.BACKBONES[name].image_size
     backbone = build_model(ModelConfig(backbone=name, weights=weights if os.path.exists(weights) else "none"), size)
-    forward = tf.function(lambda x: backbone({features.IMAGE_XF: x}, training=False))
+    # The anchor does the backbone work the served model does: each crop, and its mirror when mirrored.
+    forward = tf.function(lambda x: backbone({features.IMAGE_XF: tf.concat([x, x[:, :, ::-1]], 0) if mirrored else x},
+                                             training=False))
     crops = {b: tf.constant(np.random.default_rng(b).uniform(0, 255, (b, size, size, 3)).astype(np.float32))
              for b in (1, 8)}
     served, anchor = {}, {}
@@ -167,7 +171,8 @@ def run(cfg: BenchConfig) -> dict:
     batched = done[0] / wall
     return {"served": served, "anchor": anchor, "batched_photos_s": batched,
             "share_of_batch8": 100.0 * batched / (1e3 / served[8]), "errors": len(errors),
-            "first_errors": errors[:3], "clients": cfg.clients, "seconds": cfg.seconds, "model": base, "backbone": name,
+            "first_errors": errors[:3], "clients": cfg.clients, "seconds": cfg.seconds, "model": base,
+            "backbone": name + (" mirrored" if mirrored else ""),
             "cpus": os.cpu_count()}
 
 

@@ -26,10 +26,11 @@ MODEL_NAME = "deepattraction"
 
 
 def export_model(base: str, version: int, task: str = "both", backbone: str = "inception_v3",
-                 weights: str = "none", image_size: int = 75) -> str:
+                 weights: str = "none", image_size: int = 75, mirrored: bool = False) -> str:
     """<base>/deepattraction/<version>, warmup file included; returns that folder. backbone,
     weights and image_size 0 (the backbone's own) give the recipe `make demo` serves:
-    facenet with build/weights/facenet_inception_resnet_v1.h5 at 160 px."""
+    facenet with build/weights/facenet_inception_resnet_v1.h5 at 160 px. mirrored: as a recipe with
+    serve_mirrored=1 serves (TrainConfig.serve_mirrored)."""
     photos = warmup.demo_photos(8, size=64, seed=1)
     raw = [{features.USER_ID_KEY: f"u{i}".encode(), features.IMAGE_KEY: p,
             features.GENDER_KEY: features.GENDERS[i % 2].encode(), features.LIKE_RATIO_KEY: 0.1 * i,
@@ -49,7 +50,7 @@ def export_model(base: str, version: int, task: str = "both", backbone: str = "i
     for w in model.trainable_weights:  # untrained heads are constant; random ones make outputs depend on the photo
         if "kernel" in w.name and not np.any(w.numpy()):
             w.assign(rng.normal(0, 0.05, w.shape).astype("float32"))
-    staged = export(model, tft.TFTransformOutput(tft_dir), tempfile.mkdtemp(prefix="export_"))
+    staged = export(model, tft.TFTransformOutput(tft_dir), tempfile.mkdtemp(prefix="export_"), mirrored=mirrored)
     return push_version(staged, os.path.join(base, MODEL_NAME, str(version)), MODEL_NAME)
 
 

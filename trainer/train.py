@@ -363,10 +363,12 @@ def _prediction_outputs(model: tf.keras.Model, xf: dict, mirrored: bool) -> dict
         return faces.nonempty(lambda x: model({features.IMAGE_XF: x}, training=False), image)
 
     image = tf.cast(xf[features.IMAGE_XF], tf.float32)
-    preds = predict(image)
-    if mirrored:
-        flipped = predict(tf.image.flip_left_right(image))
-        preds = {k: (v + flipped[k]) / 2 for k, v in preds.items()}
+    if mirrored:  # the crops and their mirrors in one backbone call: one batch of 2n, not two of n
+        n = tf.shape(image)[0]
+        both = predict(tf.concat([image, tf.image.flip_left_right(image)], 0))
+        preds = {k: (v[:n] + v[n:]) / 2 for k, v in both.items()}
+    else:
+        preds = predict(image)
     out = {features.OUT_FACE_COUNT: xf[features.FACE_COUNT_XF], features.OUT_FACE_BOX: xf[features.FACE_BOX_XF],
            features.OUT_FACE_CONFIDENCE: xf[features.FACE_CONFIDENCE_XF]}
     if features.RATIO_LABEL in preds:
