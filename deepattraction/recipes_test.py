@@ -107,3 +107,14 @@ def test_every_recipe_gates_on_the_group_gap_with_the_products_tolerance():
     assert 0 < recipes.GROUP_GAP_TOLERANCE < 0.1
     for r in recipes.RECIPES.values():
         assert r.gate.max_group_gap_regression == recipes.GROUP_GAP_TOLERANCE, r.name
+
+
+def test_every_fetchable_backbone_names_its_licence_for_the_model_card():
+    from deepattraction import weights
+
+    for name in ("facenet", "inception", "faceres"):
+        assert weights.licence(name).startswith(f"{name}: ")
+    out = weights.output_file("faceres")
+    assert weights.licence(f"gs://bucket/weights/{out}") == weights.licence("faceres")
+    assert "Apache-2.0" in weights.licence(f"/opt/deepattraction/weights/{out}")
+    assert weights.licence("none") is None and weights.licence("/tmp/my_weights.h5") is None

