@@ -70,3 +70,12 @@ def test_the_check_sees_an_import_of_the_lab(tmp_path):
     sample.write_text("def f():\n    from bench import quality\n    import bench.options\n"
                       "    return ['python', '-m', 'bench.serving']\n")
     assert {LAB, f"{LAB}.options", f"{LAB}.serving"} <= imported(str(sample))
+
+
+def test_make_runs_the_lab_as_modules():
+    """`python bench/x.py` puts bench/ first on sys.path, where `from bench import ...` fails:
+    every make target runs a lab script as `python -m bench.x` from the repository root."""
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        makefile = f.read()
+    assert re.findall(r"-m bench\.\w+", makefile)
+    assert not re.findall(r"python3? +bench/", makefile)
