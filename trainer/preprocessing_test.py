@@ -92,3 +92,22 @@ def test_preprocessing_fn_in_tf_transform(jpeg_bytes, png_bytes):
     assert [pytest.approx(r[features.WEIGHT_XF]) for r in out] == [10, 30]
     assert all(r[features.FACE_COUNT_XF] == 0 for r in out)  # noise photos: no face counts
     assert [r[features.USER_ID_XF] for r in out] == [b"a", b"b"]  # passed through, to join results back
+
+
+def test_tf_transform_traces_the_detector_once_however_often_it_traces_preprocessing_fn(jpeg_bytes):
+    raw = [{features.USER_ID_KEY: b"a", features.IMAGE_KEY: jpeg_bytes, features.GENDER_KEY: b"male",
+            features.LIKE_RATIO_KEY: 0.5, features.SWIPE_COUNT_KEY: 3, features.GROUP_KEY: b"",
+            **{k: 0 for k in features.SOURCE_COUNT_KEYS}}]
+    calls = []
+
+    def fn(x):
+        calls.append(1)
+        return preprocessing.preprocessing_fn(x, {"image_size": 77})
+
+    meta = dataset_metadata.DatasetMetadata(features.raw_schema())
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+        (out, _), _ = (raw, meta) | tft_beam.AnalyzeAndTransformDataset(fn)
+    assert np.asarray(out[0][features.IMAGE_XF]).shape == (77, 77, 3)
+    assert len(calls) >= 2  # tf.Transform traces it per inspection and save (about seven times in TFX)
+    traced = preprocessing._face_inputs_fn(77, features.BACKBONES["inception_v3"], features.FACE_CANVAS)
+    assert traced.experimental_get_tracing_count() == 1
