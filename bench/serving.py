@@ -3,13 +3,15 @@ when `make demo` ran; else the same recipe exported here: the Transform's in-gra
 with the converted weights in build/weights, trainer.train.export), or with --recipe NAME that
 product recipe's backbone and weights, exported the same way. In one run, on real 350 px SCUT JPEGs:
 
-1. Served cost per photo at batch 1 and 8: one client, requests of 1 and of 8 photos to the local
+1. Served cost per photo at batch 1, N and 8: one client, requests of 1, N and 8 photos to the local
    server without batching, alternating with the backbone's own forward pass (with the head) on
    crops of its size at the same batch, and on their mirrors too for a recipe that serves mirrored
    (the physical anchor: no server can cost less), so load from other processes hits both alike.
 2. Batching: N concurrent clients, one photo per request, for T seconds against the server with
    --enable_batching (bench/serving_batching.config unless --batching-parameters-file): photos/s,
-   as a share of the served throughput at batch 8 from step 1, and errors.
+   as a share of the served throughput at batch 8 from step 1, and errors. N clients that each wait
+   for their answer make batches of at most N photos, so the served throughput at batch 4 is the
+   ceiling of 4 clients (of N clients: batch N, up to 8): the share of that is printed too.
 The servers run in their own processes (`deepattraction serve`), as they would in production.
 Last line: `serving: batch 1 <a> ms/photo (<x>x backbone), batch 8 <b> ms/photo (<y>x backbone);
 4 clients batched <q> photos/s (<p>% of batch 8), errors <e>`."""
@@ -111,13 +113,15 @@ def run(cfg: BenchConfig) -> dict:
     # The anchor does the backbone work the served model does: each crop, and its mirror when mirrored.
     forward = tf.function(lambda x: backbone({features.IMAGE_XF: tf.concat([x, x[:, :, ::-1]], 0) if mirrored else x},
                                              training=False))
+    ceiling = min(cfg.clients, 8)  # clients that each wait for their answer batch this many photos at most
+    sizes = sorted({1, ceiling, 8})
     crops = {b: tf.constant(np.random.default_rng(b).uniform(0, 255, (b, size, size, 3)).astype(np.float32))
-             for b in (1, 8)}
+             for b in sizes}
     served, anchor = {}, {}
     proc, target = _start_server(base)
     try:
         client = ServingClient(ClientConfig(target, retries=0))
-        for b in (1, 8):
+        for b in sizes:
             batches = [[photos[(i * b + k) % len(photos)] for k in range(b)] for i in range(cfg.calls)]
             for warm in batches[:2]:  # first-call costs out of the way on both sides
                 client.predict(warm), forward(crops[b])
@@ -170,7 +174,8 @@ def run(cfg: BenchConfig) -> dict:
         _stop(proc)
     batched = done[0] / wall
     return {"served": served, "anchor": anchor, "batched_photos_s": batched,
-            "share_of_batch8": 100.0 * batched / (1e3 / served[8]), "errors": len(errors),
+            "share_of_batch8": 100.0 * batched / (1e3 / served[8]),
+            "ceiling": ceiling, "share_of_ceiling": 100.0 * batched / (1e3 / served[ceiling]), "errors": len(errors),
             "first_errors": errors[:3], "clients": cfg.clients, "seconds": cfg.seconds, "model": base,
             "backbone": name + (" mirrored" if mirrored else ""),
             "cpus": os.cpu_count()}
@@ -201,6 +206,8 @@ def main(argv=None) -> int:
     print(f"bench: model {r['model']} ({r['backbone']}); {r['clients']} clients x {r['seconds']:.0f} s with "
           f"{a.batching_parameters_file}; {r['cpus']} CPUs" + (f"; first errors: {r['first_errors']}"
                                                                 if r["errors"] else ""))
+    print(f"bench: {r['clients']} clients batched reach {r['share_of_ceiling']:.0f}% of the served throughput at "
+          f"batch {r['ceiling']} ({1e3 / r['served'][r['ceiling']]:.1f} photos/s), the most they can batch")
     s, b = r["served"], r["anchor"]
     print(f"serving: batch 1 {s[1]:.1f} ms/photo ({s[1] / b[1]:.2f}x backbone), batch 8 {s[8]:.1f} ms/photo "
           f"({s[8] / b[8]:.2f}x backbone); {r['clients']} clients batched {r['batched_photos_s']:.1f} photos/s "
