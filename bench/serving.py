@@ -1,7 +1,8 @@
 """Serving benchmark on the model users serve: the demo's FaceNet model (build/demo's pushed model
-when `make demo` ran; else the same recipe exported here: the Transform's in-graph MTCNN, FaceNet
-with the converted weights in build/weights, trainer.train.export), or with --recipe NAME that
-product recipe's backbone and weights, exported the same way. In one run, on real 350 px SCUT JPEGs:
+when `make demo` ran since the served code last changed; else the same recipe exported here, once
+per code version: the Transform's in-graph MTCNN, FaceNet with the converted weights in
+build/weights, trainer.train.export), or with --recipe NAME that product recipe's backbone and
+weights, exported the same way. In one run, on real 350 px SCUT JPEGs:
 
 1. Served cost per photo at batch 1, N and 8: one client, requests of 1, N and 8 photos to the local
    server without batching, alternating with the backbone's own forward pass (with the head) on
@@ -62,15 +63,37 @@ def recipe_backbone(cfg: BenchConfig) -> tuple[str, str, bool]:
             bool(r.train_config().serve_mirrored))
 
 
+# The module that exports the served graph (the Transform's MTCNN and crop, trainer.train.export):
+# with every deepattraction module it imports, the code a served model's cost comes from.
+SERVED_CODE = ("deepattraction.serving.sample_model",)
+
+
+def current_demo_model(demo_model: str = DEMO_MODEL) -> bool:
+    """Whether `make demo` pushed a model after the last change to the code that builds served
+    graphs (make's rule, by modification time): an older push serves an older detector, and
+    would be measured as if it were this checkout's."""
+    from deepattraction.pipeline.configs import module_files
+
+    if not os.path.isdir(demo_model):
+        return False
+    versions = [os.path.join(demo_model, v) for v in os.listdir(demo_model) if v.isdigit()]
+    if not versions:
+        return False
+    newest_source = max(os.path.getmtime(f) for f in module_files(SERVED_CODE).values())
+    return max(os.path.getmtime(v) for v in versions) > newest_source
+
+
 def model_base(cfg: BenchConfig) -> str:
     if cfg.model_base:
         return cfg.model_base
-    if not cfg.recipe and os.path.isdir(DEMO_MODEL) and any(v.isdigit() for v in os.listdir(DEMO_MODEL)):
+    if not cfg.recipe and current_demo_model():
         return DEMO_MODEL
+    from deepattraction.pipeline.configs import code_version
     from deepattraction.serving.sample_model import MODEL_NAME, export_model  # loads TFX: only when exporting
 
     backbone, weights, mirrored = recipe_backbone(cfg)
-    base = os.path.join(os.path.abspath(cfg.workdir), cfg.recipe or "facenet")
+    # One export per code version: an export by older code is never reused.
+    base = os.path.join(os.path.abspath(cfg.workdir), f"{cfg.recipe or 'facenet'}-{code_version(SERVED_CODE)}")
     if not os.path.exists(os.path.join(base, MODEL_NAME, "1", "saved_model.pb")):
         if weights != "none" and not os.path.exists(weights):
             raise SystemExit(f"bench: no weights at {weights}: run `make weights` (or make demo) first")
