@@ -132,7 +132,7 @@ class PhotoResult:
         return {"photo": self.path, **dataclasses.asdict(self.prediction)}
 
 
-def _first_line(err: Exception) -> str:
+def error_words(err: Exception) -> str:
     """The error's own words. A TF graph error's first line is only "Graph execution error:",
     followed by where the node was defined; the op's message is its last unindented line."""
     lines = [ln for ln in getattr(err, "message", str(err)).splitlines() if ln.strip()] or [type(err).__name__]
@@ -155,7 +155,7 @@ def predict_paths(paths: list[str], predict: Callable[[list[bytes]], list[Predic
                 with open(path, "rb") as f:
                     photo = f.read(MAX_PHOTO_BYTES + 1)  # never more: a huge file cannot take the memory
             except OSError as e:
-                read_errors[path] = _first_line(e)
+                read_errors[path] = error_words(e)
                 continue
             if len(photo) > MAX_PHOTO_BYTES:
                 read_errors[path] = f"photo file is over the {MAX_PHOTO_BYTES:,}-byte limit"
@@ -175,5 +175,5 @@ def predict_paths(paths: list[str], predict: Callable[[list[bytes]], list[Predic
             try:
                 yield PhotoResult(path, preds[j] if preds is not None else predict([photos[j]])[0])
             except Exception as e:
-                yield PhotoResult(path, error=_first_line(e))
+                yield PhotoResult(path, error=error_words(e))
             j += 1

@@ -14,7 +14,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from deepattraction.serving import warmup
-from deepattraction.serving.predict import not_a_photo
+from deepattraction.serving.predict import error_words, not_a_photo
 from deepattraction.trainer import faces
 from deepattraction.trainer.features import IMAGE_BYTES_INPUT, SERVING_DEFAULT
 
@@ -134,7 +134,7 @@ class Servable:
             fn = self._fns[sig_name]
             out = fn(**args) if self.batcher is None else self.batcher.run(fn, {k: v.numpy() for k, v in args.items()})
         except tf.errors.InvalidArgumentError as e:
-            raise ServingError(Code.INVALID_ARGUMENT, faces.refusal(e.message) or e.message.splitlines()[0]) from None
+            raise ServingError(Code.INVALID_ARGUMENT, self._refusal(self._fns[sig_name], args, e)) from None
         keep = set(request.output_filter) or set(out)
         resp = predict_pb2.PredictResponse()
         resp.model_spec.name, resp.model_spec.signature_name = self.name, sig_name
@@ -142,6 +142,24 @@ class Servable:
         for k in sorted(keep):
             resp.outputs[k].CopyFrom(tf.make_tensor_proto(out[k].numpy()))
         return resp
+
+    @staticmethod
+    def _refusal(fn, args: dict[str, tf.Tensor], err: tf.errors.InvalidArgumentError) -> str:
+        """The graph's own words for a refused request, naming the row: a graph error names no row
+        (one cut JPEG fails a request of many photos), so the rows of a one-input request are rerun
+        alone, on this error path only, until one fails."""
+        words = faces.refusal(err.message) or error_words(err)
+        if len(args) != 1:
+            return words
+        (alias, value), = args.items()
+        if value.shape.rank != 1:
+            return words
+        for i in range(int(value.shape[0]) if value.shape[0] > 1 else 0):
+            try:
+                fn(**{alias: value[i:i + 1]})
+            except tf.errors.InvalidArgumentError as e:
+                return f"{alias}[{i}]: {faces.refusal(e.message) or error_words(e)}"
+        return f"{alias}[0]: {words}" if value.shape[0] == 1 else words
 
     def _input(self, alias: str, info, proto) -> tf.Tensor:
         if proto.dtype != info.dtype:

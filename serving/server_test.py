@@ -119,7 +119,10 @@ def test_malformed_grpc_requests_are_invalid_argument_and_the_server_keeps_answe
     big = photos[0] + b"\0" * (ServerConfig().max_photo_bytes + 1)
     assert "image_bytes[0]" in bad({"image_bytes": tf.make_tensor_proto([big])})
     truncated = photos[0][: len(photos[0]) // 3]  # JPEG header, broken body: the graph's decoder refuses it
-    assert bad({"image_bytes": tf.make_tensor_proto([truncated])})
+    # in its own words, at its place in the request (a graph error names neither: "Graph execution error:")
+    cut = bad({"image_bytes": tf.make_tensor_proto([photos[0], truncated, photos[2]])})
+    assert cut.startswith("image_bytes[1]: ") and "JPEG" in cut and "Graph execution" not in cut, cut
+    assert bad({"image_bytes": tf.make_tensor_proto([truncated])}).startswith("image_bytes[0]: ")
     png = encode(np.zeros((4, 6, 3)), "PNG")  # its header says 40000 x 40000: a decompression bomb
     bomb = png[:16] + (40000).to_bytes(4, "big") * 2 + png[24:]
     assert bad({"image_bytes": tf.make_tensor_proto([photos[0], bomb])}) == (
