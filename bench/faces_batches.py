@@ -8,13 +8,10 @@ batches of 64 (as the Transform's), 8 and 1, a Transform-like batch of 32 mixing
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import deepattraction  # noqa: F401  (its __init__ picks Keras 2 before TensorFlow loads)
-
-DEFAULT_SCUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
-                            "scut-fbp5500-train")
+from bench.faces import DEFAULT_SCUT
 
 
 def batches(scut: str) -> dict[str, tuple[list[bytes], int]]:

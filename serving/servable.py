@@ -148,18 +148,20 @@ class Servable:
         """The graph's own words for a refused request, naming the row: a graph error names no row
         (one cut JPEG fails a request of many photos), so the rows of a one-input request are rerun
         alone, on this error path only, until one fails."""
-        words = faces.refusal(err.message) or error_words(err)
-        if len(args) != 1:
-            return words
+        def words(e: tf.errors.InvalidArgumentError) -> str:
+            return faces.refusal(e.message) or error_words(e)
+
+        if len(args) != 1 or next(iter(args.values())).shape.rank != 1:
+            return words(err)
         (alias, value), = args.items()
-        if value.shape.rank != 1:
-            return words
-        for i in range(int(value.shape[0]) if value.shape[0] > 1 else 0):
+        if value.shape[0] == 1:
+            return f"{alias}[0]: {words(err)}"
+        for i in range(value.shape[0]):
             try:
                 fn(**{alias: value[i:i + 1]})
             except tf.errors.InvalidArgumentError as e:
-                return f"{alias}[{i}]: {faces.refusal(e.message) or error_words(e)}"
-        return f"{alias}[0]: {words}" if value.shape[0] == 1 else words
+                return f"{alias}[{i}]: {words(e)}"
+        return words(err)
 
     def _input(self, alias: str, info, proto) -> tf.Tensor:
         if proto.dtype != info.dtype:

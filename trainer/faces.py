@@ -543,8 +543,9 @@ def chunk_ids(hws, chunk: int):
     sorted by size bucket, a new chunk wherever the bucket changes or a chunk holds `chunk`."""
     b = tf.shape(hws)[0]
     bucket = tf.cast(tf.floor(tf.math.log(tf.maximum(hws, 1.0)) / math.log(CHUNK_SIDE_RATIO)), tf.int32)
-    order = tf.argsort(bucket[:, 0] * 4096 + bucket[:, 1], stable=True)
-    key = tf.gather(bucket[:, 0] * 4096 + bucket[:, 1], order)
+    bucket = bucket[:, 0] * 4096 + bucket[:, 1]
+    order = tf.argsort(bucket, stable=True)
+    key = tf.gather(bucket, order)
     pos = tf.range(b)
     new_run = tf.concat([[True], key[1:] != key[:-1]], 0)[:b]
     run = tf.cumsum(tf.cast(new_run, tf.int32)) - 1
@@ -561,9 +562,9 @@ def detect_canvases(canvases, hws, detector: "Detector", chunk: int = 16):
     b = tf.shape(canvases)[0]
     order, ids, n = chunk_ids(hws, chunk)
     sizes = tf.cast(hws, tf.int32)
-    keys = ("count", "boxes", "confidence", "landmarks")
-    shapes = {"count": [], "boxes": [MAX_FACES, 4], "confidence": [MAX_FACES], "landmarks": [MAX_FACES, 10]}
-    dtypes = {"count": tf.int64, "boxes": tf.float32, "confidence": tf.float32, "landmarks": tf.float32}
+    specs = {"count": (tf.int64, []), "boxes": (tf.float32, [MAX_FACES, 4]), "confidence": (tf.float32, [MAX_FACES]),
+             "landmarks": (tf.float32, [MAX_FACES, 10])}  # Detector.detect's outputs, per photo
+    keys = tuple(specs)
 
     def body(k, *arrays):
         idx = tf.boolean_mask(order, tf.equal(ids, k))
@@ -571,8 +572,8 @@ def detect_canvases(canvases, hws, detector: "Detector", chunk: int = 16):
         d = detector.detect(tf.gather(canvases, idx)[:, :side[0], :side[1]], tf.gather(hws, idx))
         return (k + 1, *(a.write(k, d[key]) for a, key in zip(arrays, keys)))
 
-    arrays = tuple(tf.TensorArray(dtypes[key], size=n, infer_shape=False, element_shape=[None, *shapes[key]])
-                   for key in keys)
+    arrays = tuple(tf.TensorArray(dtype, size=n, infer_shape=False, element_shape=[None, *shape])
+                   for dtype, shape in specs.values())
     _, *arrays = tf.while_loop(lambda k, *_: k < n, body, (0, *arrays), parallel_iterations=1)
     back = tf.math.invert_permutation(order)  # chunk order -> the batch's order
     return {key: tf.gather(a.concat(), back)[:b] for key, a in zip(keys, arrays)}
